@@ -1,0 +1,559 @@
+import { debuglog } from 'node:util';
+import cliProgress from 'cli-progress';
+import { Command, CommanderError, Option } from 'commander';
+import { FORMATS, type Format } from './convert.js';
+import { isSluiceError, toSluiceError, usageError } from './errors.js';
+import { writeJsonl } from './jsonl.js';
+import { MEDIA_MODES, type MediaMode } from './media.js';
+import { parseShard, parseSize, parseTime } from './select.js';
+import {
+  SINK_FORMATS,
+  type Sink,
+  type SinkFormat,
+  type SinkOptions,
+  type SinkResult,
+} from './sink.js';
+import type { Source, SourceOptions } from './source.js';
+import type { Answer } from './task.js';
+
+const debug = debuglog('sluice');
+
+/** Exit codes of every Sluice CLI. */
+export const EXIT = { ok: 0, failure: 1, usage: 2, interrupted: 130 } as const;
+
+/** What a connector tells the CLI kit about itself. */
+export interface CliInfo {
+  /** Bin name, e.g. `s3-source`. */
+  bin: string;
+  /** Package name and version, recorded in manifests and shown by --version. */
+  packageName: string;
+  version: string;
+  /** One line on what the command does. */
+  description: string;
+  /** What the URL argument is, e.g. `s3://bucket/prefix`. */
+  url: string;
+  /** Example command lines for --help. */
+  examples: string[];
+}
+
+/** Parsed flags of a command: core's plus the connector's own. */
+export type Flags = Record<string, unknown>;
+
+interface Io {
+  argv: string[];
+  stdin: NodeJS.ReadableStream & { isTTY?: boolean };
+  stdout: NodeJS.WritableStream & { isTTY?: boolean };
+  stderr: NodeJS.WritableStream & { isTTY?: boolean };
+  exit: (code: number) => void;
+}
+
+const defaultIo = (): Io => ({
+  argv: process.argv,
+  stdin: process.stdin,
+  stdout: process.stdout,
+  stderr: process.stderr,
+  exit: (code) => {
+    process.exitCode = code;
+  },
+});
+
+const list = (value: string, previous: string[] = []) => [
+  ...previous,
+  ...value
+    .split(',')
+    .map((part) => part.trim())
+    .filter(Boolean),
+];
+const repeat = (value: string, previous: string[] = []) => [...previous, value];
+
+function number(flag: string, { integer = false, min = Number.NEGATIVE_INFINITY } = {}) {
+  return (value: string) => {
+    const n = Number(value);
+    if (value.trim() === '' || Number.isNaN(n) || (integer && !Number.isInteger(n)) || n < min) {
+      throw usageError(
+        `${flag} expects ${integer ? 'an integer' : 'a number'}${min > Number.NEGATIVE_INFINITY ? ` >= ${min}` : ''}, got "${value}"`,
+      );
+    }
+    return n;
+  };
+}
+
+function choice<T extends string>(flag: string, choices: readonly T[]) {
+  return (value: string) => {
+    if (!choices.includes(value as T)) {
+      throw usageError(`${flag} must be one of ${choices.join(', ')}, got "${value}"`);
+    }
+    return value as T;
+  };
+}
+
+function baseCommand(info: CliInfo, io: Io): Command {
+  const program = new Command(info.bin)
+    .description(info.description)
+    .version(info.version, '-V, --version')
+    .argument('<url>', info.url)
+    .option('-q, --quiet', 'print nothing on stderr but errors')
+    .option('--json-summary', 'print the final summary as one JSON line on stderr')
+    .showHelpAfterError(false)
+    .configureOutput({
+      writeOut: (text) => io.stdout.write(text),
+      writeErr: (text) => io.stderr.write(text),
+    })
+    .exitOverride();
+  program.addHelpText(
+    'after',
+    `\nExamples:\n${info.examples.map((line) => `  $ ${line}`).join('\n')}\n\nExit codes: 0 ok, 1 failure, 2 usage error, 130 interrupted.\nDebug logging: NODE_DEBUG=sluice (and NODE_DEBUG=sluice:<connector>).\n`,
+  );
+  return program;
+}
+
+/** Adds every core source flag to a command. */
+function sourceFlags(program: Command): void {
+  program
+    .option(
+      '--include <glob>',
+      'only keys matching this glob (repeatable; *.jpg matches at any depth)',
+      repeat,
+    )
+    .option('--exclude <glob>', 'skip keys matching this glob (repeatable)', repeat)
+    .option('--since <time>', 'only items modified since an ISO time or a duration ago (24h, 7d)')
+    .option('--before <time>', 'only items modified before an ISO time or a duration ago')
+    .option('--min-size <size>', 'only items of at least this size (bytes, 64k, 5MB)')
+    .option('--max-size <size>', 'only items of at most this size')
+    .option(
+      '--limit <n>',
+      'stop after this many items',
+      number('--limit', { integer: true, min: 0 }),
+    )
+    .option(
+      '--sample <fraction>',
+      'keep a deterministic fraction of items, e.g. 0.1',
+      number('--sample'),
+    )
+    .option('--seed <seed>', 'seed of --sample (default: none)')
+    .option('--shard <k/n>', 'keep only shard k of n (1-based), so n processes split a store')
+    .addOption(
+      new Option(
+        '--format <format>',
+        'convert every item with this format instead of guessing',
+      ).argParser(choice('--format', FORMATS)),
+    )
+    .addOption(
+      new Option('--text-mode <mode>', '.txt items: a task per line or per file')
+        .argParser(choice('--text-mode', ['line', 'file'] as const))
+        .default('line'),
+    )
+    .addOption(
+      new Option(
+        '--media <mode>',
+        'images, audio, video: proxy (local server, stable URLs), inline (data URI), or signed (URLs expire, so Prodigy task hashes change between runs)',
+      )
+        .argParser(choice('--media', MEDIA_MODES))
+        .default('proxy'),
+    )
+    .option('--media-host <host>', 'interface of the media proxy', '127.0.0.1')
+    .option(
+      '--media-port <port>',
+      'port of the media proxy (keep it fixed: task hashes include the URL)',
+      number('--media-port', { integer: true, min: 0 }),
+      8099,
+    )
+    .option('--media-base-url <url>', 'base URL written into tasks instead of http://host:port')
+    .option(
+      '--url-ttl <seconds>',
+      'lifetime of signed URLs',
+      number('--url-ttl', { integer: true, min: 1 }),
+      3600,
+    )
+    .option('--inline-max-bytes <size>', 'largest media item to inline', '5MB')
+    .option('--max-line-bytes <size>', 'longest line accepted in jsonl and txt items', '64MB')
+    .option('--max-document-bytes <size>', 'largest json, html or whole-file txt item', '256MB')
+    .option(
+      '--concurrency <n>',
+      'items fetched at once',
+      number('--concurrency', { integer: true, min: 1 }),
+      8,
+    )
+    .addOption(
+      new Option('--order <order>', 'fetched: as items arrive; listing: in listing order')
+        .argParser(choice('--order', ['fetched', 'listing'] as const))
+        .default('fetched'),
+    )
+    .option('--state <path>', 'checkpoint file: a rerun emits only new or changed items')
+    .option(
+      '--watch <seconds>',
+      'keep polling for new or changed items every N seconds',
+      number('--watch', { min: 0.1 }),
+    )
+    .option('--skip-errors', 'report items that fail to read or convert, and go on')
+    .option('--no-hashes', 'do not add _input_hash and _task_hash');
+}
+
+/** Turns parsed core source flags into source options. */
+export function sourceOptionsFromFlags(flags: Flags): SourceOptions {
+  const f = flags as Record<string, string | undefined> & Flags;
+  return {
+    include: flags.include as string[] | undefined,
+    exclude: flags.exclude as string[] | undefined,
+    modifiedSince: f.since ? parseTime(f.since, '--since') : undefined,
+    modifiedBefore: f.before ? parseTime(f.before, '--before') : undefined,
+    minSize: f.minSize ? parseSize(f.minSize, '--min-size') : undefined,
+    maxSize: f.maxSize ? parseSize(f.maxSize, '--max-size') : undefined,
+    limit: flags.limit as number | undefined,
+    sample: flags.sample as number | undefined,
+    seed: f.seed,
+    shard: f.shard ? parseShard(f.shard) : undefined,
+    format: flags.format as Format | undefined,
+    textMode: flags.textMode as 'line' | 'file',
+    media: flags.media as MediaMode,
+    mediaHost: f.mediaHost,
+    mediaPort: flags.mediaPort as number,
+    mediaBaseUrl: f.mediaBaseUrl,
+    urlTtl: flags.urlTtl as number,
+    inlineMaxBytes: parseSize(f.inlineMaxBytes ?? '5MB', '--inline-max-bytes'),
+    maxLineBytes: parseSize(f.maxLineBytes ?? '64MB', '--max-line-bytes'),
+    maxDocumentBytes: parseSize(f.maxDocumentBytes ?? '256MB', '--max-document-bytes'),
+    concurrency: flags.concurrency as number,
+    order: flags.order as 'fetched' | 'listing',
+    state: f.state,
+    watch: flags.watch as number | undefined,
+    skipErrors: flags.skipErrors === true,
+    hashes: flags.hashes !== false,
+  };
+}
+
+/** Adds every core sink flag to a command. */
+function sinkFlags(program: Command): void {
+  program
+    .option('--dataset <name>', 'Prodigy dataset name: fills {dataset}, recorded in the manifest')
+    .option(
+      '--name <template>',
+      'part name under the export root; the extension is added',
+      'part-{part}',
+    )
+    .addOption(
+      new Option('--format <format>', 'part format')
+        .argParser(choice('--format', SINK_FORMATS))
+        .default('jsonl'),
+    )
+    .option(
+      '--answer <answers>',
+      'keep only these answers (comma-separated: accept,reject,ignore)',
+      list,
+    )
+    .option('--flagged', 'keep only flagged examples')
+    .option(
+      '--min-score <score>',
+      'keep only examples scored at least this (score or meta.score)',
+      number('--min-score'),
+    )
+    .option('--max-score <score>', 'keep only examples scored at most this', number('--max-score'))
+    .option(
+      '--label <labels>',
+      'keep only examples with one of these labels (comma-separated)',
+      list,
+    )
+    .option(
+      '--max-part-records <n>',
+      'start a new part after N records (put {part} in --name)',
+      number('--max-part-records', { integer: true, min: 1 }),
+    )
+    .option('--skip-invalid', 'set bad lines aside in rejects.jsonl instead of failing')
+    .addOption(
+      new Option(
+        '--if-exists <policy>',
+        'when the root holds a different export: overwrite, fail or skip',
+      )
+        .argParser(choice('--if-exists', ['overwrite', 'fail', 'skip'] as const))
+        .default('overwrite'),
+    )
+    .option('--dry-run', 'show what would be written, write nothing')
+    .option('--max-line-bytes <size>', 'longest input line accepted', '64MB');
+}
+
+/** Turns parsed core sink flags into sink options. */
+export function sinkOptionsFromFlags(flags: Flags, info: CliInfo): SinkOptions {
+  const answers = flags.answer as string[] | undefined;
+  for (const answer of answers ?? []) {
+    if (!['accept', 'reject', 'ignore'].includes(answer)) {
+      throw usageError(
+        `--answer: unknown answer "${answer}"`,
+        'answers are accept, reject and ignore',
+      );
+    }
+  }
+  return {
+    dataset: flags.dataset as string | undefined,
+    name: flags.name as string,
+    format: flags.format as SinkFormat,
+    answer: answers as Answer[] | undefined,
+    flagged: flags.flagged === true ? true : undefined,
+    minScore: flags.minScore as number | undefined,
+    maxScore: flags.maxScore as number | undefined,
+    label: flags.label as string[] | undefined,
+    maxPartRecords: flags.maxPartRecords as number | undefined,
+    skipInvalid: flags.skipInvalid === true,
+    ifExists: flags.ifExists as SinkOptions['ifExists'],
+    dryRun: flags.dryRun === true,
+    maxLineBytes: parseSize((flags.maxLineBytes as string) ?? '64MB', '--max-line-bytes'),
+    tool: { name: info.packageName, version: info.version },
+    inputName: 'stdin',
+  };
+}
+
+function formatBytes(bytes: number): string {
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit++;
+  }
+  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
+}
+
+/** Progress on stderr: a bar on a TTY, a plain line every 10 s otherwise, nothing with --quiet. */
+class Progress {
+  private bar: cliProgress.SingleBar | undefined;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly io: Io,
+    private readonly bin: string,
+    private readonly quiet: boolean,
+  ) {}
+
+  start(read: () => { done: number; total: number; line: string }): void {
+    if (this.quiet) return;
+    if (this.io.stderr.isTTY) {
+      this.bar = new cliProgress.SingleBar(
+        {
+          stream: this.io.stderr as NodeJS.WriteStream,
+          format: `${this.bin} [{bar}] {value}/{total} items | {line}`,
+          hideCursor: false,
+          clearOnComplete: true,
+          etaBuffer: 50,
+          fps: 5,
+        },
+        cliProgress.Presets.shades_classic,
+      );
+      const now = read();
+      this.bar.start(now.total, now.done, { line: now.line });
+      this.timer = setInterval(() => {
+        const { done, total, line } = read();
+        this.bar?.setTotal(Math.max(total, 1));
+        this.bar?.update(done, { line });
+      }, 200);
+    } else {
+      this.timer = setInterval(() => this.line(read().line), 10_000);
+    }
+    this.timer.unref();
+  }
+
+  line(text: string): void {
+    if (this.quiet) return;
+    if (this.bar) this.bar.stop();
+    this.io.stderr.write(`${this.bin}: ${text}\n`);
+    this.bar = undefined;
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.bar?.stop();
+    this.bar = undefined;
+  }
+}
+
+/** Prints an error the way every CLI does: one line, then the hint; a stack only with NODE_DEBUG=sluice. */
+function report(io: Io, bin: string, error: unknown): number {
+  if (error instanceof CommanderError) {
+    if (
+      error.code === 'commander.helpDisplayed' ||
+      error.code === 'commander.version' ||
+      error.exitCode === 0
+    ) {
+      return EXIT.ok;
+    }
+    io.stderr.write(`${bin}: run with --help for usage and examples\n`);
+    return EXIT.usage;
+  }
+  const failure = toSluiceError(error);
+  io.stderr.write(`${bin}: error: ${failure.message.split('\n')[0]}\n`);
+  if (failure.hint) io.stderr.write(`${bin}: hint: ${failure.hint}\n`);
+  if (failure.code === 'INTERNAL' || !isSluiceError(error)) {
+    debug('%s', (error as Error)?.stack ?? error);
+  }
+  return failure.code === 'USAGE' ? EXIT.usage : EXIT.failure;
+}
+
+async function parse(program: Command, io: Io): Promise<{ url: string; flags: Flags }> {
+  await program.parseAsync(io.argv);
+  return { url: program.args[0] as string, flags: program.opts() };
+}
+
+function isEpipe(error: unknown): boolean {
+  return (
+    (error as NodeJS.ErrnoException)?.code === 'EPIPE' ||
+    (error as NodeJS.ErrnoException)?.code === 'ERR_STREAM_DESTROYED'
+  );
+}
+
+/**
+ * Runs a source CLI: parses core and connector flags, streams tasks as JSONL to stdout,
+ * shows progress on stderr, saves the checkpoint after what it covers is flushed, and
+ * exits quietly when the reader of stdout goes away.
+ */
+export async function runSourceCli(
+  info: CliInfo,
+  create: (url: string, options: SourceOptions, flags: Flags) => Source | Promise<Source>,
+  configure?: (program: Command) => void,
+  io: Io = defaultIo(),
+): Promise<number> {
+  const program = baseCommand(info, io);
+  sourceFlags(program);
+  configure?.(program);
+  const abort = new AbortController();
+  let source: Source | undefined;
+  let interrupted = false;
+  let flushed = 0;
+  let progress: Progress | undefined;
+  const onSignal = () => {
+    interrupted = true;
+    abort.abort();
+  };
+  const onStdoutError = (error: unknown) => {
+    if (isEpipe(error)) abort.abort();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  io.stdout.on('error', onStdoutError);
+  const started = Date.now();
+  let code: number = EXIT.ok;
+  try {
+    const { url, flags } = await parse(program, io);
+    const shown = new Progress(io, info.bin, flags.quiet === true);
+    progress = shown;
+    const options: SourceOptions = {
+      ...sourceOptionsFromFlags(flags),
+      signal: abort.signal,
+      autoCheckpoint: false,
+      onWarning: (message) => shown.line(`warning: ${message}`),
+    };
+    source = await create(url, options, flags);
+    const running = source;
+    shown.start(() => ({
+      done: running.stats.items + running.stats.failed + running.stats.unsupported,
+      total: running.stats.selected,
+      line: `${running.stats.tasks} tasks, ${formatBytes(running.stats.bytes)}`,
+    }));
+    const checkpointTimer = setInterval(
+      () => void running.checkpoint(flushed).catch(() => {}),
+      5_000,
+    );
+    checkpointTimer.unref();
+    try {
+      await writeJsonl(running, io.stdout, {
+        signal: abort.signal,
+        onFlushed: (lines: number) => {
+          flushed = lines;
+        },
+      });
+      // Lines count as delivered when their write callbacks ran; an empty write's callback runs after all of them.
+      await new Promise((resolve) => io.stdout.write('', resolve));
+    } catch (error) {
+      if (!(abort.signal.aborted || isEpipe(error))) throw error;
+    } finally {
+      clearInterval(checkpointTimer);
+      await running.checkpoint(flushed);
+    }
+    shown.stop();
+    const stats = running.stats;
+    const seconds = ((Date.now() - started) / 1000).toFixed(1);
+    if (flags.jsonSummary) {
+      io.stderr.write(
+        `${JSON.stringify({ bin: info.bin, ...stats, seconds: Number(seconds), interrupted })}\n`,
+      );
+    } else {
+      const skipped = [
+        stats.unchanged ? `${stats.unchanged} unchanged` : '',
+        stats.unsupported ? `${stats.unsupported} unsupported` : '',
+        stats.failed ? `${stats.failed} failed` : '',
+      ].filter(Boolean);
+      shown.line(
+        `${interrupted ? 'interrupted after' : 'done:'} ${stats.tasks} tasks from ${stats.items} items (${formatBytes(stats.bytes)}) in ${seconds}s${skipped.length ? `; skipped ${skipped.join(', ')}` : ''}`,
+      );
+    }
+    if (running.mediaUrl && !abort.signal.aborted) {
+      // Prodigy loads media from the proxy while annotators work, long after the stream ended.
+      io.stdout.end();
+      shown.line(`serving media at ${running.mediaUrl} until interrupted (Ctrl-C)`);
+      await new Promise((resolve) =>
+        abort.signal.addEventListener('abort', resolve, { once: true }),
+      );
+    }
+    if (interrupted) code = EXIT.interrupted;
+  } catch (error) {
+    progress?.stop();
+    code = report(io, info.bin, error);
+  } finally {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+    await source?.close().catch(() => {});
+  }
+  io.exit(code);
+  return code;
+}
+
+function summarizeSink(result: SinkResult): string {
+  const { manifest } = result;
+  const records = `${manifest.counts.records} records`;
+  const rejected = manifest.input.rejected
+    ? `; ${manifest.input.rejected} bad lines set aside in rejects.jsonl`
+    : '';
+  const filtered = manifest.input.filtered ? `; ${manifest.input.filtered} filtered out` : '';
+  switch (result.status) {
+    case 'unchanged':
+      return `unchanged: ${result.root} already holds this export (${records}, ${manifest.parts.length} parts)`;
+    case 'skipped':
+      return `skipped: ${result.root} holds a different export and --if-exists is skip`;
+    case 'dry-run':
+      return `dry run: would write ${result.written.join(', ')} under ${result.root} (${records}${filtered}${rejected})`;
+    default:
+      return `wrote ${manifest.parts.length} parts (${records}${filtered}${rejected}) and ${result.manifestKey} to ${result.root}${result.removed.length ? `; removed ${result.removed.length} stale parts` : ''}`;
+  }
+}
+
+/** Runs a sink CLI: reads JSONL on stdin, exports it, prints a summary on stderr. */
+export async function runSinkCli(
+  info: CliInfo,
+  create: (url: string, options: SinkOptions, flags: Flags) => Sink | Promise<Sink>,
+  configure?: (program: Command) => void,
+  io: Io = defaultIo(),
+): Promise<number> {
+  const program = baseCommand(info, io);
+  sinkFlags(program);
+  configure?.(program);
+  let code: number = EXIT.ok;
+  try {
+    const { url, flags } = await parse(program, io);
+    if (io.stdin.isTTY) {
+      throw usageError(
+        `${info.bin} reads JSONL on stdin`,
+        `pipe an export into it: prodigy db-out DATASET | ${info.bin} ${url}`,
+      );
+    }
+    const sink = await create(url, sinkOptionsFromFlags(flags, info), flags);
+    const result = await sink.writeJsonl(io.stdin as AsyncIterable<Uint8Array>);
+    if (flags.jsonSummary) {
+      io.stderr.write(
+        `${JSON.stringify({ bin: info.bin, status: result.status, root: result.root, records: result.manifest.counts.records, parts: result.manifest.parts.length, rejected: result.manifest.input.rejected, written: result.written, removed: result.removed })}\n`,
+      );
+    } else if (flags.quiet !== true) {
+      io.stderr.write(`${info.bin}: ${summarizeSink(result)}\n`);
+    }
+  } catch (error) {
+    code = report(io, info.bin, error);
+  }
+  io.exit(code);
+  return code;
+}

@@ -1,0 +1,271 @@
+import { type Duplex, pipeline, Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import { parse as parseCsv } from 'csv-parse';
+import mime from 'mime-types';
+import { SluiceError } from './errors.js';
+import { parseJsonl, readLines } from './jsonl.js';
+import { type Task, validateTask } from './task.js';
+
+/** Formats a source can turn into tasks. */
+export const FORMATS = ['jsonl', 'json', 'csv', 'txt', 'html', 'image', 'audio', 'video'] as const;
+export type Format = (typeof FORMATS)[number];
+export type MediaFormat = 'image' | 'audio' | 'video';
+
+export function isMediaFormat(format: Format): format is MediaFormat {
+  return format === 'image' || format === 'audio' || format === 'video';
+}
+
+const EXTENSIONS: Record<string, Format> = {
+  jsonl: 'jsonl',
+  ndjson: 'jsonl',
+  json: 'json',
+  csv: 'csv',
+  tsv: 'csv',
+  txt: 'txt',
+  text: 'txt',
+  md: 'txt',
+  html: 'html',
+  htm: 'html',
+};
+
+function extensionOf(key: string): string {
+  const name = key.slice(key.lastIndexOf('/') + 1).toLowerCase();
+  const dot = name.lastIndexOf('.');
+  return dot <= 0 ? '' : name.slice(dot + 1);
+}
+
+/** Whether the item is gzip-compressed by its name (`.jsonl.gz`); its bytes are then decompressed first. */
+export function isGzipped(key: string): boolean {
+  return extensionOf(key) === 'gz';
+}
+
+function formatOfContentType(contentType: string | undefined): Format | undefined {
+  if (!contentType) return undefined;
+  const type = contentType.split(';')[0]?.trim().toLowerCase() ?? '';
+  if (type.startsWith('image/')) return 'image';
+  if (type.startsWith('audio/')) return 'audio';
+  if (type.startsWith('video/')) return 'video';
+  if (type === 'application/x-ndjson' || type === 'application/jsonl') return 'jsonl';
+  if (type === 'application/json') return 'json';
+  if (type === 'text/csv' || type === 'text/tab-separated-values') return 'csv';
+  if (type === 'text/html') return 'html';
+  if (type === 'text/plain' || type === 'text/markdown') return 'txt';
+  return undefined;
+}
+
+/**
+ * Picks the converter for an item: the `--format` override, else the file extension
+ * (ignoring a trailing `.gz`), else the store's content type. Undefined means unsupported.
+ */
+export function detectFormat(
+  key: string,
+  contentType?: string,
+  override?: Format,
+): Format | undefined {
+  if (override) return override;
+  const name = isGzipped(key) ? key.slice(0, -3) : key;
+  const ext = extensionOf(name);
+  const byExt =
+    EXTENSIONS[ext] ?? formatOfContentType(ext ? mime.lookup(ext) || undefined : undefined);
+  return byExt ?? formatOfContentType(contentType);
+}
+
+/** The content type to serve a media item with. */
+export function contentTypeOf(key: string, fallback?: string): string {
+  return mime.lookup(key) || fallback || 'application/octet-stream';
+}
+
+/** How plain text becomes tasks. */
+export type TextMode = 'line' | 'file';
+
+export interface ConvertOptions {
+  /** Name used in error messages (the item's URI). */
+  name: string;
+  /** `.txt`: a task per line (default) or per file. */
+  textMode?: TextMode;
+  /** Longest line accepted in line-based formats. */
+  maxLineBytes?: number;
+  /** Largest whole-document input (json, html, txt per file), in bytes. */
+  maxDocumentBytes?: number;
+  /** CSV delimiter; tab for `.tsv` by default. */
+  delimiter?: string;
+}
+
+/** A task with its position in the item. */
+export interface Converted {
+  task: Task;
+  /** 1-based line number for jsonl and txt. */
+  line?: number;
+  /** 1-based data row (header excluded) for csv, or array index + 1 for json. */
+  row?: number;
+}
+
+export const DEFAULT_MAX_DOCUMENT_BYTES = 256 * 1024 * 1024;
+
+type Bytes = AsyncIterable<Uint8Array | string>;
+
+function convertError(message: string, hint: string, cause?: unknown): SluiceError {
+  return new SluiceError(message, { code: 'CONVERT', hint, cause });
+}
+
+function asTask(value: unknown, where: string): Task {
+  const problem = validateTask(value);
+  if (problem) {
+    throw convertError(
+      `${where}: ${problem}`,
+      'fix the record, or exclude the item with --exclude',
+    );
+  }
+  return value as Task;
+}
+
+async function readAll(input: Bytes, options: ConvertOptions): Promise<string> {
+  const limit = options.maxDocumentBytes ?? DEFAULT_MAX_DOCUMENT_BYTES;
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of input) {
+    const buffer =
+      typeof chunk === 'string'
+        ? Buffer.from(chunk)
+        : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    size += buffer.length;
+    if (size > limit) {
+      throw convertError(
+        `${options.name}: document is larger than ${limit} bytes`,
+        'use a line-based format (jsonl, txt) for large inputs, or raise --max-document-bytes',
+      );
+    }
+    chunks.push(buffer);
+  }
+  let text = Buffer.concat(chunks).toString('utf8');
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+  return text;
+}
+
+async function* fromJsonl(input: Bytes, options: ConvertOptions): AsyncGenerator<Converted> {
+  for await (const record of parseJsonl(input, {
+    name: options.name,
+    maxLineBytes: options.maxLineBytes,
+  })) {
+    yield { task: asTask(record.value, `${options.name} line ${record.line}`), line: record.line };
+  }
+}
+
+async function* fromJson(input: Bytes, options: ConvertOptions): AsyncGenerator<Converted> {
+  const text = await readAll(input, options);
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw convertError(
+      `${options.name}: invalid JSON (${(error as Error).message})`,
+      'a .json item must hold one array of tasks or one task object; use .jsonl for one task per line',
+      error,
+    );
+  }
+  if (!Array.isArray(value)) {
+    yield { task: asTask(value, options.name) };
+    return;
+  }
+  for (let i = 0; i < value.length; i++) {
+    yield { task: asTask(value[i], `${options.name} [${i}]`), row: i + 1 };
+  }
+}
+
+// Prodigy's CSV convention: `text`/`Text` and `label`/`Label` columns become task fields;
+// every other column (including Prodigy's `meta`) becomes a key of `meta`.
+async function* fromCsv(input: Bytes, options: ConvertOptions): AsyncGenerator<Converted> {
+  const delimiter = options.delimiter ?? (/\.tsv(\.gz)?$/i.test(options.name) ? '\t' : ',');
+  const parser = parseCsv({ bom: true, delimiter, skip_empty_lines: true });
+  let header: string[] | undefined;
+  let textColumn = -1;
+  let row = 0;
+  try {
+    for await (const record of through<string[]>(input, parser)) {
+      if (!header) {
+        header = record.map((name) => name.trim());
+        textColumn = header.findIndex((name) => name.toLowerCase() === 'text');
+        if (textColumn < 0) {
+          throw convertError(
+            `${options.name}: no "text" column in the header (${header.join(', ')})`,
+            'name the column holding the text "text" or "Text", as Prodigy expects',
+          );
+        }
+        continue;
+      }
+      row++;
+      const task: Task = { text: record[textColumn] ?? '' };
+      const meta: Record<string, string> = {};
+      header.forEach((name, i) => {
+        if (i === textColumn) return;
+        const value = record[i] ?? '';
+        if (name.toLowerCase() === 'label') {
+          if (value !== '') task.label = value;
+        } else if (name !== '') {
+          meta[name.toLowerCase() === 'meta' ? 'meta' : name] = value;
+        }
+      });
+      if (Object.keys(meta).length > 0) task.meta = meta;
+      yield { task, row };
+    }
+  } catch (error) {
+    if (error instanceof SluiceError) throw error;
+    const line = (error as { lines?: number }).lines;
+    throw convertError(
+      `${options.name}${line ? ` line ${line}` : ''}: invalid CSV (${(error as Error).message})`,
+      'check quoting and the number of columns, or pass --format txt',
+      error,
+    );
+  } finally {
+    parser.destroy();
+  }
+}
+
+async function* fromText(input: Bytes, options: ConvertOptions): AsyncGenerator<Converted> {
+  if (options.textMode === 'file') {
+    const text = await readAll(input, options);
+    if (text.trim() !== '') yield { task: { text } };
+    return;
+  }
+  for await (const { line, text } of readLines(input, {
+    name: options.name,
+    maxLineBytes: options.maxLineBytes,
+  })) {
+    if (text.trim() !== '') yield { task: { text }, line };
+  }
+}
+
+async function* fromHtml(input: Bytes, options: ConvertOptions): AsyncGenerator<Converted> {
+  const html = await readAll(input, options);
+  if (html.trim() !== '') yield { task: { html } };
+}
+
+const CONVERTERS: Record<
+  Exclude<Format, MediaFormat>,
+  (input: Bytes, options: ConvertOptions) => AsyncGenerator<Converted>
+> = {
+  jsonl: fromJsonl,
+  json: fromJson,
+  csv: fromCsv,
+  txt: fromText,
+  html: fromHtml,
+};
+
+/** Turns an item's bytes into tasks, lazily. Media formats are not converted from bytes: see media.ts. */
+export function convert(
+  format: Exclude<Format, MediaFormat>,
+  input: Bytes,
+  options: ConvertOptions,
+): AsyncGenerator<Converted> {
+  return CONVERTERS[format](input, options);
+}
+
+/** Decompresses a gzip byte stream. */
+export function gunzip(input: Bytes): AsyncIterable<Buffer> {
+  return through<Buffer>(input, createGunzip());
+}
+
+/** Pipes bytes through a transform stream with backpressure; errors on either side end the iteration. */
+function through<T>(input: Bytes, transform: Duplex): AsyncIterable<T> {
+  return pipeline(Readable.from(input), transform, () => {});
+}

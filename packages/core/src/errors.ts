@@ -1,0 +1,78 @@
+/** Stable error codes. A CLI maps them to exit codes; library users switch on them. */
+export type SluiceErrorCode =
+  /** Wrong flags or arguments (exit code 2). */
+  | 'USAGE'
+  /** A line of input is not valid JSON or not a valid task. */
+  | 'BAD_INPUT'
+  /** A line is longer than the configured maximum. */
+  | 'LINE_TOO_LONG'
+  /** Bytes could not be converted into tasks (bad CSV, bad JSON document, ...). */
+  | 'CONVERT'
+  /** The store refused the credentials or the operation. */
+  | 'AUTH'
+  /** The bucket, folder, object or page does not exist. */
+  | 'NOT_FOUND'
+  /** A write would overwrite something the user asked to keep. */
+  | 'CONFLICT'
+  /** A key or path would escape the sink's root. */
+  | 'UNSAFE_KEY'
+  /** A checkpoint file is unreadable or from an incompatible version. */
+  | 'STATE'
+  /** The store or network failed; a retry may help. */
+  | 'IO'
+  /** Anything else: a bug in Sluice. */
+  | 'INTERNAL';
+
+export interface SluiceErrorOptions {
+  code: SluiceErrorCode;
+  /** Connector that raised the error, e.g. `s3` or `fs`; `core` for the shared loops. */
+  connector?: string;
+  /** One sentence telling the user what to do about it. */
+  hint?: string;
+  cause?: unknown;
+  /** Whether repeating the same operation may succeed. */
+  retryable?: boolean;
+}
+
+/** The one error class of Sluice: a code, the connector, a hint for the user, the cause and whether a retry can help. */
+export class SluiceError extends Error {
+  readonly code: SluiceErrorCode;
+  readonly connector: string;
+  readonly hint: string | undefined;
+  readonly retryable: boolean;
+
+  constructor(message: string, options: SluiceErrorOptions) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'SluiceError';
+    this.code = options.code;
+    this.connector = options.connector ?? 'core';
+    this.hint = options.hint;
+    this.retryable = options.retryable ?? false;
+  }
+}
+
+export function isSluiceError(error: unknown): error is SluiceError {
+  return error instanceof SluiceError;
+}
+
+/** Shorthand for a usage error (bad flag, bad URL). */
+export function usageError(message: string, hint?: string): SluiceError {
+  return new SluiceError(message, { code: 'USAGE', hint });
+}
+
+/** Wraps an unknown failure, keeping SluiceErrors as they are. */
+export function toSluiceError(error: unknown, connector = 'core'): SluiceError {
+  if (error instanceof SluiceError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  const code = (error as { code?: unknown } | undefined)?.code;
+  if (code === 'ENOENT') {
+    return new SluiceError(message, { code: 'NOT_FOUND', connector, cause: error });
+  }
+  if (code === 'EACCES' || code === 'EPERM') {
+    return new SluiceError(message, { code: 'AUTH', connector, cause: error });
+  }
+  if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) {
+    return new SluiceError(message, { code: 'IO', connector, cause: error, retryable: true });
+  }
+  return new SluiceError(message, { code: 'INTERNAL', connector, cause: error });
+}

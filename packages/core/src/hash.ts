@@ -1,0 +1,134 @@
+import murmurhash from 'murmurhash';
+import { pythonJsonDumps } from './python-json.js';
+import type { Task } from './task.js';
+
+/** Fields whose values identify a task's input, in the order Prodigy concatenates them. */
+export const INPUT_KEYS: readonly string[] = Object.freeze(['text', 'image', 'html', 'input']);
+
+/** Fields that, with the input hash, identify the question asked about the input. */
+export const TASK_KEYS: readonly string[] = Object.freeze(['spans', 'label', 'options', 'arcs']);
+
+/** Keys dropped at every depth before hashing, so scores, provenance and answers do not count. */
+export const IGNORE_KEYS: readonly string[] = Object.freeze([
+  'score',
+  'rank',
+  'model',
+  'source',
+  'pattern',
+  'priority',
+  'path',
+  '_view_id',
+  '_session_id',
+  '_annotator_id',
+  'answer',
+]);
+
+/** Which fields the hashes are computed over; defaults are Prodigy's. */
+export interface HashKeyOptions {
+  inputKeys?: readonly string[];
+  taskKeys?: readonly string[];
+  ignore?: readonly string[];
+}
+
+/** Options of {@link setHashes}. */
+export interface SetHashesOptions extends HashKeyOptions {
+  /** Recompute hashes the task already holds (Prodigy's `rehash=True`). Default false. */
+  overwrite?: boolean;
+}
+
+const encoder = new TextEncoder();
+
+/** MurmurHash3 x86 32-bit with seed 0 over the UTF-8 bytes of `s`, as a signed int32. */
+export function murmurhash3_32(s: string): number {
+  return murmurhash.v3(encoder.encode(s), 0) | 0;
+}
+
+const ignoreSets = new WeakMap<readonly string[], ReadonlySet<string>>();
+
+function ignoreSet(keys: readonly string[]): ReadonlySet<string> {
+  let set = ignoreSets.get(keys);
+  if (!set) {
+    set = new Set(keys);
+    ignoreSets.set(keys, set);
+  }
+  return set;
+}
+
+// Strip descends into lists as well as objects: the golden entity-linking tasks only hash right
+// when `score`, `rank` and `source` are dropped from the span objects inside `spans`.
+function strip(value: unknown, ignore: ReadonlySet<string>): unknown {
+  if (Array.isArray(value)) return value.map((item) => strip(item, ignore));
+  if (typeof value !== 'object' || value === null || !isPlainObject(value)) return value;
+  const out: Record<string, unknown> = {};
+  for (const [key, item] of Object.entries(value)) {
+    if (!ignore.has(key)) out[key] = strip(item, ignore);
+  }
+  return out;
+}
+
+function isPlainObject(value: object): boolean {
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+function keyedParts(task: Task, keys: readonly string[], ignore: ReadonlySet<string>): string {
+  let out = '';
+  for (const key of keys) {
+    const value = task[key];
+    if (value !== undefined) out += `${key}=${pythonJsonDumps(strip(value, ignore))}`;
+  }
+  return out;
+}
+
+function withoutHashes(task: Task): Record<string, unknown> {
+  const { _input_hash: _i, _task_hash: _t, ...rest } = task;
+  return rest;
+}
+
+function computeInputHash(task: Task, options: HashKeyOptions): number {
+  const ignore = ignoreSet(options.ignore ?? IGNORE_KEYS);
+  const keyed = keyedParts(task, options.inputKeys ?? INPUT_KEYS, ignore);
+  if (keyed) return murmurhash3_32(keyed);
+  // No input key: the whole stripped task stands in. Hashes it may already hold are left out
+  // so that rehashing is stable; Prodigy hashes a fresh task, which holds none.
+  return murmurhash3_32(pythonJsonDumps(strip(withoutHashes(task), ignore)));
+}
+
+function computeTaskHash(task: Task, inputHashValue: number, options: HashKeyOptions): number {
+  const ignore = ignoreSet(options.ignore ?? IGNORE_KEYS);
+  const prefix = String(inputHashValue);
+  const keyed = keyedParts(task, options.taskKeys ?? TASK_KEYS, ignore);
+  if (keyed) return murmurhash3_32(prefix + keyed);
+  // No task key: Prodigy dumps the whole task, which by then already holds its `_input_hash`
+  // (the golden NER files only match with it included), after the input-hash prefix.
+  const whole = { ...withoutHashes(task), _input_hash: inputHashValue };
+  return murmurhash3_32(prefix + pythonJsonDumps(strip(whole, ignore)));
+}
+
+/** Prodigy's `_input_hash` of a task, computed from its fields (a stored hash is ignored). */
+export function inputHash(task: Task, options: HashKeyOptions = {}): number {
+  return computeInputHash(task, options);
+}
+
+/** Prodigy's `_task_hash` of a task, computed from its fields (stored hashes are ignored). */
+export function taskHash(task: Task, options: HashKeyOptions = {}): number {
+  return computeTaskHash(task, computeInputHash(task, options), options);
+}
+
+/**
+ * Sets `_input_hash` and `_task_hash` on the task itself and returns it, like Prodigy's
+ * `set_hashes`. Without `overwrite`, hashes the task already holds are kept.
+ */
+export function setHashes<T extends object>(
+  task: T,
+  options: SetHashesOptions = {},
+): T & { _input_hash: number; _task_hash: number } {
+  const t = task as Task;
+  const overwrite = options.overwrite ?? false;
+  const keepInput = !overwrite && t._input_hash !== undefined;
+  const keepTask = !overwrite && t._task_hash !== undefined;
+  if (!keepInput) t._input_hash = computeInputHash(t, options);
+  // The task hash is prefixed by whatever input hash the task ends up with, kept or new.
+  if (!keepTask) t._task_hash = computeTaskHash(t, t._input_hash as number, options);
+  return task as T & { _input_hash: number; _task_hash: number };
+}

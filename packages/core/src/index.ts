@@ -1,0 +1,81 @@
+export {
+  type CliInfo,
+  EXIT,
+  type Flags,
+  runSinkCli,
+  runSourceCli,
+  sinkOptionsFromFlags,
+  sourceOptionsFromFlags,
+} from './cli.js';
+export {
+  type Converted,
+  type ConvertOptions,
+  contentTypeOf,
+  convert,
+  detectFormat,
+  FORMATS,
+  type Format,
+  gunzip,
+  type TextMode,
+} from './convert.js';
+export {
+  isSluiceError,
+  SluiceError,
+  type SluiceErrorCode,
+  type SluiceErrorOptions,
+  toSluiceError,
+  usageError,
+} from './errors.js';
+export {
+  IGNORE_KEYS,
+  INPUT_KEYS,
+  inputHash,
+  murmurhash3_32,
+  setHashes,
+  TASK_KEYS,
+  taskHash,
+} from './hash.js';
+export {
+  DEFAULT_MAX_LINE_BYTES,
+  type JsonlLine,
+  type JsonlRecord,
+  parseJsonl,
+  readLines,
+  writeJsonl,
+} from './jsonl.js';
+export {
+  DEFAULT_MEDIA_PORT,
+  MEDIA_MODES,
+  type MediaMode,
+  MediaServer,
+  mediaPath,
+} from './media.js';
+export { PyFloat, pythonJsonDumps } from './python-json.js';
+export { createSelector, parseShard, parseSize, parseTime, type Selection } from './select.js';
+export {
+  createSink,
+  labelsOf,
+  MANIFEST_KEY,
+  type Manifest,
+  type ManifestPart,
+  SINK_FORMATS,
+  type Sink,
+  type SinkDriver,
+  type SinkFormat,
+  type SinkOptions,
+  type SinkResult,
+  type StagedPart,
+} from './sink.js';
+export {
+  createSource,
+  type OpenOptions,
+  type Source,
+  type SourceDriver,
+  type SourceItem,
+  type SourceOptions,
+  type SourceStats,
+} from './source.js';
+export { fileStateStore, type StateData, type StateStore } from './state.js';
+export type { Answer, Span, Task, TaskMeta, TaskOption, Token } from './task.js';
+export { validateTask } from './task.js';
+export { assertSafeKey, renderTemplate, safeSegment, TEMPLATE_KEYS } from './template.js';

@@ -1,0 +1,504 @@
+import { SluiceError } from './errors.js';
+
+/** Longest line accepted by default, in bytes (64 MiB): large enough for inline media, small enough to fail before memory does. */
+export const DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024;
+
+/** Options of {@link readLines}. */
+export interface ReadLinesOptions {
+  /** Longest line accepted, in bytes, not counting the line ending; default {@link DEFAULT_MAX_LINE_BYTES}. */
+  maxLineBytes?: number;
+  /** What the input is called in error messages: `stdin`, a file or an object name; default `input`. */
+  name?: string;
+}
+
+/** One line of text and its 1-based line number. */
+export interface JsonlLine {
+  line: number;
+  text: string;
+}
+
+/** One parsed line: either `value`, or `error` when the line is not JSON (or too long, then `raw` is empty). */
+export type JsonlRecord =
+  | { line: number; raw: string; value: unknown; error?: undefined }
+  | { line: number; raw: string; error: string; value?: undefined };
+
+/** Options of {@link parseJsonl}. */
+export interface ParseJsonlOptions extends ReadLinesOptions {
+  /** `throw` (default) stops at the first bad line; `yield` hands bad lines over as records with `error`. */
+  invalid?: 'throw' | 'yield';
+}
+
+/** What {@link writeJsonl} wrote. */
+export interface WriteJsonlResult {
+  lines: number;
+  /** UTF-8 bytes, newlines included. */
+  bytes: number;
+}
+
+/** Options of {@link writeJsonl}. */
+export interface WriteJsonlOptions {
+  /** Aborting rejects the write and stops pulling values. */
+  signal?: AbortSignal;
+  /** Called with the number of lines the output has accepted so far (its write callback ran), e.g. to checkpoint only what went downstream. */
+  onFlushed?: (lines: number) => void;
+}
+
+const NEWLINE = 0x0a;
+const CR = 0x0d;
+const BOM = 0xfeff;
+const LINE_TOO_LONG_HINT = 'raise --max-line-bytes, or check that the input is JSONL';
+const BAD_JSON_HINT =
+  'each line must be one JSON object; use --skip-invalid to set bad lines aside';
+
+/**
+ * Cuts byte chunks into decoded lines. Lines are decoded only once complete,
+ * so a multi-byte character split across chunks is never torn. A line longer
+ * than the limit is reported as `null` in place of its text and its bytes are
+ * dropped as they arrive, so memory stays bounded by the limit plus one chunk.
+ */
+class LineSplitter {
+  /** Lines completed by the last push() or end(); reused between calls. */
+  readonly lines: (string | null)[] = [];
+  /** Line number of `lines[0]`. */
+  first = 1;
+  private next = 1;
+  private readonly max: number;
+  private carry: Buffer[] = [];
+  private carryBytes = 0;
+  private discarding = false;
+
+  constructor(maxLineBytes: number) {
+    this.max = maxLineBytes;
+  }
+
+  push(chunk: Buffer): void {
+    this.lines.length = 0;
+    this.first = this.next;
+    const length = chunk.length;
+    let start = 0;
+    if (this.discarding || this.carryBytes > 0) {
+      const nl = chunk.indexOf(NEWLINE);
+      if (nl === -1) {
+        if (!this.discarding) this.hold(chunk, 0, length);
+        return;
+      }
+      if (this.discarding) this.discarding = false;
+      else this.completeCarry(chunk, nl);
+      start = nl + 1;
+    }
+    const last = chunk.lastIndexOf(NEWLINE);
+    if (last >= start) {
+      if (last - start <= this.max) this.splitDecoded(chunk.toString('utf8', start, last));
+      else this.splitBytes(chunk, start, last);
+      start = last + 1;
+    }
+    if (start < length) this.hold(chunk, start, length);
+  }
+
+  end(): void {
+    this.lines.length = 0;
+    this.first = this.next;
+    if (this.carryBytes === 0) return;
+    const bytes = Buffer.concat(this.carry, this.carryBytes);
+    this.carry = [];
+    this.carryBytes = 0;
+    this.emitBytes(bytes, 0, bytes.length);
+  }
+
+  // One native decode for all complete lines of a chunk, then cheap string
+  // slicing, keeps per-line work off the native boundary. Only used when no
+  // line can exceed the limit, which the caller checked on the byte length.
+  private splitDecoded(text: string): void {
+    const lines = this.lines;
+    let from = 0;
+    if (this.next === 1 && text.charCodeAt(0) === BOM) from = 1;
+    for (;;) {
+      const nl = text.indexOf('\n', from);
+      const end = nl === -1 ? text.length : nl;
+      lines.push(
+        text.charCodeAt(end - 1) === CR ? text.slice(from, end - 1) : text.slice(from, end),
+      );
+      this.next++;
+      if (nl === -1) return;
+      from = nl + 1;
+    }
+  }
+
+  // Rare path (limit smaller than a chunk): measure each line in bytes.
+  private splitBytes(chunk: Buffer, start: number, last: number): void {
+    let from = start;
+    while (from <= last) {
+      const nl = chunk.indexOf(NEWLINE, from);
+      this.emitBytes(chunk, from, nl);
+      from = nl + 1;
+    }
+  }
+
+  private emitBytes(bytes: Buffer, from: number, to: number): void {
+    const end = to > from && bytes[to - 1] === CR ? to - 1 : to;
+    if (end - from > this.max) {
+      this.lines.push(null);
+    } else {
+      let text = bytes.toString('utf8', from, end);
+      if (this.next === 1 && text.charCodeAt(0) === BOM) text = text.slice(1);
+      this.lines.push(text);
+    }
+    this.next++;
+  }
+
+  private completeCarry(chunk: Buffer, nl: number): void {
+    this.carry.push(chunk.subarray(0, nl));
+    const bytes = Buffer.concat(this.carry, this.carryBytes + nl);
+    this.carry = [];
+    this.carryBytes = 0;
+    this.emitBytes(bytes, 0, bytes.length);
+  }
+
+  // Keeps the start of an unfinished line. Pieces are copied (the producer may
+  // reuse its buffer) and joined once when the line ends, never one by one,
+  // so a line spread over many chunks costs linear time.
+  private hold(chunk: Buffer, from: number, to: number): void {
+    const size = to - from;
+    // One byte of slack: the line may end in CR, which does not count.
+    if (this.carryBytes + size > this.max + 1) {
+      this.carry = [];
+      this.carryBytes = 0;
+      this.discarding = true;
+      this.lines.push(null);
+      this.next++;
+      return;
+    }
+    this.carry.push(Buffer.from(chunk.subarray(from, to)));
+    this.carryBytes += size;
+  }
+}
+
+function toBuffer(chunk: Uint8Array | string): Buffer {
+  if (typeof chunk === 'string') return Buffer.from(chunk, 'utf8');
+  if (Buffer.isBuffer(chunk)) return chunk;
+  return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+}
+
+function maxLineBytesOf(options: ReadLinesOptions): number {
+  const max = options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
+  if (!Number.isSafeInteger(max) || max < 1) {
+    throw new SluiceError(`maxLineBytes must be a positive integer, got ${max}`, {
+      code: 'USAGE',
+    });
+  }
+  return max;
+}
+
+function lineTooLong(name: string, line: number, max: number): SluiceError {
+  return new SluiceError(`${name} line ${line}: line is longer than ${max} bytes`, {
+    code: 'LINE_TOO_LONG',
+    hint: LINE_TOO_LONG_HINT,
+  });
+}
+
+// Yields the splitter after each chunk and once more after the input ends.
+// Only this per-chunk layer sits between the stream and the per-line loops,
+// because every async layer a line passes through costs time on the hot path.
+async function* splitInput(
+  input: AsyncIterable<Uint8Array | string>,
+  splitter: LineSplitter,
+): AsyncGenerator<LineSplitter> {
+  for await (const chunk of input) {
+    splitter.push(toBuffer(chunk));
+    yield splitter;
+  }
+  splitter.end();
+  yield splitter;
+}
+
+/** Splits a byte stream into lines. */
+export async function* readLines(
+  input: AsyncIterable<Uint8Array | string>,
+  options: ReadLinesOptions = {},
+): AsyncGenerator<JsonlLine> {
+  const max = maxLineBytesOf(options);
+  const name = options.name ?? 'input';
+  for await (const { lines, first } of splitInput(input, new LineSplitter(max))) {
+    for (let i = 0; i < lines.length; i++) {
+      const text = lines[i];
+      if (text == null) throw lineTooLong(name, first + i, max);
+      yield { line: first + i, text };
+    }
+  }
+}
+
+/** Parses JSONL lazily. */
+export async function* parseJsonl(
+  input: AsyncIterable<Uint8Array | string>,
+  options: ParseJsonlOptions = {},
+): AsyncGenerator<JsonlRecord> {
+  const max = maxLineBytesOf(options);
+  const name = options.name ?? 'input';
+  const throwing = (options.invalid ?? 'throw') === 'throw';
+  for await (const { lines, first } of splitInput(input, new LineSplitter(max))) {
+    for (let i = 0; i < lines.length; i++) {
+      const text = lines[i];
+      const line = first + i;
+      if (text == null) {
+        if (throwing) throw lineTooLong(name, line, max);
+        yield { line, raw: '', error: `line is longer than ${max} bytes` };
+        continue;
+      }
+      const head = text.charCodeAt(0);
+      // Tasks start with `{`, so they skip the blank-line test.
+      if (head !== 0x7b && head !== 0x5b && text.trim() === '') continue;
+      let value: unknown;
+      try {
+        value = JSON.parse(text);
+      } catch (error) {
+        const reason = `invalid JSON (${(error as Error).message})`;
+        if (throwing) {
+          throw new SluiceError(`${name} line ${line}: ${reason}`, {
+            code: 'BAD_INPUT',
+            hint: BAD_JSON_HINT,
+            cause: error,
+          });
+        }
+        yield { line, raw: text, error: reason };
+        continue;
+      }
+      yield { line, raw: text, value };
+    }
+  }
+}
+
+const SLAB_BYTES = 64 * 1024;
+
+/**
+ * Collects lines as UTF-8 bytes in 64 KiB slabs. Encoding each line straight
+ * into the slab avoids building and flattening a joined string, and handing
+ * out disjoint slices of one slab lets a partly filled slab be written early
+ * and still be filled further.
+ */
+class LineBatch {
+  private slab = Buffer.allocUnsafe(SLAB_BYTES);
+  private start = 0;
+  private end = 0;
+  /** Lines added and not yet taken. */
+  private lines = 0;
+
+  /** Adds one line; when the slab has no room left, first hands its contents to `write`. */
+  add(text: string, write: (chunk: Buffer, lines: number) => void): void {
+    const room = this.slab.length - this.end;
+    // A UTF-16 unit never takes more than 3 UTF-8 bytes: measure only when that bound does not fit.
+    const size = text.length * 3 + 1 <= room ? 0 : Buffer.byteLength(text) + 1;
+    if (size > room) {
+      this.take(write);
+      if (size > SLAB_BYTES) {
+        const chunk = Buffer.allocUnsafe(size);
+        chunk.write(text, 0);
+        chunk[size - 1] = NEWLINE;
+        write(chunk, 1);
+        return;
+      }
+      this.slab = Buffer.allocUnsafe(SLAB_BYTES);
+      this.start = 0;
+      this.end = 0;
+    }
+    this.end += this.slab.write(text, this.end);
+    this.slab[this.end++] = NEWLINE;
+    this.lines++;
+  }
+
+  /** Hands what was added since the last call to `write`. */
+  take(write: (chunk: Buffer, lines: number) => void): void {
+    if (this.end === this.start) return;
+    const chunk = this.slab.subarray(this.start, this.end);
+    const lines = this.lines;
+    this.start = this.end;
+    this.lines = 0;
+    write(chunk, lines);
+  }
+
+  get full(): boolean {
+    return this.end >= this.slab.length;
+  }
+}
+
+function notSerializable(line: number, cause?: unknown): SluiceError {
+  const reason = cause instanceof Error ? cause.message : 'JSON.stringify returned undefined';
+  return new SluiceError(`value ${line} cannot be written as JSON: ${reason}`, {
+    code: 'INTERNAL',
+    cause,
+  });
+}
+
+/** Serializes values as JSONL into a Writable, honouring backpressure. */
+export function writeJsonl(
+  values: AsyncIterable<unknown> | Iterable<unknown>,
+  output: NodeJS.WritableStream,
+  options: WriteJsonlOptions = {},
+): Promise<WriteJsonlResult> {
+  const { signal, onFlushed } = options;
+  return new Promise<WriteJsonlResult>((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const isAsync =
+      typeof (values as Partial<AsyncIterable<unknown>>)[Symbol.asyncIterator] === 'function';
+    const iterator: AsyncIterator<unknown> | Iterator<unknown> = isAsync
+      ? (values as AsyncIterable<unknown>)[Symbol.asyncIterator]()
+      : (values as Iterable<unknown>)[Symbol.iterator]();
+    const batch = new LineBatch();
+    let lines = 0;
+    let written = 0;
+    let bytes = 0;
+    let settled = false;
+    let pulling = false;
+    let exhausted = false;
+    // A stream that is already full must drain before we add to it.
+    let blocked = (output as { writableNeedDrain?: boolean }).writableNeedDrain === true;
+    let timer: NodeJS.Immediate | undefined;
+
+    const cleanup = () => {
+      if (timer !== undefined) clearImmediate(timer);
+      timer = undefined;
+      output.removeListener('error', onError);
+      output.removeListener('drain', onDrain);
+      output.removeListener('close', onClose);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    const fail = (error: unknown, closeIterator: boolean) => {
+      if (settled) return;
+      settled = true;
+      cleanup();
+      if (closeIterator) {
+        // Not awaited: a generator stuck in an await settles return() only
+        // when that await does, which may be never.
+        try {
+          const closing = iterator.return?.();
+          if (closing instanceof Promise) closing.catch(() => {});
+        } catch {
+          // The producer's own clean-up failed; the first error is the one to report.
+        }
+      }
+      reject(error);
+    };
+    const onError = (error: unknown) => fail(error, true);
+    const onAbort = () => fail(signal?.reason, true);
+    const onClose = () =>
+      fail(
+        new SluiceError('output closed before all lines were written', {
+          code: 'IO',
+          hint: 'the reading side of the pipe went away',
+        }),
+        true,
+      );
+    const onDrain = () => {
+      blocked = false;
+      if (!pulling && !settled && !exhausted) pump();
+    };
+
+    const write = (chunk: Buffer, count: number) => {
+      bytes += chunk.length;
+      written += count;
+      let accepted: ((error?: Error | null) => void) | undefined;
+      if (onFlushed) {
+        const total = written;
+        accepted = (error) => {
+          if (!error) onFlushed(total);
+        };
+      }
+      if (!output.write(chunk, accepted)) blocked = true;
+    };
+    const flush = () => {
+      if (timer !== undefined) clearImmediate(timer);
+      timer = undefined;
+      if (!settled) batch.take(write);
+    };
+
+    // Returns false when the value could not be serialized (the promise is then rejected).
+    const append = (value: unknown): boolean => {
+      let text: string | undefined;
+      try {
+        text = JSON.stringify(value);
+      } catch (error) {
+        fail(notSerializable(lines + 1, error), true);
+        return false;
+      }
+      if (text === undefined) {
+        fail(notSerializable(lines + 1), true);
+        return false;
+      }
+      batch.add(text, write);
+      lines++;
+      if (batch.full) flush();
+      // A slow producer must not hold back what it already gave: flush once
+      // the current burst of ready values is over.
+      else if (timer === undefined) timer = setImmediate(flush);
+      return true;
+    };
+
+    const finish = () => {
+      exhausted = true;
+      flush();
+      if (settled) return;
+      settled = true;
+      cleanup();
+      resolve({ lines, bytes });
+    };
+
+    const onStep = (step: IteratorResult<unknown>) => {
+      pulling = false;
+      if (settled) return;
+      if (step.done) finish();
+      else if (append(step.value) && !blocked) pump();
+    };
+    const onStepError = (error: unknown) => {
+      pulling = false;
+      fail(error, false);
+    };
+
+    // Pulls values until one is not ready yet or the output is full.
+    const pump = () => {
+      if (isAsync) {
+        pulling = true;
+        let next: Promise<IteratorResult<unknown>>;
+        try {
+          next = Promise.resolve((iterator as AsyncIterator<unknown>).next());
+        } catch (error) {
+          onStepError(error);
+          return;
+        }
+        next.then(onStep, onStepError);
+        return;
+      }
+      // A synchronous iterable would otherwise run to its end in one go and
+      // starve the event loop (and the abort signal): yield after each flush.
+      const sync = iterator as Iterator<unknown>;
+      while (!settled && !blocked) {
+        let step: IteratorResult<unknown>;
+        try {
+          step = sync.next();
+        } catch (error) {
+          fail(error, false);
+          return;
+        }
+        if (step.done) {
+          finish();
+          return;
+        }
+        const before = bytes;
+        if (!append(step.value)) return;
+        if (bytes !== before && !blocked) {
+          setImmediate(() => {
+            if (!settled && !blocked) pump();
+          });
+          return;
+        }
+      }
+    };
+
+    output.on('error', onError);
+    output.on('drain', onDrain);
+    output.on('close', onClose);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    if (!blocked) pump();
+  });
+}

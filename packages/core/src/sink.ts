@@ -1,0 +1,563 @@
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createGzip, type Gzip } from 'node:zlib';
+import { SluiceError, usageError } from './errors.js';
+import { type JsonlRecord, parseJsonl } from './jsonl.js';
+import { type Answer, type Task, validateTask } from './task.js';
+import { assertSafeKey, renderTemplate, type TemplateKey, templateKeys } from './template.js';
+
+/** A staged part, complete on local disk, ready to upload. */
+export interface StagedPart {
+  /** Local file holding the exact bytes to store. */
+  path: string;
+  bytes: number;
+  /** Hex sha256 of the bytes; drivers may send it as an integrity check. */
+  sha256: string;
+  contentType: string;
+  contentEncoding?: 'gzip';
+}
+
+/**
+ * What a connector implements to be a sink: read a small object (the previous manifest),
+ * write a staged part, delete. Staging, naming, filters, manifest and idempotence are core's.
+ */
+export interface SinkDriver {
+  readonly connector: string;
+  /** Canonical URI of the export root that keys are relative to. */
+  readonly root: string;
+  /** Reads a small object under the root; undefined when it does not exist. */
+  read(key: string): Promise<Buffer | undefined>;
+  /** Writes a part so that readers see either the whole new object or the old one. */
+  write(key: string, part: StagedPart): Promise<void>;
+  delete(key: string): Promise<void>;
+  close?(): Promise<void>;
+}
+
+export type SinkFormat = 'jsonl' | 'jsonl.gz' | 'json';
+export const SINK_FORMATS: readonly SinkFormat[] = ['jsonl', 'jsonl.gz', 'json'];
+
+export interface SinkOptions {
+  /** Dataset name: fills `{dataset}` and is recorded in the manifest. */
+  dataset?: string;
+  /** Part name template under the export root (default `part-{part}`; the extension is added). */
+  name?: string;
+  /** Serialization of parts (default jsonl). */
+  format?: SinkFormat;
+  /** Keep only these answers. */
+  answer?: Answer[];
+  /** Keep only flagged examples. */
+  flagged?: boolean;
+  /** Keep only examples whose score (`score` or `meta.score`) is at least this. */
+  minScore?: number;
+  /** Keep only examples whose score is at most this. */
+  maxScore?: number;
+  /** Keep only examples with one of these labels (task label, span labels or accepted options). */
+  label?: string[];
+  /** Start a new part after this many records. */
+  maxPartRecords?: number;
+  /** Set bad lines aside in a rejects part instead of failing. */
+  skipInvalid?: boolean;
+  /** When the export root holds a different export: overwrite (default), fail or skip. */
+  ifExists?: 'overwrite' | 'fail' | 'skip';
+  /** Compute everything, write nothing. */
+  dryRun?: boolean;
+  /** Longest input line accepted (default 64 MiB). */
+  maxLineBytes?: number;
+  /** Time of the run for `{date}` and `{timestamp}` (default now). */
+  now?: Date;
+  /** Recorded in the manifest. */
+  tool?: { name: string; version: string };
+  /** Name of the input in messages (default `input`; the CLIs pass `stdin`). */
+  inputName?: string;
+}
+
+export interface ManifestPart {
+  key: string;
+  records: number;
+  bytes: number;
+  sha256: string;
+  answer?: string;
+  label?: string;
+}
+
+/** The manifest written last: a reader that sees it sees a complete export. */
+export interface Manifest {
+  sluice: 'manifest/1';
+  dataset: string | null;
+  root: string;
+  created: string;
+  tool: { name: string; version: string };
+  format: SinkFormat;
+  filters: Record<string, unknown>;
+  input: { lines: number; valid: number; rejected: number; filtered: number };
+  counts: {
+    records: number;
+    answers: Record<string, number>;
+    labels: Record<string, number>;
+    flagged: number;
+    annotators: Record<string, number>;
+  };
+  parts: ManifestPart[];
+  rejects: ManifestPart | null;
+  /** Where the records came from, by `meta.source`. */
+  lineage: { sources: Record<string, number>; truncated: boolean };
+}
+
+export interface SinkResult {
+  /** `written`, `unchanged` (same export already there), `skipped` (--if-exists skip) or `dry-run`. */
+  status: 'written' | 'unchanged' | 'skipped' | 'dry-run';
+  root: string;
+  manifestKey: string;
+  manifest: Manifest;
+  /** Keys written (parts, rejects, manifest). */
+  written: string[];
+  /** Keys of an earlier export at the same root that are no longer part of it. */
+  removed: string[];
+}
+
+export interface Sink {
+  /** Exports tasks (objects). */
+  write(tasks: AsyncIterable<Task> | Iterable<Task>): Promise<SinkResult>;
+  /** Exports JSONL bytes, e.g. `prodigy db-out` on stdin. */
+  writeJsonl(input: AsyncIterable<Uint8Array | string>): Promise<SinkResult>;
+}
+
+export const MANIFEST_KEY = 'manifest.json';
+const REJECTS_NAME = 'rejects.jsonl';
+const MAX_LINEAGE_SOURCES = 10_000;
+const EXTENSIONS: Record<SinkFormat, string> = {
+  jsonl: '.jsonl',
+  'jsonl.gz': '.jsonl.gz',
+  json: '.json',
+};
+
+function scoreOf(task: Task): number | undefined {
+  const score = task.score ?? task.meta?.score;
+  return typeof score === 'number' ? score : undefined;
+}
+
+/** Every label a task mentions: its `label`, span labels and accepted option ids. */
+export function labelsOf(task: Task): Set<string> {
+  const labels = new Set<string>();
+  if (typeof task.label === 'string') labels.add(task.label);
+  for (const span of task.spans ?? []) if (typeof span.label === 'string') labels.add(span.label);
+  if (Array.isArray(task.accept)) for (const id of task.accept) labels.add(String(id));
+  return labels;
+}
+
+/** The value of `{label}` for one task: its single label, `mixed` for several, `none` for none. */
+function groupLabel(task: Task): string {
+  if (typeof task.label === 'string') return task.label;
+  const labels = labelsOf(task);
+  const [only] = labels;
+  return labels.size === 0 ? 'none' : labels.size === 1 ? (only as string) : 'mixed';
+}
+
+function increment(counts: Record<string, number>, key: string): void {
+  counts[key] = (counts[key] ?? 0) + 1;
+}
+
+async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** One staged file being written, gzip-compressed or not, with backpressure. */
+class StagedFile {
+  records = 0;
+  private readonly file: WriteStream;
+  private readonly head: WriteStream | Gzip;
+
+  constructor(
+    readonly path: string,
+    private readonly format: SinkFormat,
+  ) {
+    this.file = createWriteStream(path);
+    if (format === 'jsonl.gz') {
+      const gzip = createGzip();
+      gzip.pipe(this.file);
+      this.head = gzip;
+    } else {
+      this.head = this.file;
+    }
+    if (format === 'json') this.head.write('[\n');
+  }
+
+  async add(line: string): Promise<void> {
+    const text = this.format === 'json' ? `${this.records > 0 ? ',\n' : ''}${line}` : `${line}\n`;
+    this.records++;
+    if (!this.head.write(text)) await once(this.head, 'drain');
+  }
+
+  async finish(): Promise<StagedPart> {
+    if (this.format === 'json') this.head.write(`${this.records > 0 ? '\n' : ''}]\n`);
+    const closed = once(this.file, 'close');
+    this.head.end();
+    await closed;
+    return {
+      path: this.path,
+      bytes: this.file.bytesWritten,
+      sha256: await sha256File(this.path),
+      contentType: this.format === 'json' ? 'application/json' : 'application/x-ndjson',
+      ...(this.format === 'jsonl.gz' ? { contentEncoding: 'gzip' as const } : {}),
+    };
+  }
+}
+
+interface Group {
+  /** Sort key: the group's placeholder values. */
+  id: string;
+  values: Partial<Record<TemplateKey, string>>;
+  files: StagedFile[];
+}
+
+/** Splits `url` + `name` into the export root and the part key template under it. */
+export function splitTemplate(url: string, name: string): { root: string; key: string } {
+  const full = `${url.replace(/\/+$/, '')}/${name}`;
+  const first = full.search(/\{(answer|label|part|hash)\}/);
+  const cut = full.lastIndexOf('/', first < 0 ? full.length : first);
+  return { root: full.slice(0, cut), key: full.slice(cut + 1) };
+}
+
+class SinkRun {
+  private readonly format: SinkFormat;
+  private readonly keyTemplate: string;
+  private readonly rootTemplate: string;
+  private readonly groupBy: { answer: boolean; label: boolean };
+  private readonly answers: Set<string> | undefined;
+  private readonly labels: Set<string> | undefined;
+
+  constructor(
+    private readonly openDriver: (root: string) => SinkDriver | Promise<SinkDriver>,
+    url: string,
+    private readonly options: SinkOptions,
+  ) {
+    this.format = options.format ?? 'jsonl';
+    if (!SINK_FORMATS.includes(this.format)) {
+      throw usageError(`--format must be one of ${SINK_FORMATS.join(', ')}, got ${this.format}`);
+    }
+    let name = options.name ?? 'part-{part}';
+    if (!name.endsWith(EXTENSIONS[this.format])) name += EXTENSIONS[this.format];
+    const { root, key } = splitTemplate(url, name);
+    this.rootTemplate = root;
+    this.keyTemplate = key;
+    const keys = new Set([...templateKeys(root), ...templateKeys(key)]);
+    this.groupBy = { answer: keys.has('answer'), label: keys.has('label') };
+    if (keys.has('dataset') && !options.dataset) {
+      throw usageError(
+        `${url} uses {dataset} but no dataset was given`,
+        'pass --dataset NAME (the Prodigy dataset you exported)',
+      );
+    }
+    this.answers = options.answer?.length ? new Set(options.answer) : undefined;
+    this.labels = options.label?.length ? new Set(options.label) : undefined;
+  }
+
+  private keeps(task: Task): boolean {
+    const { options } = this;
+    if (this.answers && !this.answers.has(task.answer ?? '')) return false;
+    if (options.flagged && task.flagged !== true) return false;
+    if (options.minScore !== undefined || options.maxScore !== undefined) {
+      const score = scoreOf(task);
+      if (score === undefined) return false;
+      if (options.minScore !== undefined && score < options.minScore) return false;
+      if (options.maxScore !== undefined && score > options.maxScore) return false;
+    }
+    if (this.labels && ![...labelsOf(task)].some((label) => this.labels?.has(label))) return false;
+    return true;
+  }
+
+  private filters(): Record<string, unknown> {
+    const { answer, flagged, minScore, maxScore, label, maxPartRecords } = this.options;
+    return Object.fromEntries(
+      Object.entries({ answer, flagged, minScore, maxScore, label, maxPartRecords }).filter(
+        ([, value]) => value !== undefined,
+      ),
+    );
+  }
+
+  async run(records: AsyncIterable<JsonlRecord>): Promise<SinkResult> {
+    const { options } = this;
+    const now = options.now ?? new Date();
+    const iso = now.toISOString();
+    const runValues = {
+      dataset: options.dataset,
+      date: iso.slice(0, 10),
+      timestamp: iso.replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z'),
+    };
+    const root = renderTemplate(this.rootTemplate, runValues);
+    const staging = await mkdtemp(join(tmpdir(), 'sluice-sink-'));
+    const input = { lines: 0, valid: 0, rejected: 0, filtered: 0 };
+    const counts: Manifest['counts'] = {
+      records: 0,
+      answers: {},
+      labels: {},
+      flagged: 0,
+      annotators: {},
+    };
+    const lineage: Manifest['lineage'] = { sources: {}, truncated: false };
+    const groups = new Map<string, Group>();
+    let files = 0;
+    let rejects: StagedFile | undefined;
+    const newFile = () => join(staging, `${files++}`);
+    try {
+      // Stage 1: validate, filter and serialize everything locally. A bad line stops here,
+      // before anything is written to the store.
+      for await (const record of records) {
+        input.lines = record.line;
+        const problem = record.error ?? validateTask(record.value);
+        if (problem !== undefined) {
+          if (!options.skipInvalid) {
+            throw new SluiceError(
+              `${options.inputName ?? 'input'} line ${record.line}: ${problem}`,
+              {
+                code: 'BAD_INPUT',
+                hint: 'fix the line, or pass --skip-invalid to set bad lines aside in a rejects part',
+              },
+            );
+          }
+          input.rejected++;
+          rejects ??= new StagedFile(newFile(), 'jsonl');
+          await rejects.add(JSON.stringify({ line: record.line, error: problem, raw: record.raw }));
+          continue;
+        }
+        input.valid++;
+        const task = record.value as Task;
+        if (!this.keeps(task)) {
+          input.filtered++;
+          continue;
+        }
+        this.count(task, counts, lineage);
+        const values: Partial<Record<TemplateKey, string>> = { ...runValues };
+        if (this.groupBy.answer) values.answer = task.answer ?? 'none';
+        if (this.groupBy.label) values.label = groupLabel(task);
+        const id = `${values.answer ?? ''}\u0000${values.label ?? ''}`;
+        let group = groups.get(id);
+        if (!group) {
+          group = { id, values, files: [] };
+          groups.set(id, group);
+        }
+        let file = group.files.at(-1);
+        if (!file || (options.maxPartRecords && file.records >= options.maxPartRecords)) {
+          file = new StagedFile(newFile(), this.format);
+          group.files.push(file);
+        }
+        await file.add(JSON.stringify(task));
+      }
+      const parts = await this.finishParts(groups);
+      const stagedRejects = rejects ? await rejects.finish() : undefined;
+      const manifest: Manifest = {
+        sluice: 'manifest/1',
+        dataset: options.dataset ?? null,
+        root: '',
+        created: now.toISOString(),
+        tool: options.tool ?? { name: '@sluice/core', version: '0' },
+        format: this.format,
+        filters: this.filters(),
+        input,
+        counts,
+        parts: parts.map(({ entry }) => entry),
+        rejects: stagedRejects
+          ? {
+              key: REJECTS_NAME,
+              records: input.rejected,
+              bytes: stagedRejects.bytes,
+              sha256: stagedRejects.sha256,
+            }
+          : null,
+        lineage,
+      };
+      return await this.publish(root, manifest, join(staging, MANIFEST_KEY), [
+        ...parts.map(({ entry, staged }) => ({ key: entry.key, staged })),
+        ...(stagedRejects ? [{ key: REJECTS_NAME, staged: stagedRejects }] : []),
+      ]);
+    } finally {
+      await rm(staging, { recursive: true, force: true });
+    }
+  }
+
+  private count(task: Task, counts: Manifest['counts'], lineage: Manifest['lineage']): void {
+    counts.records++;
+    increment(counts.answers, task.answer ?? 'none');
+    for (const label of labelsOf(task)) increment(counts.labels, label);
+    if (task.flagged === true) counts.flagged++;
+    const annotator = task._annotator_id ?? task._session_id;
+    if (typeof annotator === 'string') increment(counts.annotators, annotator);
+    const source = task.meta?.source;
+    if (typeof source === 'string') {
+      if (source in lineage.sources || Object.keys(lineage.sources).length < MAX_LINEAGE_SOURCES) {
+        increment(lineage.sources, source);
+      } else {
+        lineage.truncated = true;
+      }
+    }
+  }
+
+  private async finishParts(groups: Map<string, Group>) {
+    const parts: Array<{ entry: ManifestPart; staged: StagedPart }> = [];
+    const sorted = [...groups.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    for (const group of sorted) {
+      for (const [i, file] of group.files.entries()) {
+        const staged = await file.finish();
+        const key = renderTemplate(this.keyTemplate, {
+          ...group.values,
+          part: String(i).padStart(5, '0'),
+          hash: staged.sha256.slice(0, 16),
+        });
+        assertSafeKey(key);
+        parts.push({
+          entry: {
+            key,
+            records: file.records,
+            bytes: staged.bytes,
+            sha256: staged.sha256,
+            ...(group.values.answer !== undefined ? { answer: group.values.answer } : {}),
+            ...(group.values.label !== undefined ? { label: group.values.label } : {}),
+          },
+          staged,
+        });
+      }
+    }
+    const keys = new Set<string>();
+    for (const { entry } of parts) {
+      if (keys.has(entry.key) || entry.key === MANIFEST_KEY || entry.key === REJECTS_NAME) {
+        throw usageError(
+          `two parts would both be written to ${entry.key}`,
+          'add {part} to --name (or lower nothing: --max-part-records needs {part} or {hash})',
+        );
+      }
+      keys.add(entry.key);
+    }
+    return parts;
+  }
+
+  private async publish(
+    rootUri: string,
+    manifest: Manifest,
+    manifestPath: string,
+    files: Array<{ key: string; staged: StagedPart }>,
+  ): Promise<SinkResult> {
+    const driver = await this.openDriver(rootUri);
+    try {
+      manifest.root = driver.root;
+      const result = (
+        status: SinkResult['status'],
+        written: string[] = [],
+        removed: string[] = [],
+      ): SinkResult => ({
+        status,
+        root: driver.root,
+        manifestKey: MANIFEST_KEY,
+        manifest,
+        written,
+        removed,
+      });
+      const previous = await this.readManifest(driver);
+      if (previous && sameExport(previous, manifest)) return result('unchanged');
+      if (this.options.dryRun) return result('dry-run', [...files.map((f) => f.key), MANIFEST_KEY]);
+      if (previous && this.options.ifExists === 'skip') return result('skipped');
+      if (previous && this.options.ifExists === 'fail') {
+        throw new SluiceError(`${driver.root} already holds a different export`, {
+          code: 'CONFLICT',
+          connector: driver.connector,
+          hint: 'pass --if-exists overwrite, or put {timestamp} in the URL for versioned exports',
+        });
+      }
+      const before = new Map<string, string>();
+      for (const part of [
+        ...(previous?.parts ?? []),
+        ...(previous?.rejects ? [previous.rejects] : []),
+      ]) {
+        before.set(part.key, part.sha256);
+      }
+      // The old manifest goes first, so no reader trusts it while parts change under it.
+      if (previous) await driver.delete(MANIFEST_KEY);
+      const written: string[] = [];
+      for (const { key, staged } of files) {
+        if (before.get(key) === staged.sha256) continue;
+        await driver.write(key, staged);
+        written.push(key);
+      }
+      const body = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`);
+      await writeFile(manifestPath, body);
+      await driver.write(MANIFEST_KEY, {
+        path: manifestPath,
+        bytes: body.length,
+        sha256: createHash('sha256').update(body).digest('hex'),
+        contentType: 'application/json',
+      });
+      written.push(MANIFEST_KEY);
+      const current = new Set(files.map((f) => f.key));
+      const removed = [...before.keys()].filter((key) => !current.has(key));
+      for (const key of removed) await driver.delete(assertSafeKey(key, driver.connector));
+      return result('written', written, removed);
+    } finally {
+      await driver.close?.();
+    }
+  }
+
+  private async readManifest(driver: SinkDriver): Promise<Manifest | undefined> {
+    const body = await driver.read(MANIFEST_KEY);
+    if (!body) return undefined;
+    try {
+      const manifest = JSON.parse(body.toString('utf8')) as Manifest;
+      return manifest?.sluice === 'manifest/1' ? manifest : undefined;
+    } catch {
+      return undefined; // not ours: treated as absent and replaced
+    }
+  }
+}
+
+/** Two exports are the same when their bytes and figures are; time and tool version don't count. */
+function sameExport(a: Manifest, b: Manifest): boolean {
+  const essence = (m: Manifest) =>
+    JSON.stringify([
+      m.dataset,
+      m.format,
+      m.filters,
+      m.input,
+      m.counts,
+      m.parts,
+      m.rejects,
+      m.lineage,
+    ]);
+  return essence(a) === essence(b);
+}
+
+async function* taskRecords(
+  tasks: AsyncIterable<Task> | Iterable<Task>,
+): AsyncGenerator<JsonlRecord> {
+  let line = 0;
+  for await (const value of tasks) {
+    line++;
+    yield { line, raw: '', value };
+  }
+}
+
+/**
+ * Wraps a connector's driver into a sink. `url` is the export root template (run-level
+ * placeholders); `openDriver` gets the rendered root URI.
+ */
+export function createSink(
+  openDriver: (root: string) => SinkDriver | Promise<SinkDriver>,
+  url: string,
+  options: SinkOptions = {},
+): Sink {
+  const run = new SinkRun(openDriver, url, options);
+  return {
+    write: (tasks) => run.run(taskRecords(tasks)),
+    writeJsonl: (input) =>
+      run.run(
+        parseJsonl(input, {
+          name: options.inputName ?? 'input',
+          maxLineBytes: options.maxLineBytes,
+          invalid: options.skipInvalid ? 'yield' : 'throw',
+        }),
+      ),
+  };
+}

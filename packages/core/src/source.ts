@@ -1,0 +1,483 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  type Converted,
+  contentTypeOf,
+  convert,
+  DEFAULT_MAX_DOCUMENT_BYTES,
+  detectFormat,
+  type Format,
+  gunzip,
+  isGzipped,
+  isMediaFormat,
+  type MediaFormat,
+  type TextMode,
+} from './convert.js';
+import { SluiceError, toSluiceError, usageError } from './errors.js';
+import { setHashes } from './hash.js';
+import {
+  DEFAULT_INLINE_MAX_BYTES,
+  type MediaItem,
+  type MediaMode,
+  MediaServer,
+  toDataUri,
+} from './media.js';
+import { createSelector, type Selection } from './select.js';
+import { Checkpoint, fileStateStore, type StateStore } from './state.js';
+import type { Task } from './task.js';
+
+/** One item of a store, as a driver lists it. */
+export interface SourceItem {
+  /** Path relative to the source root, `/`-separated: what globs, sampling and sharding see. */
+  key: string;
+  /** Canonical URI, stamped into `meta.source` (e.g. `s3://bucket/key`, `file:///abs/path`). */
+  uri: string;
+  size?: number;
+  modified?: Date;
+  /** Store version (ETag, generation, revision id); stamped into `meta.version` and kept in state. */
+  version?: string;
+  contentType?: string;
+}
+
+export interface OpenOptions {
+  /** First byte to read (for resumed reads and media ranges). */
+  start?: number;
+  /** Last byte to read, inclusive. */
+  end?: number;
+  signal?: AbortSignal;
+}
+
+/**
+ * What a connector implements to be a source: lazy listing, byte access and a stat by key.
+ * Everything else (selection, conversion, media, state, watch, retries of broken reads) is core's.
+ */
+export interface SourceDriver<I extends SourceItem = SourceItem> {
+  /** Connector name for messages and errors, e.g. `s3`. */
+  readonly connector: string;
+  /** Canonical URI of the root every item key is relative to. */
+  readonly root: string;
+  /** Lists items under the root lazily, page by page, as they are consumed. */
+  list(options: { signal: AbortSignal }): AsyncIterable<I>;
+  /** Opens an item's bytes. With `start`, must read the same version the item was listed at. */
+  open(item: I, options: OpenOptions): Promise<AsyncIterable<Uint8Array>>;
+  /** Looks up one item by key (for the media proxy); undefined when it does not exist. */
+  stat(key: string): Promise<I | undefined>;
+  /** A URL the browser can fetch directly for `signed` media mode. */
+  signedUrl?(item: I, ttlSeconds: number): Promise<string>;
+  close?(): Promise<void>;
+}
+
+/** Options every source accepts, on top of the connector's own. */
+export interface SourceOptions extends Selection {
+  /** Converter to use for every item instead of guessing from extension and content type. */
+  format?: Format;
+  /** `.txt`: a task per line (default) or per file. */
+  textMode?: TextMode;
+  /** Longest line accepted in jsonl and txt items (default 64 MiB). */
+  maxLineBytes?: number;
+  /** Largest json, html or whole-file txt item (default 256 MiB). */
+  maxDocumentBytes?: number;
+  /** How media reaches Prodigy: `proxy` (default), `inline` or `signed`. */
+  media?: MediaMode;
+  /** Interface of the media proxy (default 127.0.0.1). */
+  mediaHost?: string;
+  /** Port of the media proxy (default 8099; fixed so URLs and task hashes are stable across runs). */
+  mediaPort?: number;
+  /** Base URL written into tasks instead of http://host:port, when Prodigy reaches the proxy another way. */
+  mediaBaseUrl?: string;
+  /** Lifetime of signed URLs, in seconds (default 3600). */
+  urlTtl?: number;
+  /** Largest media item turned into a data URI (default 5 MiB). */
+  inlineMaxBytes?: number;
+  /** Items fetched at once (default 8). */
+  concurrency?: number;
+  /** `fetched` (default) yields items as they arrive; `listing` keeps the listing order. */
+  order?: 'fetched' | 'listing';
+  /** Checkpoint file or store: a rerun emits only new or changed items. */
+  state?: string | StateStore;
+  /** Poll for new or changed items every this many seconds, until the signal aborts. */
+  watch?: number;
+  /** Report items that fail to read or convert and go on, instead of stopping. */
+  skipErrors?: boolean;
+  /** Set `_input_hash` and `_task_hash` where missing (default true). */
+  hashes?: boolean;
+  /** Save the checkpoint whenever the consumer has taken all tasks of a pass (default true). Off when the caller commits with `checkpoint(delivered)`. */
+  autoCheckpoint?: boolean;
+  signal?: AbortSignal;
+  /** Called with warnings (skipped or unsupported items); they are never printed by the library. */
+  onWarning?: (message: string) => void;
+}
+
+/** Counters of a source run, for progress and the final summary. */
+export interface SourceStats {
+  listed: number;
+  selected: number;
+  /** Skipped because the checkpoint holds the same version. */
+  unchanged: number;
+  /** Skipped because no converter applies. */
+  unsupported: number;
+  /** Failed and skipped with `skipErrors`. */
+  failed: number;
+  items: number;
+  tasks: number;
+  bytes: number;
+}
+
+/** A running source: an async iterable of tasks plus its controls. */
+export interface Source extends AsyncIterable<Task> {
+  readonly stats: SourceStats;
+  /** Base URL of the media proxy once it serves, else undefined. */
+  readonly mediaUrl: string | undefined;
+  /** Records items whose tasks are all among the first `delivered` tasks yielded, and saves the checkpoint. */
+  checkpoint(delivered: number): Promise<void>;
+  /** Stops the media proxy and releases the driver. */
+  close(): Promise<void>;
+}
+
+/** Bytes a small item is read into memory ahead of its turn; larger items stream when their turn comes. */
+const PREFETCH_MAX_BYTES = 1024 * 1024;
+const READ_RETRIES = 3;
+const RETRYABLE_READ_CODES = new Set([
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'ECONNREFUSED',
+  'ERR_STREAM_PREMATURE_CLOSE',
+  'UND_ERR_SOCKET',
+]);
+
+function isRetryableRead(error: unknown): boolean {
+  if (error instanceof SluiceError) return error.retryable;
+  const e = error as { code?: string; name?: string; message?: string; $retryable?: unknown };
+  return (
+    RETRYABLE_READ_CODES.has(e?.code ?? '') ||
+    e?.message === 'aborted' ||
+    e?.name === 'TimeoutError' ||
+    e?.$retryable !== undefined
+  );
+}
+
+type Fetched = { item: SourceItem; tasks: Converted[] } | { item: SourceItem; stream: true };
+
+/** Maps items to results with at most `concurrency` in flight, pulling input only when there is room. */
+async function* mapBounded<T, R>(
+  input: AsyncIterable<T>,
+  fn: (value: T) => Promise<R>,
+  concurrency: number,
+  ordered: boolean,
+): AsyncGenerator<R> {
+  const iterator = input[Symbol.asyncIterator]();
+  const window = new Map<number, Promise<[number, { ok: R } | { error: unknown }]>>();
+  let next = 0;
+  let head = 0;
+  let exhausted = false;
+  try {
+    for (;;) {
+      while (!exhausted && window.size < concurrency) {
+        const step = await iterator.next();
+        if (step.done) {
+          exhausted = true;
+          break;
+        }
+        const id = next++;
+        window.set(
+          id,
+          fn(step.value).then(
+            (ok) => [id, { ok }],
+            (error) => [id, { error }],
+          ),
+        );
+      }
+      if (window.size === 0) return;
+      const [id, result] = ordered
+        ? await (window.get(head) as Promise<[number, { ok: R } | { error: unknown }]>)
+        : await Promise.race(window.values());
+      window.delete(id);
+      if (ordered) head++;
+      if ('error' in result) throw result.error;
+      yield result.ok;
+    }
+  } finally {
+    await iterator.return?.();
+  }
+}
+
+class SourceRun implements Source {
+  readonly stats: SourceStats = {
+    listed: 0,
+    selected: 0,
+    unchanged: 0,
+    unsupported: 0,
+    failed: 0,
+    items: 0,
+    tasks: 0,
+    bytes: 0,
+  };
+  private readonly state: Checkpoint;
+  private readonly tracking: boolean;
+  private readonly abort = new AbortController();
+  private media: MediaServer | undefined;
+  private mediaStarting: Promise<MediaServer> | undefined;
+  private readonly warned = new Set<string>();
+  private driver!: SourceDriver;
+
+  constructor(
+    private readonly pending: Promise<SourceDriver>,
+    private readonly options: SourceOptions,
+  ) {
+    const { state } = options;
+    this.state = new Checkpoint(typeof state === 'string' ? fileStateStore(state) : state);
+    // Remembering every emitted item costs memory, so only when a checkpoint or watch needs it.
+    this.tracking = state !== undefined || options.watch !== undefined;
+    if (
+      options.concurrency !== undefined &&
+      !(Number.isInteger(options.concurrency) && options.concurrency >= 1)
+    ) {
+      throw usageError(`--concurrency must be a positive integer, got ${options.concurrency}`);
+    }
+    options.signal?.addEventListener('abort', () => this.abort.abort(options.signal?.reason), {
+      once: true,
+    });
+  }
+
+  get mediaUrl(): string | undefined {
+    return this.media?.url;
+  }
+
+  async checkpoint(delivered: number): Promise<void> {
+    await this.state.commit(delivered);
+  }
+
+  async close(): Promise<void> {
+    this.abort.abort();
+    await this.media?.close();
+    const driver = await this.pending.catch(() => undefined);
+    await driver?.close?.();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<Task> {
+    const { options } = this;
+    const selector = createSelector(options);
+    this.driver = await this.pending;
+    if (options.media === 'signed' && !this.driver.signedUrl) {
+      throw usageError(
+        `--media signed is not supported by ${this.driver.connector}`,
+        'use --media proxy or --media inline',
+      );
+    }
+    await this.state.load();
+    const signal = this.abort.signal;
+    let emitted = 0;
+    for (;;) {
+      const driver = this.driver;
+      const self = this;
+      const selected = async function* (): AsyncGenerator<SourceItem> {
+        for await (const item of driver.list({ signal })) {
+          self.stats.listed++;
+          if (!selector(item)) continue;
+          if (self.tracking && self.state.has(item.uri, versionOf(item))) {
+            self.stats.unchanged++;
+            continue;
+          }
+          if (options.limit !== undefined && emitted >= options.limit) return;
+          emitted++;
+          self.stats.selected++;
+          yield item;
+        }
+      };
+      const fetched = mapBounded(
+        selected(),
+        (item) => this.fetch(item),
+        options.concurrency ?? 8,
+        options.order === 'listing',
+      );
+      for await (const result of fetched) {
+        const { item } = result;
+        try {
+          const converted =
+            'stream' in result ? this.convertItem(item, this.read(item)) : result.tasks;
+          for await (const entry of converted) {
+            this.stats.tasks++;
+            yield this.stamp(entry, item);
+          }
+          this.stats.items++;
+        } catch (error) {
+          this.fail(item, error);
+        }
+        if (this.tracking) this.state.complete(item.uri, versionOf(item), this.stats.tasks);
+      }
+      if (options.autoCheckpoint !== false) await this.state.commit(this.stats.tasks);
+      if (options.watch === undefined || signal.aborted) return;
+      if (options.limit !== undefined && emitted >= options.limit) return;
+      try {
+        await sleep(options.watch * 1000, undefined, { signal });
+      } catch {
+        return;
+      }
+    }
+  }
+
+  /** Reads and converts a small item ahead of its turn; a large one is left to stream in order. */
+  private async fetch(item: SourceItem): Promise<Fetched> {
+    try {
+      const format = detectFormat(item.key, item.contentType, this.options.format);
+      if (!format) {
+        this.stats.unsupported++;
+        const ext = item.key.includes('.') ? item.key.slice(item.key.lastIndexOf('.')) : item.key;
+        this.warn(
+          `unsupported:${ext}`,
+          `skipping ${item.uri}: no converter for "${ext}" (use --format or --exclude)`,
+        );
+        return { item, tasks: [] };
+      }
+      if (isMediaFormat(format))
+        return { item, tasks: [{ task: await this.mediaTask(item, format) }] };
+      if (item.size === undefined || item.size > PREFETCH_MAX_BYTES) return { item, stream: true };
+      const tasks: Converted[] = [];
+      for await (const entry of this.convertItem(item, this.read(item))) tasks.push(entry);
+      return { item, tasks };
+    } catch (error) {
+      this.fail(item, error);
+      return { item, tasks: [] };
+    }
+  }
+
+  private fail(item: SourceItem, error: unknown): void {
+    const failure = toSluiceError(error, this.driver.connector);
+    if (!this.options.skipErrors || this.abort.signal.aborted) throw failure;
+    this.stats.failed++;
+    this.options.onWarning?.(`skipping ${item.uri}: ${failure.message}`);
+  }
+
+  private warn(key: string, message: string): void {
+    if (this.warned.has(key)) return;
+    this.warned.add(key);
+    this.options.onWarning?.(message);
+  }
+
+  private convertItem(
+    item: SourceItem,
+    bytes: AsyncIterable<Uint8Array>,
+  ): AsyncIterable<Converted> {
+    const format = detectFormat(item.key, item.contentType, this.options.format) as Exclude<
+      Format,
+      MediaFormat
+    >;
+    return convert(format, isGzipped(item.key) ? gunzip(bytes) : bytes, {
+      name: item.uri,
+      textMode: this.options.textMode,
+      maxLineBytes: this.options.maxLineBytes,
+      maxDocumentBytes: this.options.maxDocumentBytes ?? DEFAULT_MAX_DOCUMENT_BYTES,
+    });
+  }
+
+  /** Streams an item's bytes; a read that breaks midway resumes from the last byte instead of starting over. */
+  private async *read(
+    item: SourceItem,
+    range?: { start: number; end: number },
+  ): AsyncGenerator<Uint8Array> {
+    let offset = range?.start ?? 0;
+    let failures = 0;
+    const signal = this.abort.signal;
+    for (;;) {
+      const start = offset > 0 ? offset : undefined;
+      try {
+        const body = await this.driver.open(item, { start, end: range?.end, signal });
+        for await (const chunk of body) {
+          offset += chunk.byteLength;
+          this.stats.bytes += chunk.byteLength;
+          failures = 0;
+          yield chunk;
+        }
+        return;
+      } catch (error) {
+        if (signal.aborted || !isRetryableRead(error) || ++failures > READ_RETRIES) throw error;
+        await sleep(100 * 2 ** failures);
+      }
+    }
+  }
+
+  private async mediaTask(item: SourceItem, format: MediaFormat): Promise<Task> {
+    const mode = this.options.media ?? 'proxy';
+    let url: string;
+    if (mode === 'inline') {
+      url = await toDataUri(
+        this.read(item),
+        contentTypeOf(item.key, item.contentType),
+        this.options.inlineMaxBytes ?? DEFAULT_INLINE_MAX_BYTES,
+        item.uri,
+      );
+    } else if (mode === 'signed') {
+      url = await (this.driver.signedUrl as NonNullable<SourceDriver['signedUrl']>)(
+        item,
+        this.options.urlTtl ?? 3600,
+      );
+    } else {
+      url = (await this.mediaServer()).urlFor(item.uri);
+    }
+    return { [format]: url };
+  }
+
+  private mediaServer(): Promise<MediaServer> {
+    this.mediaStarting ??= (async () => {
+      const server = new MediaServer({
+        host: this.options.mediaHost,
+        port: this.options.mediaPort,
+        baseUrl: this.options.mediaBaseUrl,
+        resolve: (uri) => this.resolveMedia(uri),
+      });
+      await server.start();
+      this.media = server;
+      return server;
+    })();
+    return this.mediaStarting;
+  }
+
+  /** Serves only items under this source's root, looked up fresh so the proxy keeps working after the stream ends. */
+  private async resolveMedia(uri: string): Promise<MediaItem | undefined> {
+    const root = this.driver.root.endsWith('/') ? this.driver.root : `${this.driver.root}/`;
+    if (!uri.startsWith(root)) return undefined;
+    const key = uri.slice(root.length);
+    if (key === '' || key.split('/').some((part) => part === '..' || part === '.'))
+      return undefined;
+    const item = await this.driver.stat(key);
+    if (!item) return undefined;
+    return {
+      size: item.size,
+      version: item.version,
+      contentType: contentTypeOf(item.key, item.contentType),
+      open: async (range) => this.driver.open(item, { start: range?.start, end: range?.end }),
+    };
+  }
+
+  private stamp(entry: Converted, item: SourceItem): Task {
+    const { task } = entry;
+    const meta = { ...task.meta };
+    // A task re-read from a review or export location keeps where it first came from.
+    if (typeof meta.source === 'string' && meta.source !== item.uri && meta.origin === undefined) {
+      meta.origin = meta.source;
+    }
+    meta.source = item.uri;
+    if (item.version !== undefined) meta.version = item.version;
+    if (entry.line !== undefined) meta.line = entry.line;
+    if (entry.row !== undefined) meta.row = entry.row;
+    task.meta = meta;
+    return this.options.hashes === false ? task : setHashes(task);
+  }
+}
+
+function versionOf(item: SourceItem): string {
+  return item.version ?? `${item.size ?? ''}:${item.modified?.getTime() ?? ''}`;
+}
+
+/**
+ * Wraps a connector's driver into a source: an async iterable of Prodigy tasks. The driver
+ * may still be in the making (a promise); its errors then surface when iteration starts.
+ */
+export function createSource(
+  driver: SourceDriver | Promise<SourceDriver>,
+  options: SourceOptions = {},
+): Source {
+  const pending = Promise.resolve(driver);
+  pending.catch(() => {}); // surfaced by iteration, not as an unhandled rejection
+  return new SourceRun(pending, options);
+}

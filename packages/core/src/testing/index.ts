@@ -1,0 +1,27 @@
+export { type CliRun, hasStackTrace, type RunCliOptions, runCli } from './cli.js';
+export {
+  type SinkFixture,
+  type SinkHarness,
+  type SinkSuiteOptions,
+  sampleExport,
+  testSink,
+  testSinkBadInput,
+  testSinkFilters,
+  testSinkIdempotence,
+  testSinkWrite,
+} from './sink-suites.js';
+export {
+  collect,
+  freePort,
+  type SourceFixture,
+  type SourceHarness,
+  type SourceSuiteOptions,
+  TINY_PNG,
+  testSource,
+  testSourceConvert,
+  testSourceList,
+  testSourceMedia,
+  testSourceSelect,
+  testSourceState,
+  testSourceWatch,
+} from './source-suites.js';

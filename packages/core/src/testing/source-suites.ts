@@ -1,0 +1,410 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { inputHash } from '../hash.js';
+import type { Source, SourceOptions } from '../source.js';
+import type { Task } from '../task.js';
+
+/** A fresh, empty location in the store under test. */
+export interface SourceFixture {
+  /** URL a source reads, e.g. `s3://bucket/run-123/`. */
+  url: string;
+  /** Canonical URI prefix that item URIs start with (`meta.source`), e.g. `s3://bucket/run-123`. */
+  uriPrefix: string;
+  /** Stores an object under `url` (key relative to it). */
+  put(key: string, body: string | Uint8Array): Promise<void>;
+  /** Removes the location and everything in it. */
+  cleanup(): Promise<void>;
+}
+
+/** How a connector plugs into the source suites. */
+export interface SourceHarness {
+  /** Connector name, used in test titles. */
+  connector: string;
+  /** Makes an empty location; called before every test. */
+  setup(): Promise<SourceFixture>;
+  /** Builds the connector's source for a URL. */
+  source(url: string, options?: SourceOptions): Source;
+}
+
+/** Capabilities a connector lacks are declared, so a suite it cannot pass is skipped by name. */
+export interface SourceSuiteOptions {
+  skip?: Array<'list' | 'convert' | 'select' | 'state' | 'media' | 'watch'>;
+}
+
+/** Collects a source's tasks. */
+export async function collect(source: AsyncIterable<Task>): Promise<Task[]> {
+  const tasks: Task[] = [];
+  for await (const task of source) tasks.push(task);
+  return tasks;
+}
+
+/** A free TCP port on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+// A 1x1 PNG, enough to check bytes, types and ranges.
+export const TINY_PNG = Buffer.from(
+  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGP4z8DwHwAFAAH/iZk9HQAAAABJRU5ErkJggg==',
+  'base64',
+);
+
+const texts = (tasks: Task[]) => tasks.map((task) => task.text).sort();
+
+function useFixture(harness: SourceHarness) {
+  const state = {} as { fixture: SourceFixture };
+  beforeEach(async () => {
+    state.fixture = await harness.setup();
+  });
+  afterEach(async () => {
+    await state.fixture.cleanup();
+  });
+  return state;
+}
+
+/** Listing: nested keys, lineage in meta, laziness, empty locations. */
+export function testSourceList(harness: SourceHarness): void {
+  describe(`${harness.connector} source: list`, () => {
+    const ctx = useFixture(harness);
+
+    it('reads every item under the location, nested keys included, with lineage in meta', async () => {
+      const { fixture } = ctx;
+      await fixture.put('a.txt', 'alpha\n');
+      await fixture.put('sub/b.txt', 'beta\n');
+      await fixture.put('sub/deeper/c.txt', 'gamma\n');
+      const tasks = await collect(harness.source(fixture.url));
+      expect(texts(tasks)).toEqual(['alpha', 'beta', 'gamma']);
+      const beta = tasks.find((task) => task.text === 'beta') as Task;
+      expect(beta.meta?.source).toBe(`${fixture.uriPrefix}/sub/b.txt`);
+      expect(typeof beta.meta?.version).toBe('string');
+      expect(beta.meta?.line).toBe(1);
+    });
+
+    it('yields nothing for an empty location', async () => {
+      const tasks = await collect(harness.source(ctx.fixture.url));
+      expect(tasks).toEqual([]);
+    });
+
+    it('lists lazily: a limit of one does not walk the whole store', async () => {
+      const { fixture } = ctx;
+      for (let i = 0; i < 120; i++)
+        await fixture.put(`many/${String(i).padStart(4, '0')}.txt`, `line ${i}\n`);
+      const source = harness.source(fixture.url, { limit: 1, concurrency: 2 });
+      const tasks = await collect(source);
+      expect(tasks).toHaveLength(1);
+      expect(source.stats.listed).toBeLessThan(120);
+    });
+
+    it('keeps the listing order with order=listing', async () => {
+      const { fixture } = ctx;
+      for (const name of ['d', 'b', 'a', 'c']) await fixture.put(`${name}.txt`, `${name}\n`);
+      const tasks = await collect(
+        harness.source(fixture.url, { order: 'listing', concurrency: 4 }),
+      );
+      expect(tasks.map((task) => task.text)).toEqual(['a', 'b', 'c', 'd']);
+    });
+  });
+}
+
+/** Conversion of every text format, hashes, and bad items. */
+export function testSourceConvert(harness: SourceHarness): void {
+  describe(`${harness.connector} source: read and convert`, () => {
+    const ctx = useFixture(harness);
+
+    it('turns jsonl, json, csv, txt and html into tasks with line and row numbers', async () => {
+      const { fixture } = ctx;
+      await fixture.put('in/tasks.jsonl', '{"text":"one","meta":{"k":1}}\n\n{"text":"two"}\n');
+      await fixture.put('in/list.json', '[{"text":"three"},{"text":"four"}]');
+      await fixture.put(
+        'in/table.csv',
+        'Text,Label,Meta,author\n"five, with comma",POS,0.5,ann\nsix,,,\n',
+      );
+      await fixture.put('in/lines.txt', 'seven\r\n\r\neight');
+      await fixture.put('in/page.html', '<p>nine</p>');
+      const tasks = await collect(harness.source(fixture.url, { order: 'listing' }));
+      const byText = new Map(tasks.map((task) => [task.text ?? task.html, task]));
+      expect(byText.get('one')?.meta).toMatchObject({ k: 1, line: 1 });
+      expect(byText.get('two')?.meta?.line).toBe(3);
+      expect(byText.get('four')?.meta?.row).toBe(2);
+      expect(byText.get('five, with comma')).toMatchObject({
+        label: 'POS',
+        meta: { meta: '0.5', author: 'ann', row: 1 },
+      });
+      expect(byText.get('six')?.label).toBeUndefined();
+      expect(byText.get('seven')?.meta?.line).toBe(1);
+      expect(byText.get('eight')?.meta?.line).toBe(3);
+      expect(byText.get('<p>nine</p>')?.meta?.source).toBe(`${fixture.uriPrefix}/in/page.html`);
+      expect(tasks).toHaveLength(9);
+    });
+
+    it('reads gzip-compressed jsonl and whole-file text', async () => {
+      const { fixture } = ctx;
+      await fixture.put('z/tasks.jsonl.gz', gzipSync('{"text":"zipped"}\n'));
+      await fixture.put('z/doc.txt', 'line one\nline two\n');
+      const zipped = await collect(harness.source(fixture.url, { include: ['*.gz'] }));
+      expect(texts(zipped)).toEqual(['zipped']);
+      const whole = await collect(
+        harness.source(fixture.url, { include: ['*.txt'], textMode: 'file' }),
+      );
+      expect(texts(whole)).toEqual(['line one\nline two\n']);
+    });
+
+    it("sets Prodigy's hashes and keeps hashes already present", async () => {
+      const { fixture } = ctx;
+      await fixture.put(
+        'h.jsonl',
+        '{"text":"fresh"}\n{"text":"kept","_input_hash":7,"_task_hash":8}\n',
+      );
+      const tasks = await collect(harness.source(fixture.url));
+      const fresh = tasks.find((task) => task.text === 'fresh') as Task;
+      expect(fresh._input_hash).toBe(inputHash({ text: 'fresh' }));
+      expect(tasks.find((task) => task.text === 'kept')).toMatchObject({
+        _input_hash: 7,
+        _task_hash: 8,
+      });
+    });
+
+    it('skips items it cannot convert, with a warning', async () => {
+      const { fixture } = ctx;
+      await fixture.put('ok.txt', 'fine\n');
+      await fixture.put('blob.bin', Buffer.from([0, 1, 2]));
+      const warnings: string[] = [];
+      const source = harness.source(fixture.url, {
+        onWarning: (message) => warnings.push(message),
+      });
+      expect(texts(await collect(source))).toEqual(['fine']);
+      expect(source.stats.unsupported).toBe(1);
+      expect(warnings.join('\n')).toContain('blob.bin');
+    });
+
+    it('fails on a bad record naming the item and line, or skips the item with skipErrors', async () => {
+      const { fixture } = ctx;
+      await fixture.put('a-good.jsonl', '{"text":"good"}\n');
+      await fixture.put('b-bad.jsonl', '{"text":"fine"}\n{"text": oops}\n');
+      await expect(collect(harness.source(fixture.url, { order: 'listing' }))).rejects.toThrow(
+        /b-bad\.jsonl line 2/,
+      );
+      const warnings: string[] = [];
+      const source = harness.source(fixture.url, {
+        skipErrors: true,
+        order: 'listing',
+        onWarning: (message) => warnings.push(message),
+      });
+      const tasks = await collect(source);
+      expect(texts(tasks)).toContain('good');
+      expect(source.stats.failed).toBe(1);
+      expect(warnings.join('\n')).toMatch(/b-bad\.jsonl/);
+    });
+  });
+}
+
+/** Selection flags. */
+export function testSourceSelect(harness: SourceHarness): void {
+  describe(`${harness.connector} source: select`, () => {
+    const ctx = useFixture(harness);
+    const put20 = async (fixture: SourceFixture) => {
+      for (let i = 0; i < 20; i++)
+        await fixture.put(`s/${String(i).padStart(2, '0')}.txt`, `item ${i}\n`);
+    };
+
+    it('includes and excludes by glob, at any depth for bare patterns', async () => {
+      const { fixture } = ctx;
+      await fixture.put('keep.jsonl', '{"text":"a"}\n');
+      await fixture.put('deep/keep.jsonl', '{"text":"b"}\n');
+      await fixture.put('deep/skip.txt', 'c\n');
+      await fixture.put('deep/drafts/x.jsonl', '{"text":"d"}\n');
+      const tasks = await collect(
+        harness.source(fixture.url, { include: ['*.jsonl'], exclude: ['**/drafts/**'] }),
+      );
+      expect(texts(tasks)).toEqual(['a', 'b']);
+    });
+
+    it('bounds by size and modification time', async () => {
+      const { fixture } = ctx;
+      await fixture.put('small.txt', 'tiny\n');
+      await fixture.put('large.txt', `${'x'.repeat(2000)}\n`);
+      expect(texts(await collect(harness.source(fixture.url, { maxSize: 100 })))).toEqual(['tiny']);
+      expect(await collect(harness.source(fixture.url, { minSize: 100 }))).toHaveLength(1);
+      const hour = 3600_000;
+      expect(
+        await collect(harness.source(fixture.url, { modifiedSince: new Date(Date.now() + hour) })),
+      ).toHaveLength(0);
+      expect(
+        await collect(harness.source(fixture.url, { modifiedSince: new Date(Date.now() - hour) })),
+      ).toHaveLength(2);
+      expect(
+        await collect(harness.source(fixture.url, { modifiedBefore: new Date(Date.now() - hour) })),
+      ).toHaveLength(0);
+    });
+
+    it('limits the number of items', async () => {
+      await put20(ctx.fixture);
+      expect(await collect(harness.source(ctx.fixture.url, { limit: 5 }))).toHaveLength(5);
+    });
+
+    it('samples deterministically: same seed, same items; another seed, another sample', async () => {
+      await put20(ctx.fixture);
+      const run = (seed: string) => collect(harness.source(ctx.fixture.url, { sample: 0.5, seed }));
+      const first = texts(await run('a'));
+      expect(texts(await run('a'))).toEqual(first);
+      expect(first.length).toBeGreaterThan(2);
+      expect(first.length).toBeLessThan(18);
+      const other = texts(await run('b'));
+      expect(other).not.toEqual(first);
+    });
+
+    it('splits a store into disjoint shards that cover it', async () => {
+      await put20(ctx.fixture);
+      const shards = await Promise.all(
+        [1, 2, 3].map(async (index) =>
+          texts(await collect(harness.source(ctx.fixture.url, { shard: { index, count: 3 } }))),
+        ),
+      );
+      const all = shards.flat().sort();
+      expect(all).toHaveLength(20);
+      expect(new Set(all).size).toBe(20);
+      for (const shard of shards) expect(shard.length).toBeGreaterThan(0);
+    });
+  });
+}
+
+/** Checkpoints: reruns emit only new or changed items; nothing is recorded before it is delivered. */
+export function testSourceState(harness: SourceHarness): void {
+  describe(`${harness.connector} source: state`, () => {
+    const ctx = useFixture(harness);
+    let dir: string;
+    beforeEach(async () => {
+      dir = await mkdtemp(join(tmpdir(), 'sluice-state-'));
+    });
+    afterEach(async () => {
+      await rm(dir, { recursive: true, force: true });
+    });
+
+    it('emits only new or changed items on a rerun', async () => {
+      const { fixture } = ctx;
+      const state = join(dir, 'state.json');
+      await fixture.put('a.txt', 'a\n');
+      await fixture.put('b.txt', 'b\n');
+      expect(texts(await collect(harness.source(fixture.url, { state })))).toEqual(['a', 'b']);
+      expect(await collect(harness.source(fixture.url, { state }))).toEqual([]);
+      await fixture.put('b.txt', 'b changed and longer\n');
+      await fixture.put('c.txt', 'c\n');
+      const source = harness.source(fixture.url, { state });
+      expect(texts(await collect(source))).toEqual(['b changed and longer', 'c']);
+      expect(source.stats.unchanged).toBe(1);
+    });
+
+    it('records an item only once all its tasks were delivered', async () => {
+      const { fixture } = ctx;
+      const state = join(dir, 'state.json');
+      await fixture.put('1.txt', 'one\n');
+      await fixture.put('2.txt', 'two\nthree\n');
+      const source = harness.source(fixture.url, {
+        state,
+        autoCheckpoint: false,
+        order: 'listing',
+      });
+      const tasks = await collect(source);
+      expect(tasks).toHaveLength(3);
+      await source.checkpoint(2); // the second item's last task did not make it downstream
+      const saved = JSON.parse(await readFile(state, 'utf8'));
+      expect(Object.keys(saved.items)).toEqual([`${fixture.uriPrefix}/1.txt`]);
+      expect(texts(await collect(harness.source(fixture.url, { state })))).toEqual([
+        'three',
+        'two',
+      ]);
+    });
+  });
+}
+
+/** Media: proxy URLs that serve the bytes with ranges and stay stable; inline data URIs. */
+export function testSourceMedia(harness: SourceHarness): void {
+  describe(`${harness.connector} source: media`, () => {
+    const ctx = useFixture(harness);
+
+    it('serves images through the local proxy, with ranges, CORS and stable URLs', async () => {
+      const { fixture } = ctx;
+      await fixture.put('img/pixel.png', TINY_PNG);
+      const port = await freePort();
+      const first = harness.source(fixture.url, { mediaPort: port });
+      try {
+        const [task] = await collect(first);
+        expect(task?.image).toMatch(new RegExp(`^http://127\\.0\\.0\\.1:${port}/`));
+        const response = await fetch(task?.image as string);
+        expect(response.status).toBe(200);
+        expect(response.headers.get('content-type')).toBe('image/png');
+        expect(response.headers.get('access-control-allow-origin')).toBe('*');
+        expect(Buffer.from(await response.arrayBuffer())).toEqual(TINY_PNG);
+        const ranged = await fetch(task?.image as string, { headers: { Range: 'bytes=1-3' } });
+        expect(ranged.status).toBe(206);
+        expect(Buffer.from(await ranged.arrayBuffer())).toEqual(TINY_PNG.subarray(1, 4));
+        const missing = await fetch(`${first.mediaUrl}/nothing/here.png`);
+        expect(missing.status).toBe(404);
+        await first.close();
+        const second = harness.source(fixture.url, { mediaPort: port });
+        const [again] = await collect(second);
+        await second.close();
+        expect(again?.image).toBe(task?.image);
+        expect(again?._input_hash).toBe(task?._input_hash);
+      } finally {
+        await first.close();
+      }
+    });
+
+    it('inlines small media as data URIs and refuses large ones', async () => {
+      const { fixture } = ctx;
+      await fixture.put('pixel.png', TINY_PNG);
+      const [task] = await collect(harness.source(fixture.url, { media: 'inline' }));
+      expect(task?.image).toBe(`data:image/png;base64,${TINY_PNG.toString('base64')}`);
+      await expect(
+        collect(harness.source(fixture.url, { media: 'inline', inlineMaxBytes: 10 })),
+      ).rejects.toThrow(/too large to inline/);
+    });
+  });
+}
+
+/** Watch: new items appear on the stream while it runs. */
+export function testSourceWatch(harness: SourceHarness): void {
+  describe(`${harness.connector} source: watch`, () => {
+    const ctx = useFixture(harness);
+
+    it('emits items added while watching, once each, until aborted', async () => {
+      const { fixture } = ctx;
+      await fixture.put('first.txt', 'first\n');
+      const abort = new AbortController();
+      const source = harness.source(fixture.url, { watch: 0.2, signal: abort.signal });
+      const seen: string[] = [];
+      for await (const task of source) {
+        seen.push(task.text as string);
+        if (seen.length === 1) await fixture.put('second.txt', 'second\n');
+        if (seen.length === 2) setTimeout(() => abort.abort(), 600); // a few more polls: no repeats
+      }
+      await source.close();
+      expect(seen).toEqual(['first', 'second']);
+    });
+  });
+}
+
+/** Runs every source suite the connector supports. */
+export function testSource(harness: SourceHarness, options: SourceSuiteOptions = {}): void {
+  const skip = new Set(options.skip ?? []);
+  if (!skip.has('list')) testSourceList(harness);
+  if (!skip.has('convert')) testSourceConvert(harness);
+  if (!skip.has('select')) testSourceSelect(harness);
+  if (!skip.has('state')) testSourceState(harness);
+  if (!skip.has('media')) testSourceMedia(harness);
+  if (!skip.has('watch')) testSourceWatch(harness);
+  for (const name of skip)
+    it.skip(`${harness.connector} source: ${name} (declared unsupported)`, () => {});
+}

@@ -1,0 +1,1 @@
+export { createFsSinkDriver, FS_CONNECTOR, type FsSinkOptions, fsSink } from './fs-sink.js';

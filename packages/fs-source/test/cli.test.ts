@@ -1,0 +1,139 @@
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { validateTask } from '@sluice/core';
+import { hasStackTrace, runCli, TINY_PNG } from '@sluice/core/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const cli = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+const examples = fileURLToPath(new URL('../../../examples/data', import.meta.url));
+
+const parse = (stdout: string) =>
+  stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line));
+
+describe('fs-source CLI', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sluice-fs-cli-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('streams valid tasks with lineage from the example data, and only JSONL on stdout', async () => {
+    const run = await runCli(cli, [
+      examples,
+      '--exclude',
+      'db-out/**',
+      '--media',
+      'inline',
+      '--order',
+      'listing',
+    ]);
+    expect(run.code).toBe(0);
+    const tasks = parse(run.stdout);
+    expect(tasks.length).toBeGreaterThan(30);
+    for (const task of tasks) {
+      expect(validateTask(task)).toBeUndefined();
+      expect(task.meta.source).toMatch(/^file:\/\/\/.+\/examples\/data\//);
+      expect(typeof task._input_hash).toBe('number');
+    }
+    const kinds = new Set(
+      tasks.map((task) => ['text', 'html', 'image', 'audio', 'video'].find((k) => k in task)),
+    );
+    expect(kinds).toEqual(new Set(['text', 'html', 'image', 'audio', 'video']));
+    expect(run.stderr).toMatch(/fs-source: done: \d+ tasks from \d+ items/);
+  });
+
+  it('exits 0 at once and quietly when the reader goes away (| head -1)', async () => {
+    const big = join(dir, 'big');
+    await mkdir(big);
+    await Promise.all(
+      Array.from({ length: 3000 }, (_, i) =>
+        writeFile(join(big, `${String(i).padStart(5, '0')}.txt`), `line ${i}\nmore\n`),
+      ),
+    );
+    const child = spawn('bash', ['-c', `set -o pipefail; node '${cli}' '${big}' | head -1`], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    const code = await new Promise((resolve) => child.on('close', resolve));
+    expect(code).toBe(0);
+    expect(stdout.trim().split('\n')).toHaveLength(1);
+    expect(JSON.parse(stdout).text).toBe('line 0');
+    expect(hasStackTrace(stderr)).toBe(false);
+    expect(stderr).not.toMatch(/EPIPE/);
+  });
+
+  it('keeps a checkpoint across runs with --state', async () => {
+    const folder = join(dir, 'inbox');
+    await mkdir(folder);
+    await writeFile(join(folder, 'a.txt'), 'first\n');
+    const state = join(dir, 'state', 'inbox.json');
+    const first = await runCli(cli, [folder, '--state', state, '--quiet']);
+    expect(parse(first.stdout).map((task) => task.text)).toEqual(['first']);
+    expect(first.stderr).toBe('');
+    await writeFile(join(folder, 'b.txt'), 'second\n');
+    const second = await runCli(cli, [folder, '--state', state, '--json-summary']);
+    expect(parse(second.stdout).map((task) => task.text)).toEqual(['second']);
+    expect(JSON.parse(second.stderr)).toMatchObject({ bin: 'fs-source', tasks: 1, unchanged: 1 });
+    const saved = JSON.parse(await readFile(state, 'utf8'));
+    expect(Object.keys(saved.items).sort()).toEqual([
+      `file://${folder}/a.txt`,
+      `file://${folder}/b.txt`,
+    ]);
+  });
+
+  it('serves media after the stream ends until interrupted, then exits 130', async () => {
+    const media = join(dir, 'media');
+    await mkdir(media);
+    await writeFile(join(media, 'p.png'), TINY_PNG);
+    const child = spawn(process.execPath, [cli, media, '--media-port', '0'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    const closed = new Promise((resolve) => child.on('close', resolve));
+    await new Promise<void>((resolve) => {
+      const poll = setInterval(() => {
+        if (stderr.includes('serving media')) {
+          clearInterval(poll);
+          resolve();
+        }
+      }, 20);
+    });
+    const task = JSON.parse(stdout);
+    const response = await fetch(task.image);
+    expect(Buffer.from(await response.arrayBuffer())).toEqual(TINY_PNG);
+    child.kill('SIGINT');
+    expect(await closed).toBe(130);
+  });
+
+  it('prints help with examples, and one-line usage errors with exit 2', async () => {
+    const help = await runCli(cli, ['--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('Examples:');
+    expect(help.stdout).toContain('--include <glob>');
+    const missing = await runCli(cli, [join(dir, 'nope')]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/fs-source: error: .*nope: no such file or folder/);
+    expect(hasStackTrace(missing.stderr)).toBe(false);
+    const bad = await runCli(cli, [dir, '--shard', '5/4']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--shard must be k\/n/);
+    expect(bad.stderr).toMatch(/hint: /);
+    const unknown = await runCli(cli, [dir, '--no-such-flag']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/unknown option/);
+  });
+});

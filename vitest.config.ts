@@ -1,0 +1,19 @@
+import { fileURLToPath } from 'node:url';
+import { defineConfig } from 'vitest/config';
+
+const src = (p: string) => fileURLToPath(new URL(`./packages/${p}`, import.meta.url));
+
+export default defineConfig({
+  resolve: {
+    // Unit tests run against the sources; the end-to-end tests run the built CLIs.
+    alias: [
+      { find: /^@sluice\/core\/testing$/, replacement: src('core/src/testing/index.ts') },
+      { find: /^@sluice\/core$/, replacement: src('core/src/index.ts') },
+    ],
+  },
+  test: {
+    include: ['packages/*/test/**/*.test.ts'],
+    testTimeout: 30_000,
+    hookTimeout: 30_000,
+  },
+});
