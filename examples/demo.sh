@@ -12,7 +12,7 @@ sink_cli=packages/fs-sink/dist/cli.js
 
 echo "== 1. fs-source: sample data -> Prodigy tasks ($out/tasks.jsonl)"
 # Media is inlined here so the demo ends; by default images are served by a local proxy.
-node "$source_cli" examples/data --exclude 'db-out/**' --media inline --order listing > "$out/tasks.jsonl"
+node "$source_cli" examples/data --exclude 'db-out/**' --exclude README.md --media inline --order listing > "$out/tasks.jsonl"
 echo "first task:"
 head -1 "$out/tasks.jsonl"
 

@@ -504,22 +504,24 @@ export async function runSourceCli(
   return code;
 }
 
+const plural = (n: number, noun: string) => `${n} ${noun}${n === 1 ? '' : 's'}`;
+
 function summarizeSink(result: SinkResult): string {
   const { manifest } = result;
-  const records = `${manifest.counts.records} records`;
+  const records = plural(manifest.counts.records, 'record');
   const rejected = manifest.input.rejected
-    ? `; ${manifest.input.rejected} bad lines set aside in rejects.jsonl`
+    ? `; ${plural(manifest.input.rejected, 'bad line')} set aside in rejects.jsonl`
     : '';
   const filtered = manifest.input.filtered ? `; ${manifest.input.filtered} filtered out` : '';
   switch (result.status) {
     case 'unchanged':
-      return `unchanged: ${result.root} already holds this export (${records}, ${manifest.parts.length} parts)`;
+      return `unchanged: ${result.root} already holds this export (${records}, ${plural(manifest.parts.length, 'part')})`;
     case 'skipped':
       return `skipped: ${result.root} holds a different export and --if-exists is skip`;
     case 'dry-run':
       return `dry run: would write ${result.written.join(', ')} under ${result.root} (${records}${filtered}${rejected})`;
     default:
-      return `wrote ${manifest.parts.length} parts (${records}${filtered}${rejected}) and ${result.manifestKey} to ${result.root}${result.removed.length ? `; removed ${result.removed.length} stale parts` : ''}`;
+      return `wrote ${plural(manifest.parts.length, 'part')} (${records}${filtered}${rejected}) and ${result.manifestKey} to ${result.root}${result.removed.length ? `; removed ${plural(result.removed.length, 'stale part')}` : ''}`;
   }
 }
 

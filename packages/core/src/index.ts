@@ -67,6 +67,7 @@ export {
   type StagedPart,
 } from './sink.js';
 export {
+  type Bytes,
   createSource,
   type OpenOptions,
   type Source,

@@ -20,7 +20,10 @@ export interface MediaItem {
   size?: number;
   contentType: string;
   version?: string;
-  open(range?: { start: number; end: number }): Promise<AsyncIterable<Uint8Array>>;
+  open(range?: {
+    start: number;
+    end: number;
+  }): Promise<AsyncIterable<Uint8Array> | Iterable<Uint8Array>>;
 }
 
 export interface MediaServerOptions {

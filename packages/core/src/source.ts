@@ -38,6 +38,9 @@ export interface SourceItem {
   contentType?: string;
 }
 
+/** An item's bytes: a stream, or chunks already in memory. */
+export type Bytes = AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
+
 export interface OpenOptions {
   /** First byte to read (for resumed reads and media ranges). */
   start?: number;
@@ -58,7 +61,7 @@ export interface SourceDriver<I extends SourceItem = SourceItem> {
   /** Lists items under the root lazily, page by page, as they are consumed. */
   list(options: { signal: AbortSignal }): AsyncIterable<I>;
   /** Opens an item's bytes. With `start`, must read the same version the item was listed at. */
-  open(item: I, options: OpenOptions): Promise<AsyncIterable<Uint8Array>>;
+  open(item: I, options: OpenOptions): Promise<Bytes>;
   /** Looks up one item by key (for the media proxy); undefined when it does not exist. */
   stat(key: string): Promise<I | undefined>;
   /** A URL the browser can fetch directly for `signed` media mode. */

@@ -57,7 +57,7 @@ describe('fs-sink CLI', () => {
     await expect(readdir(join(dir, 'broken'))).rejects.toThrow();
     const lenient = await runCli(cli, [`${dir}/broken`, '--skip-invalid'], { input });
     expect(lenient.code).toBe(0);
-    expect(lenient.stderr).toMatch(/1 bad lines set aside in rejects.jsonl/);
+    expect(lenient.stderr).toMatch(/1 bad line set aside in rejects.jsonl/);
     expect((await readdir(join(dir, 'broken'))).sort()).toEqual([
       'manifest.json',
       'part-00000.jsonl',

@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -19,6 +19,8 @@ export interface FsSourceOptions extends SourceOptions {
 }
 
 export const FS_CONNECTOR = 'fs';
+const SMALL_FILE_BYTES = 256 * 1024;
+const STAT_BATCH = 64;
 
 /** Canonical URI of a local path. Kept unescaped, like `s3://` URIs, so `root + '/' + key` always holds. */
 export function fileUri(path: string): string {
@@ -80,19 +82,24 @@ export async function createFsSourceDriver(url: string): Promise<SourceDriver> {
     };
   };
 
-  // Depth-first, names sorted, one folder read at a time: stable order, memory bounded by one folder.
+  // Depth-first, names sorted, one folder read at a time: stable order, memory bounded by one
+  // folder. Files are stat'ed in parallel batches, since a stat round trip per file dominates.
   async function* walk(prefix: string, signal: AbortSignal): AsyncGenerator<SourceItem> {
     const folder = join(rootPath, ...prefix.split('/').filter(Boolean));
-    const entries = await readdir(folder, { withFileTypes: true });
-    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    for (const entry of entries) {
+    const entries = (await readdir(folder, { withFileTypes: true }))
+      .filter((entry) => !entry.name.startsWith('.'))
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (let i = 0; i < entries.length; i += STAT_BATCH) {
       if (signal.aborted) return;
-      if (entry.name.startsWith('.')) continue;
-      const key = prefix + entry.name;
-      if (entry.isDirectory()) yield* walk(`${key}/`, signal);
-      else if (entry.isFile() || entry.isSymbolicLink()) {
-        const item = await itemOf(key);
-        if (item) yield item;
+      const batch = entries.slice(i, i + STAT_BATCH);
+      const items = await Promise.all(
+        batch.map((entry) =>
+          entry.isFile() || entry.isSymbolicLink() ? itemOf(prefix + entry.name) : undefined,
+        ),
+      );
+      for (const [j, entry] of batch.entries()) {
+        if (entry.isDirectory()) yield* walk(`${prefix}${entry.name}/`, signal);
+        else if (items[j]) yield items[j];
       }
     }
   }
@@ -109,7 +116,12 @@ export async function createFsSourceDriver(url: string): Promise<SourceDriver> {
       yield* walk('', signal);
     },
     async open(item, { start, end }) {
-      return createReadStream(join(rootPath, ...item.key.split('/')), { start, end });
+      const path = join(rootPath, ...item.key.split('/'));
+      // One read call for small whole files: a stream per tiny file costs more than the bytes.
+      if (start === undefined && end === undefined && (item.size ?? Infinity) <= SMALL_FILE_BYTES) {
+        return [await readFile(path)];
+      }
+      return createReadStream(path, { start, end });
     },
     async stat(key) {
       if (single && key !== single) return undefined;
