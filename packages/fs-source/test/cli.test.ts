@@ -58,9 +58,13 @@ describe('fs-source CLI', () => {
         writeFile(join(big, `${String(i).padStart(5, '0')}.txt`), `line ${i}\nmore\n`),
       ),
     );
-    const child = spawn('bash', ['-c', `set -o pipefail; node '${cli}' '${big}' --order listing | head -1`], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      'bash',
+      ['-c', `set -o pipefail; node '${cli}' '${big}' --order listing | head -1`],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk) => (stdout += chunk));
