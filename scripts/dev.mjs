@@ -15,7 +15,9 @@ function run(command, args, options = {}) {
   console.error(`\n> ${[command, ...args].join(' ')}`);
   const result = spawnSync(command, args, { cwd: root, stdio: 'inherit', ...options });
   if (result.status !== 0) {
-    console.error(`\nfailed (exit ${result.status ?? result.signal}): ${[command, ...args].join(' ')}`);
+    console.error(
+      `\nfailed (exit ${result.status ?? result.signal}): ${[command, ...args].join(' ')}`,
+    );
     process.exit(result.status || 1);
   }
 }
