@@ -73,6 +73,8 @@ export class Checkpoint {
   private cursors: Record<string, string> = {};
   /** Items in the order their last task was yielded, with that task's sequence number. */
   private pending: Array<{ uri: string; version: string; seq: number }> = [];
+  /** Items yielded by this run, delivered or not: a watch pass must not emit them again. */
+  private readonly emitted = new Map<string, string>();
   private dirty = false;
 
   constructor(private readonly store: StateStore | undefined) {}
@@ -84,14 +86,15 @@ export class Checkpoint {
     this.cursors = { ...data.cursors };
   }
 
-  /** Whether this exact version of the item was emitted before. */
+  /** Whether this exact version of the item was emitted before, by an earlier run or by this one. */
   has(uri: string, version: string): boolean {
-    return this.items.get(uri) === version;
+    return this.items.get(uri) === version || this.emitted.get(uri) === version;
   }
 
   /** Records that the item's tasks are the first `seq` tasks yielded; it counts once they are delivered. */
   complete(uri: string, version: string, seq: number): void {
     this.pending.push({ uri, version, seq });
+    this.emitted.set(uri, version);
   }
 
   cursor(name: string): string | undefined {
@@ -109,6 +112,7 @@ export class Checkpoint {
     for (const entry of this.pending) {
       if (entry.seq > delivered) break;
       this.items.set(entry.uri, entry.version);
+      if (this.emitted.get(entry.uri) === entry.version) this.emitted.delete(entry.uri);
       n++;
     }
     if (n > 0) {

@@ -96,6 +96,43 @@ describe('fs-source CLI', () => {
     ]);
   });
 
+  it('watches until Ctrl-C, then saves the checkpoint for what went out and exits 130', async () => {
+    const folder = join(dir, 'watched');
+    await mkdir(folder);
+    await writeFile(join(folder, 'a.txt'), 'first\n');
+    const state = join(dir, 'watched.json');
+    const child = spawn(process.execPath, [cli, folder, '--watch', '0.2', '--state', state], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    const closed = new Promise((resolve) => child.on('close', resolve));
+    const lines = (n: number) =>
+      new Promise<void>((resolve) => {
+        const poll = setInterval(() => {
+          if (stdout.split('\n').filter(Boolean).length >= n) {
+            clearInterval(poll);
+            resolve();
+          }
+        }, 20);
+      });
+    await lines(1);
+    await writeFile(join(folder, 'b.txt'), 'second\n');
+    await lines(2);
+    child.kill('SIGINT');
+    expect(await closed).toBe(130);
+    expect(parse(stdout).map((task) => task.text)).toEqual(['first', 'second']);
+    expect(stderr).toMatch(/interrupted after 2 tasks from 2 items/);
+    expect(hasStackTrace(stderr)).toBe(false);
+    const saved = JSON.parse(await readFile(state, 'utf8'));
+    expect(Object.keys(saved.items).sort()).toEqual([
+      `file://${folder}/a.txt`,
+      `file://${folder}/b.txt`,
+    ]);
+  });
+
   it('serves media after the stream ends until interrupted, then exits 130', async () => {
     const media = join(dir, 'media');
     await mkdir(media);

@@ -4,6 +4,7 @@ import { gunzipSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Manifest, Sink, SinkOptions } from '../sink.js';
 import type { Task } from '../task.js';
+import { useFixture } from './fixture.js';
 
 /** A fresh, empty location in the store under test. */
 export interface SinkFixture {
@@ -76,17 +77,6 @@ const jsonl = (tasks: unknown[]) => `${tasks.map((task) => JSON.stringify(task))
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 const bytesOf = (text: string) => Readable.from([Buffer.from(text)]);
 
-function useFixture(harness: SinkHarness) {
-  const state = {} as { fixture: SinkFixture };
-  beforeEach(async () => {
-    state.fixture = await harness.setup();
-  });
-  afterEach(async () => {
-    await state.fixture.cleanup();
-  });
-  return state;
-}
-
 async function manifestAt(fixture: SinkFixture, key: string): Promise<Manifest> {
   const body = await fixture.get(key);
   expect(body, `${key} exists`).toBeDefined();
@@ -104,7 +94,7 @@ function records(bytes: Buffer): Task[] {
 /** Parts, templates and the manifest that describes them. */
 export function testSinkWrite(harness: SinkHarness): void {
   describe(`${harness.connector} sink: write and manifest`, () => {
-    const ctx = useFixture(harness);
+    const ctx = useFixture(() => harness.setup());
 
     it('writes parts and a manifest whose counts and sha256 match the bytes', async () => {
       const { fixture } = ctx;
@@ -186,7 +176,7 @@ export function testSinkWrite(harness: SinkHarness): void {
 /** Reruns: the same export changes nothing; a new one replaces the old without leftovers. */
 export function testSinkIdempotence(harness: SinkHarness): void {
   describe(`${harness.connector} sink: idempotence`, () => {
-    const ctx = useFixture(harness);
+    const ctx = useFixture(() => harness.setup());
 
     it('changes nothing when the same export runs twice', async () => {
       const { fixture } = ctx;
@@ -232,7 +222,7 @@ export function testSinkIdempotence(harness: SinkHarness): void {
 /** Bad input: nothing visible is written, unless bad lines are set aside on request. */
 export function testSinkBadInput(harness: SinkHarness): void {
   describe(`${harness.connector} sink: bad input`, () => {
-    const ctx = useFixture(harness);
+    const ctx = useFixture(() => harness.setup());
     const broken = () => {
       const lines = jsonl(sampleExport()).split('\n');
       lines.splice(2, 0, '{"text": "cut off');
@@ -278,7 +268,7 @@ export function testSinkBadInput(harness: SinkHarness): void {
 /** Filters for review routing: answers, flags, scores, labels. */
 export function testSinkFilters(harness: SinkHarness): void {
   describe(`${harness.connector} sink: filters`, () => {
-    const ctx = useFixture(harness);
+    const ctx = useFixture(() => harness.setup());
     const texts = async (fixture: SinkFixture, key: string) =>
       records((await fixture.get(key)) as Buffer).map((task) => task.text);
 

@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { inputHash } from '../hash.js';
 import type { Source, SourceOptions } from '../source.js';
 import type { Task } from '../task.js';
+import { useFixture } from './fixture.js';
 
 /** A fresh, empty location in the store under test. */
 export interface SourceFixture {
@@ -62,21 +63,10 @@ export const TINY_PNG = Buffer.from(
 
 const texts = (tasks: Task[]) => tasks.map((task) => task.text).sort();
 
-function useFixture(harness: SourceHarness) {
-  const state = {} as { fixture: SourceFixture };
-  beforeEach(async () => {
-    state.fixture = await harness.setup();
-  });
-  afterEach(async () => {
-    await state.fixture.cleanup();
-  });
-  return state;
-}
-
 /** Listing: nested keys, lineage in meta, laziness, empty locations. */
 export function testSourceList(harness: SourceHarness): void {
   describe(`${harness.connector} source: list`, () => {
-    const ctx = useFixture(harness);
+    const ctx = useFixture(() => harness.setup());
 
     it('reads every item under the location, nested keys included, with lineage in meta', async () => {
       const { fixture } = ctx;
@@ -120,7 +110,7 @@ export function testSourceList(harness: SourceHarness): void {
 /** Conversion of every text format, hashes, and bad items. */
 export function testSourceConvert(harness: SourceHarness): void {
   describe(`${harness.connector} source: read and convert`, () => {
-    const ctx = useFixture(harness);
+    const ctx = useFixture(() => harness.setup());
 
     it('turns jsonl, json, csv, txt and html into tasks with line and row numbers', async () => {
       const { fixture } = ctx;
@@ -212,7 +202,7 @@ export function testSourceConvert(harness: SourceHarness): void {
 /** Selection flags. */
 export function testSourceSelect(harness: SourceHarness): void {
   describe(`${harness.connector} source: select`, () => {
-    const ctx = useFixture(harness);
+    const ctx = useFixture(() => harness.setup());
     const put20 = async (fixture: SourceFixture) => {
       for (let i = 0; i < 20; i++)
         await fixture.put(`s/${String(i).padStart(2, '0')}.txt`, `item ${i}\n`);
@@ -282,7 +272,7 @@ export function testSourceSelect(harness: SourceHarness): void {
 /** Checkpoints: reruns emit only new or changed items; nothing is recorded before it is delivered. */
 export function testSourceState(harness: SourceHarness): void {
   describe(`${harness.connector} source: state`, () => {
-    const ctx = useFixture(harness);
+    const ctx = useFixture(() => harness.setup());
     let dir: string;
     beforeEach(async () => {
       dir = await mkdtemp(join(tmpdir(), 'sluice-state-'));
@@ -331,7 +321,7 @@ export function testSourceState(harness: SourceHarness): void {
 /** Media: proxy URLs that serve the bytes with ranges and stay stable; inline data URIs. */
 export function testSourceMedia(harness: SourceHarness): void {
   describe(`${harness.connector} source: media`, () => {
-    const ctx = useFixture(harness);
+    const ctx = useFixture(() => harness.setup());
 
     it('serves images through the local proxy, with ranges, CORS and stable URLs', async () => {
       const { fixture } = ctx;
@@ -377,7 +367,7 @@ export function testSourceMedia(harness: SourceHarness): void {
 /** Watch: new items appear on the stream while it runs. */
 export function testSourceWatch(harness: SourceHarness): void {
   describe(`${harness.connector} source: watch`, () => {
-    const ctx = useFixture(harness);
+    const ctx = useFixture(() => harness.setup());
 
     it('emits items added while watching, once each, until aborted', async () => {
       const { fixture } = ctx;
