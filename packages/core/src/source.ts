@@ -159,7 +159,10 @@ function isRetryableRead(error: unknown): boolean {
   );
 }
 
-type Fetched = { item: SourceItem; tasks: Converted[] } | { item: SourceItem; stream: true };
+type Fetched =
+  | { item: SourceItem; tasks: Converted[] }
+  | { item: SourceItem; stream: true }
+  | { item: SourceItem; tasks: []; failed: true };
 
 /** Maps items to results with at most `concurrency` in flight, pulling input only when there is room. */
 async function* mapBounded<T, R>(
@@ -269,32 +272,16 @@ class SourceRun implements Source {
     }
     await this.state.load();
     const signal = this.abort.signal;
-    let emitted = 0;
     for (;;) {
-      const driver = this.driver;
-      const self = this;
-      const selected = async function* (): AsyncGenerator<SourceItem> {
-        for await (const item of driver.list({ signal })) {
-          self.stats.listed++;
-          if (!selector(item)) continue;
-          if (self.tracking && self.state.has(item.uri, versionOf(item))) {
-            self.stats.unchanged++;
-            continue;
-          }
-          if (options.limit !== undefined && emitted >= options.limit) return;
-          emitted++;
-          self.stats.selected++;
-          yield item;
-        }
-      };
       const fetched = mapBounded(
-        selected(),
+        this.selected(selector, signal),
         (item) => this.fetch(item),
         options.concurrency ?? 8,
         options.order === 'listing',
       );
       for await (const result of fetched) {
         const { item } = result;
+        let failed = 'failed' in result;
         try {
           const converted =
             'stream' in result ? this.convertItem(item, this.read(item)) : result.tasks;
@@ -302,20 +289,45 @@ class SourceRun implements Source {
             this.stats.tasks++;
             yield this.stamp(entry, item);
           }
-          this.stats.items++;
+          if (!failed) this.stats.items++;
         } catch (error) {
           this.fail(item, error);
+          failed = true;
         }
-        if (this.tracking) this.state.complete(item.uri, versionOf(item), this.stats.tasks);
+        // A failed item stays out of the checkpoint, so the next run tries it again.
+        if (this.tracking && !failed) {
+          this.state.complete(item.uri, versionOf(item), this.stats.tasks);
+        }
       }
       if (options.autoCheckpoint !== false) await this.state.commit(this.stats.tasks);
-      if (options.watch === undefined || signal.aborted) return;
-      if (options.limit !== undefined && emitted >= options.limit) return;
+      if (options.watch === undefined || signal.aborted || this.limitReached()) return;
       try {
         await sleep(options.watch * 1000, undefined, { signal });
       } catch {
         return;
       }
+    }
+  }
+
+  private limitReached(): boolean {
+    return this.options.limit !== undefined && this.stats.selected >= this.options.limit;
+  }
+
+  /** Listed items that pass selection and are not in the checkpoint, up to the limit. */
+  private async *selected(
+    selector: (item: SourceItem) => boolean,
+    signal: AbortSignal,
+  ): AsyncGenerator<SourceItem> {
+    for await (const item of this.driver.list({ signal })) {
+      this.stats.listed++;
+      if (!selector(item)) continue;
+      if (this.tracking && this.state.has(item.uri, versionOf(item))) {
+        this.stats.unchanged++;
+        continue;
+      }
+      if (this.limitReached()) return;
+      this.stats.selected++;
+      yield item;
     }
   }
 
@@ -340,7 +352,7 @@ class SourceRun implements Source {
       return { item, tasks };
     } catch (error) {
       this.fail(item, error);
-      return { item, tasks: [] };
+      return { item, tasks: [], failed: true };
     }
   }
 

@@ -295,6 +295,19 @@ export function testSourceState(harness: SourceHarness): void {
       expect(source.stats.unchanged).toBe(1);
     });
 
+    it('leaves failed items out of the checkpoint, so the next run tries them again', async () => {
+      const { fixture } = ctx;
+      const state = join(dir, 'state.json');
+      await fixture.put('good.txt', 'good\n');
+      await fixture.put('bad.jsonl', '{"text": oops}\n');
+      const first = harness.source(fixture.url, { state, skipErrors: true });
+      expect(texts(await collect(first))).toEqual(['good']);
+      expect(first.stats.failed).toBe(1);
+      const second = harness.source(fixture.url, { state, skipErrors: true });
+      expect(await collect(second)).toEqual([]);
+      expect(second.stats).toMatchObject({ failed: 1, unchanged: 1 });
+    });
+
     it('records an item only once all its tasks were delivered', async () => {
       const { fixture } = ctx;
       const state = join(dir, 'state.json');
