@@ -293,14 +293,17 @@ class SinkRun {
     const root = renderTemplate(this.rootTemplate, runValues);
     const staging = await mkdtemp(join(tmpdir(), 'sluice-sink-'));
     const input = { lines: 0, valid: 0, rejected: 0, filtered: 0 };
+    // Keys come from data (labels, annotators, sources): no prototype, so `constructor` is just a label.
+    const tally = () => Object.create(null) as Record<string, number>;
     const counts: Manifest['counts'] = {
       records: 0,
-      answers: {},
-      labels: {},
+      answers: tally(),
+      labels: tally(),
       flagged: 0,
-      annotators: {},
+      annotators: tally(),
     };
-    const lineage: Manifest['lineage'] = { sources: {}, truncated: false };
+    const lineage: Manifest['lineage'] = { sources: tally(), truncated: false };
+    let lineageSize = 0;
     const groups = new Map<string, Group>();
     let files = 0;
     let rejects: StagedFile | undefined;
@@ -332,7 +335,16 @@ class SinkRun {
           input.filtered++;
           continue;
         }
-        this.count(task, counts, lineage);
+        this.count(task, counts);
+        const source = task.meta?.source;
+        if (typeof source === 'string') {
+          const seen = lineage.sources[source];
+          if (seen !== undefined) lineage.sources[source] = seen + 1;
+          else if (lineageSize < MAX_LINEAGE_SOURCES) {
+            lineage.sources[source] = 1;
+            lineageSize++;
+          } else lineage.truncated = true;
+        }
         const values: Partial<Record<TemplateKey, string>> = { ...runValues };
         if (this.groupBy.answer) values.answer = task.answer ?? 'none';
         if (this.groupBy.label) values.label = groupLabel(task);
@@ -381,21 +393,13 @@ class SinkRun {
     }
   }
 
-  private count(task: Task, counts: Manifest['counts'], lineage: Manifest['lineage']): void {
+  private count(task: Task, counts: Manifest['counts']): void {
     counts.records++;
     increment(counts.answers, task.answer ?? 'none');
     for (const label of labelsOf(task)) increment(counts.labels, label);
     if (task.flagged === true) counts.flagged++;
     const annotator = task._annotator_id ?? task._session_id;
     if (typeof annotator === 'string') increment(counts.annotators, annotator);
-    const source = task.meta?.source;
-    if (typeof source === 'string') {
-      if (source in lineage.sources || Object.keys(lineage.sources).length < MAX_LINEAGE_SOURCES) {
-        increment(lineage.sources, source);
-      } else {
-        lineage.truncated = true;
-      }
-    }
   }
 
   private async finishParts(groups: Map<string, Group>) {
@@ -427,8 +431,8 @@ class SinkRun {
     for (const { entry } of parts) {
       if (keys.has(entry.key) || entry.key === MANIFEST_KEY || entry.key === REJECTS_NAME) {
         throw usageError(
-          `two parts would both be written to ${entry.key}`,
-          'add {part} to --name (or lower nothing: --max-part-records needs {part} or {hash})',
+          `part key ${entry.key} would overwrite another part, ${MANIFEST_KEY} or ${REJECTS_NAME}`,
+          'put {part} (or {hash}) in --name so that every part gets a key of its own',
         );
       }
       keys.add(entry.key);

@@ -1,0 +1,40 @@
+import { readFile } from 'node:fs/promises';
+import { describe, expect, it } from 'vitest';
+import { createSink, type SinkDriver } from '../src/sink.js';
+
+/** The smallest sink driver: a Map. */
+function memoryDriver(store: Map<string, Buffer>): (root: string) => SinkDriver {
+  return (root) => ({
+    connector: 'memory',
+    root,
+    read: async (key) => store.get(`${root}/${key}`),
+    write: async (key, part) => {
+      store.set(`${root}/${key}`, await readFile(part.path));
+    },
+    delete: async (key) => {
+      store.delete(`${root}/${key}`);
+    },
+  });
+}
+
+describe('sink counts', () => {
+  it('counts labels and annotators named like Object properties', async () => {
+    const store = new Map<string, Buffer>();
+    const result = await createSink(memoryDriver(store), 'mem://x').write([
+      { text: 'a', label: 'constructor', _annotator_id: '__proto__', meta: { source: 'toString' } },
+      { text: 'b', label: 'constructor', _annotator_id: '__proto__', meta: { source: 'toString' } },
+    ]);
+    expect(result.manifest.counts.labels).toEqual({ constructor: 2 });
+    expect(Object.entries(result.manifest.counts.annotators)).toEqual([['__proto__', 2]]);
+    expect(result.manifest.lineage.sources).toEqual({ toString: 2 });
+    const manifest = JSON.parse((store.get('mem://x/manifest.json') as Buffer).toString());
+    expect(manifest.counts.labels.constructor).toBe(2);
+  });
+
+  it('refuses part names that would collide', async () => {
+    const sink = createSink(memoryDriver(new Map()), 'mem://x', { name: 'all', maxPartRecords: 1 });
+    await expect(sink.write([{ text: 'a' }, { text: 'b' }])).rejects.toThrow(
+      /part key all\.jsonl would overwrite another part/,
+    );
+  });
+});
