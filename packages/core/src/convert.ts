@@ -108,14 +108,12 @@ function convertError(message: string, hint: string, cause?: unknown): SluiceErr
   return new SluiceError(message, { code: 'CONVERT', hint, cause });
 }
 
+const ITEM_HINT =
+  'fix the item, leave it out with --exclude, or pass --skip-errors to go on without it';
+
 function asTask(value: unknown, where: string): Task {
   const problem = validateTask(value);
-  if (problem) {
-    throw convertError(
-      `${where}: ${problem}`,
-      'fix the record, or exclude the item with --exclude',
-    );
-  }
+  if (problem) throw convertError(`${where}: ${problem}`, ITEM_HINT);
   return value as Task;
 }
 
@@ -143,11 +141,22 @@ async function readAll(input: Bytes, options: ConvertOptions): Promise<string> {
 }
 
 async function* fromJsonl(input: Bytes, options: ConvertOptions): AsyncGenerator<Converted> {
-  for await (const record of parseJsonl(input, {
-    name: options.name,
-    maxLineBytes: options.maxLineBytes,
-  })) {
-    yield { task: asTask(record.value, `${options.name} line ${record.line}`), line: record.line };
+  try {
+    for await (const record of parseJsonl(input, {
+      name: options.name,
+      maxLineBytes: options.maxLineBytes,
+    })) {
+      yield {
+        task: asTask(record.value, `${options.name} line ${record.line}`),
+        line: record.line,
+      };
+    }
+  } catch (error) {
+    // The codec's hint speaks to sinks (--skip-invalid); a source skips whole items.
+    if (error instanceof SluiceError && error.code === 'BAD_INPUT') {
+      throw convertError(error.message, ITEM_HINT, error);
+    }
+    throw error;
   }
 }
 
