@@ -102,7 +102,7 @@ function baseCommand(info: CliInfo, io: Io): Command {
     .exitOverride();
   program.addHelpText(
     'after',
-    `\nExamples:\n${info.examples.map((line) => `  $ ${line}`).join('\n')}\n\nExit codes: 0 ok, 1 failure, 2 usage error, 130 interrupted.\nDebug logging: NODE_DEBUG=sluice (and NODE_DEBUG=sluice:<connector>).\n`,
+    `\nExamples:\n${info.examples.map((line) => `  $ ${line}`).join('\n')}\n\nExit codes: 0 ok, 1 failure, 2 usage error, 130 interrupted.\nDebug logging (stack traces of unexpected errors): NODE_DEBUG=sluice.\n`,
   );
   return program;
 }
@@ -253,6 +253,14 @@ function sinkFlags(program: Command): void {
       'keep only examples with one of these labels (comma-separated)',
       list,
     )
+    .addOption(
+      new Option(
+        '--match <mode>',
+        'all: keep examples passing every filter; any: passing one (review routing)',
+      )
+        .argParser(choice('--match', ['all', 'any'] as const))
+        .default('all'),
+    )
     .option(
       '--max-part-records <n>',
       'start a new part after N records (put {part} in --name)',
@@ -291,6 +299,7 @@ export function sinkOptionsFromFlags(flags: Flags, info: CliInfo): SinkOptions {
     minScore: flags.minScore as number | undefined,
     maxScore: flags.maxScore as number | undefined,
     label: flags.label as string[] | undefined,
+    match: flags.match === 'any' ? 'any' : undefined,
     maxPartRecords: flags.maxPartRecords as number | undefined,
     skipInvalid: flags.skipInvalid === true,
     ifExists: flags.ifExists as SinkOptions['ifExists'],

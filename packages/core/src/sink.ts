@@ -57,6 +57,8 @@ export interface SinkOptions {
   maxScore?: number;
   /** Keep only examples with one of these labels (task label, span labels or accepted options). */
   label?: string[];
+  /** `all` (default): an example must pass every filter given; `any`: one is enough (review routing). */
+  match?: 'all' | 'any';
   /** Start a new part after this many records. */
   maxPartRecords?: number;
   /** Set bad lines aside in a rejects part instead of failing. */
@@ -243,6 +245,8 @@ class SinkRun {
     }
     let name = options.name ?? 'part-{part}';
     if (!name.endsWith(EXTENSIONS[this.format])) name += EXTENSIONS[this.format];
+    // A name may add folders under the root, never climb out of it.
+    assertSafeKey(name.replace(/\{[a-z_]+\}/g, 'x'));
     const { root, key } = splitTemplate(url, name);
     this.rootTemplate = root;
     this.keyTemplate = key;
@@ -260,22 +264,26 @@ class SinkRun {
 
   private keeps(task: Task): boolean {
     const { options } = this;
-    if (this.answers && !this.answers.has(task.answer ?? '')) return false;
-    if (options.flagged && task.flagged !== true) return false;
+    const tests: boolean[] = [];
+    if (this.answers) tests.push(this.answers.has(task.answer ?? ''));
+    if (options.flagged) tests.push(task.flagged === true);
     if (options.minScore !== undefined || options.maxScore !== undefined) {
       const score = scoreOf(task);
-      if (score === undefined) return false;
-      if (options.minScore !== undefined && score < options.minScore) return false;
-      if (options.maxScore !== undefined && score > options.maxScore) return false;
+      tests.push(
+        score !== undefined &&
+          (options.minScore === undefined || score >= options.minScore) &&
+          (options.maxScore === undefined || score <= options.maxScore),
+      );
     }
-    if (this.labels && ![...labelsOf(task)].some((label) => this.labels?.has(label))) return false;
-    return true;
+    if (this.labels) tests.push([...labelsOf(task)].some((label) => this.labels?.has(label)));
+    if (tests.length === 0) return true;
+    return options.match === 'any' ? tests.includes(true) : !tests.includes(false);
   }
 
   private filters(): Record<string, unknown> {
-    const { answer, flagged, minScore, maxScore, label, maxPartRecords } = this.options;
+    const { answer, flagged, minScore, maxScore, label, match, maxPartRecords } = this.options;
     return Object.fromEntries(
-      Object.entries({ answer, flagged, minScore, maxScore, label, maxPartRecords }).filter(
+      Object.entries({ answer, flagged, minScore, maxScore, label, match, maxPartRecords }).filter(
         ([, value]) => value !== undefined,
       ),
     );

@@ -37,4 +37,10 @@ describe('sink counts', () => {
       /part key all\.jsonl would overwrite another part/,
     );
   });
+
+  it('refuses a part name that climbs out of the export root', () => {
+    expect(() => createSink(memoryDriver(new Map()), 'mem://x', { name: '../elsewhere' })).toThrow(
+      /escape the export root/,
+    );
+  });
 });

@@ -16,7 +16,7 @@ await runSinkCli(
     examples: [
       "prodigy db-out news | fs-sink './exports/{dataset}/{date}' --dataset news",
       "prodigy db-out news | fs-sink './exports/{dataset}/{answer}' --dataset news --format jsonl.gz",
-      "prodigy db-out news | fs-sink ./review --answer ignore --flagged --max-score 0.6 --name 'review-{part}'",
+      'prodigy db-out news | fs-sink ./review --flagged --answer ignore --max-score 0.6 --match any',
       'fs-sink ./exports/news < news.jsonl --skip-invalid --dry-run',
     ],
   },

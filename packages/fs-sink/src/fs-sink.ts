@@ -1,4 +1,4 @@
-import { copyFile, mkdir, readFile, rename, rm } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rename, rm, rmdir } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -69,7 +69,22 @@ export function createFsSinkDriver(rootUrl: string): SinkDriver {
       }
     },
     async delete(key) {
-      await rm(pathOf(key), { force: true });
+      const path = pathOf(key);
+      await rm(path, { force: true });
+      // Folders a removed part leaves empty go too (a stale {label}/ of an earlier export).
+      for (
+        let folder = dirname(path);
+        folder.startsWith(rootPath + sep);
+        folder = dirname(folder)
+      ) {
+        if (
+          !(await rmdir(folder).then(
+            () => true,
+            () => false,
+          ))
+        )
+          break;
+      }
     },
   };
 }

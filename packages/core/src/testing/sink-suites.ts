@@ -284,6 +284,16 @@ export function testSinkFilters(harness: SinkHarness): void {
       expect(await texts(fixture, 'low/part-00000.jsonl')).toEqual(['App crashes on start', '???']);
       expect(low.manifest.input.filtered).toBe(4);
       expect(low.manifest.filters).toEqual({ maxScore: 0.5 });
+      const any = await harness
+        .sink(`${fixture.url}/any`, {
+          flagged: true,
+          answer: ['ignore'],
+          maxScore: 0.3,
+          match: 'any',
+        })
+        .write(sampleExport());
+      expect(await texts(fixture, 'any/part-00000.jsonl')).toEqual(['Cannot log in', '???']);
+      expect(any.manifest.filters).toMatchObject({ match: 'any', flagged: true });
       await harness
         .sink(`${fixture.url}/labels`, { label: ['PROBLEM', 'ACCOUNT'] })
         .write(sampleExport());
