@@ -310,6 +310,8 @@ export function sinkOptionsFromFlags(flags: Flags, info: CliInfo): SinkOptions {
   };
 }
 
+const plural = (n: number, noun: string) => `${n} ${noun}${n === 1 ? '' : 's'}`;
+
 function formatBytes(bytes: number): string {
   const units = ['B', 'KB', 'MB', 'GB', 'TB'];
   let value = bytes;
@@ -489,7 +491,7 @@ export async function runSourceCli(
         stats.failed ? `${stats.failed} failed` : '',
       ].filter(Boolean);
       shown.line(
-        `${interrupted ? 'interrupted after' : 'done:'} ${stats.tasks} tasks from ${stats.items} items (${formatBytes(stats.bytes)}) in ${seconds}s${skipped.length ? `; skipped ${skipped.join(', ')}` : ''}`,
+        `${interrupted ? 'interrupted after' : 'done:'} ${plural(stats.tasks, 'task')} from ${plural(stats.items, 'item')} (${formatBytes(stats.bytes)}) in ${seconds}s${skipped.length ? `; skipped ${skipped.join(', ')}` : ''}`,
       );
     }
     if (running.mediaUrl && !abort.signal.aborted) {
@@ -512,8 +514,6 @@ export async function runSourceCli(
   io.exit(code);
   return code;
 }
-
-const plural = (n: number, noun: string) => `${n} ${noun}${n === 1 ? '' : 's'}`;
 
 function summarizeSink(result: SinkResult): string {
   const { manifest } = result;
