@@ -1,3 +1,4 @@
+import { fstatSync } from 'node:fs';
 import { debuglog } from 'node:util';
 import cliProgress from 'cli-progress';
 import { Command, CommanderError, Option } from 'commander';
@@ -19,7 +20,7 @@ import type { Answer } from './task.js';
 const debug = debuglog('sluice');
 
 /** Exit codes of every Sluice CLI. */
-export const EXIT = { ok: 0, failure: 1, usage: 2, interrupted: 130 } as const;
+export const EXIT = { ok: 0, failure: 1, usage: 2, interrupted: 130, terminated: 143 } as const;
 
 /** What a connector tells the CLI kit about itself. */
 export interface CliInfo {
@@ -276,6 +277,7 @@ function sinkFlags(program: Command): void {
         .default('overwrite'),
     )
     .option('--dry-run', 'show what would be written, write nothing')
+    .option('--allow-empty', 'write an export even when stdin is empty (refused by default)')
     .option('--max-line-bytes <size>', 'longest input line accepted', '64MB');
 }
 
@@ -304,6 +306,7 @@ export function sinkOptionsFromFlags(flags: Flags, info: CliInfo): SinkOptions {
     skipInvalid: flags.skipInvalid === true,
     ifExists: flags.ifExists as SinkOptions['ifExists'],
     dryRun: flags.dryRun === true,
+    allowEmpty: flags.allowEmpty === true,
     maxLineBytes: parseSize((flags.maxLineBytes as string) ?? '64MB', '--max-line-bytes'),
     tool: { name: info.packageName, version: info.version },
     inputName: 'stdin',
@@ -327,6 +330,7 @@ function formatBytes(bytes: number): string {
 class Progress {
   private bar: cliProgress.SingleBar | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private read: (() => { done: number; total: number; line: string }) | undefined;
 
   constructor(
     private readonly io: Io,
@@ -336,24 +340,13 @@ class Progress {
 
   start(read: () => { done: number; total: number; line: string }): void {
     if (this.quiet) return;
+    this.read = read;
     if (this.io.stderr.isTTY) {
-      this.bar = new cliProgress.SingleBar(
-        {
-          stream: this.io.stderr as NodeJS.WriteStream,
-          format: `${this.bin} [{bar}] {value}/{total} items | {line}`,
-          hideCursor: false,
-          clearOnComplete: true,
-          etaBuffer: 50,
-          fps: 5,
-        },
-        cliProgress.Presets.shades_classic,
-      );
-      const now = read();
-      this.bar.start(now.total, now.done, { line: now.line });
+      this.showBar();
       this.timer = setInterval(() => {
-        const { done, total, line } = read();
-        this.bar?.setTotal(Math.max(total, 1));
-        this.bar?.update(done, { line });
+        const now = read();
+        this.bar?.setTotal(Math.max(now.total, 1));
+        this.bar?.update(now.done, { line: now.line });
       }, 200);
     } else {
       this.timer = setInterval(() => this.line(read().line), 10_000);
@@ -361,18 +354,97 @@ class Progress {
     this.timer.unref();
   }
 
+  /** Prints a line above the bar, which is drawn again below it. */
   line(text: string): void {
     if (this.quiet) return;
-    if (this.bar) this.bar.stop();
-    this.io.stderr.write(`${this.bin}: ${text}\n`);
+    const redraw = this.bar !== undefined;
+    this.bar?.stop();
     this.bar = undefined;
+    this.io.stderr.write(`${this.bin}: ${text}\n`);
+    if (redraw) this.showBar();
   }
 
   stop(): void {
     clearInterval(this.timer);
     this.bar?.stop();
     this.bar = undefined;
+    this.read = undefined;
   }
+
+  private showBar(): void {
+    if (!this.read) return;
+    const now = this.read();
+    this.bar = new cliProgress.SingleBar(
+      {
+        stream: this.io.stderr as NodeJS.WriteStream,
+        format: `${this.bin} [{bar}] {value}/{total} | {line}`,
+        hideCursor: false,
+        clearOnComplete: true,
+        fps: 5,
+      },
+      cliProgress.Presets.shades_classic,
+    );
+    this.bar.start(Math.max(now.total, 1), now.done, { line: now.line });
+  }
+}
+
+/**
+ * What surely reached the reader of stdout. A pipe holds output the reader may never read
+ * (64 KiB on Linux, up to 1 MiB when the reader enlarges it), and Prodigy reads lazily, so
+ * on a pipe the last MiB written counts as delivered only once more output follows it, even
+ * at a normal end. A checkpoint then errs towards emitting a task again, which Prodigy skips
+ * by its hash, rather than never emitting it. Written to a file, everything counts.
+ */
+class Delivery {
+  private marks: Array<[lines: number, bytes: number]> = [];
+  private lines = 0;
+  private bytes = 0;
+  private safe = 0;
+
+  constructor(private readonly margin: number) {}
+
+  flushed(lines: number, bytes: number): void {
+    this.lines = lines;
+    this.bytes = bytes;
+    if (this.margin > 0) this.marks.push([lines, bytes]);
+  }
+
+  delivered(): number {
+    if (this.margin === 0) return this.lines;
+    const limit = this.bytes - this.margin;
+    let cut = 0;
+    for (const [i, [lines, bytes]] of this.marks.entries()) {
+      if (bytes > limit) break;
+      this.safe = lines;
+      cut = i;
+    }
+    this.marks.splice(0, cut);
+    return this.safe;
+  }
+}
+
+const PIPE_MARGIN_BYTES = 1024 * 1024;
+
+function isPipe(stream: NodeJS.WritableStream): boolean {
+  const fd = (stream as { fd?: unknown }).fd;
+  if (typeof fd !== 'number') return false;
+  try {
+    const stats = fstatSync(fd);
+    return stats.isFIFO() || stats.isSocket();
+  } catch {
+    return false;
+  }
+}
+
+/** Resolves with the promise, or when the signal aborts, whichever comes first. */
+function untilAborted(promise: Promise<unknown>, signal: AbortSignal): Promise<unknown> {
+  return Promise.race([
+    promise,
+    new Promise((resolve) => {
+      if (signal.aborted) resolve(undefined);
+      signal.addEventListener('abort', resolve, { once: true });
+    }),
+  ]);
 }
 
 /** Prints an error the way every CLI does: one line, then the hint; a stack only with NODE_DEBUG=sluice. */
@@ -394,6 +466,7 @@ function report(io: Io, bin: string, error: unknown): number {
   if (failure.code === 'INTERNAL' || !isSluiceError(error)) {
     debug('%s', (error as Error)?.stack ?? error);
   }
+  if (failure.code === 'INTERRUPTED') return EXIT.interrupted;
   return failure.code === 'USAGE' ? EXIT.usage : EXIT.failure;
 }
 
@@ -425,11 +498,11 @@ export async function runSourceCli(
   configure?.(program);
   const abort = new AbortController();
   let source: Source | undefined;
-  let interrupted = false;
-  let flushed = 0;
+  let interrupted: NodeJS.Signals | undefined;
+  const delivery = new Delivery(isPipe(io.stdout) ? PIPE_MARGIN_BYTES : 0);
   let progress: Progress | undefined;
-  const onSignal = () => {
-    interrupted = true;
+  const onSignal = (signal: NodeJS.Signals) => {
+    interrupted = signal;
     abort.abort();
   };
   const onStdoutError = (error: unknown) => {
@@ -458,31 +531,29 @@ export async function runSourceCli(
       line: `${running.stats.tasks} tasks, ${formatBytes(running.stats.bytes)}`,
     }));
     const checkpointTimer = setInterval(
-      () => void running.checkpoint(flushed).catch(() => {}),
+      () => void running.checkpoint(delivery.delivered()).catch(() => {}),
       5_000,
     );
     checkpointTimer.unref();
     try {
       await writeJsonl(running, io.stdout, {
         signal: abort.signal,
-        onFlushed: (lines: number) => {
-          flushed = lines;
-        },
+        onFlushed: (lines, bytes) => delivery.flushed(lines, bytes),
       });
-      // Lines count as delivered when their write callbacks ran; an empty write's callback runs after all of them.
-      await new Promise((resolve) => io.stdout.write('', resolve));
+      // Lines count when their write callbacks ran; an empty write's callback runs after all of them.
+      await untilAborted(new Promise((resolve) => io.stdout.write('', resolve)), abort.signal);
     } catch (error) {
       if (!(abort.signal.aborted || isEpipe(error))) throw error;
     } finally {
       clearInterval(checkpointTimer);
-      await running.checkpoint(flushed);
+      await running.checkpoint(delivery.delivered());
     }
     shown.stop();
     const stats = running.stats;
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
     if (flags.jsonSummary) {
       io.stderr.write(
-        `${JSON.stringify({ bin: info.bin, ...stats, seconds: Number(seconds), interrupted })}\n`,
+        `${JSON.stringify({ bin: info.bin, ...stats, seconds: Number(seconds), interrupted: interrupted !== undefined })}\n`,
       );
     } else {
       const skipped = [
@@ -502,7 +573,11 @@ export async function runSourceCli(
         abort.signal.addEventListener('abort', resolve, { once: true }),
       );
     }
-    if (interrupted) code = EXIT.interrupted;
+    if (interrupted) {
+      code = interrupted === 'SIGTERM' ? EXIT.terminated : EXIT.interrupted;
+      // Output a stalled reader never took would keep the process alive: drop it.
+      (io.stdout as { destroy?: () => void }).destroy?.();
+    }
   } catch (error) {
     progress?.stop();
     code = report(io, info.bin, error);
@@ -534,7 +609,7 @@ function summarizeSink(result: SinkResult): string {
   }
 }
 
-/** Runs a sink CLI: reads JSONL on stdin, exports it, prints a summary on stderr. */
+/** Runs a sink CLI: reads JSONL on stdin, exports it, prints progress and a summary on stderr. */
 export async function runSinkCli(
   info: CliInfo,
   create: (url: string, options: SinkOptions, flags: Flags) => Sink | Promise<Sink>,
@@ -544,6 +619,15 @@ export async function runSinkCli(
   const program = baseCommand(info, io);
   sinkFlags(program);
   configure?.(program);
+  const abort = new AbortController();
+  // Ctrl-C stops reading; the run then writes nothing and removes its staging copy.
+  const onSignal = () => {
+    abort.abort();
+    (io.stdin as { destroy?: () => void }).destroy?.();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  let progress: Progress | undefined;
   let code: number = EXIT.ok;
   try {
     const { url, flags } = await parse(program, io);
@@ -553,17 +637,30 @@ export async function runSinkCli(
         `pipe an export into it: prodigy db-out DATASET | ${info.bin} ${url}`,
       );
     }
-    const sink = await create(url, sinkOptionsFromFlags(flags, info), flags);
+    const options = { ...sinkOptionsFromFlags(flags, info), signal: abort.signal };
+    const sink = await create(url, options, flags);
+    const shown = new Progress(io, info.bin, flags.quiet === true || flags.jsonSummary === true);
+    progress = shown;
+    shown.start(() => ({
+      done: sink.stats.written,
+      total: sink.stats.parts,
+      line: `${sink.stats.lines} lines read, ${sink.stats.written}/${sink.stats.parts} parts written`,
+    }));
     const result = await sink.writeJsonl(io.stdin as AsyncIterable<Uint8Array>);
+    shown.stop();
     if (flags.jsonSummary) {
       io.stderr.write(
         `${JSON.stringify({ bin: info.bin, status: result.status, root: result.root, records: result.manifest.counts.records, parts: result.manifest.parts.length, rejected: result.manifest.input.rejected, written: result.written, removed: result.removed })}\n`,
       );
-    } else if (flags.quiet !== true) {
-      io.stderr.write(`${info.bin}: ${summarizeSink(result)}\n`);
+    } else {
+      shown.line(summarizeSink(result));
     }
   } catch (error) {
+    progress?.stop();
     code = report(io, info.bin, error);
+  } finally {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
   }
   io.exit(code);
   return code;

@@ -218,7 +218,8 @@ async function* fromCsv(input: Bytes, options: ConvertOptions): AsyncGenerator<C
       yield { task, row };
     }
   } catch (error) {
-    if (error instanceof SluiceError) throw error;
+    // Read errors (a broken gzip stream, a dropped connection) pass through as they are.
+    if (!String((error as { code?: unknown }).code).startsWith('CSV_')) throw error;
     const line = (error as { lines?: number }).lines;
     throw convertError(
       `${options.name}${line ? ` line ${line}` : ''}: invalid CSV (${(error as Error).message})`,

@@ -20,6 +20,8 @@ export type SluiceErrorCode =
   | 'STATE'
   /** The store or network failed; a retry may help. */
   | 'IO'
+  /** The user stopped the run (Ctrl-C). */
+  | 'INTERRUPTED'
   /** Anything else: a bug in Sluice. */
   | 'INTERNAL';
 

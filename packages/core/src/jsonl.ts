@@ -40,7 +40,7 @@ export interface WriteJsonlOptions {
   /** Aborting rejects the write and stops pulling values. */
   signal?: AbortSignal;
   /** Called with the number of lines the output has accepted so far (its write callback ran), e.g. to checkpoint only what went downstream. */
-  onFlushed?: (lines: number) => void;
+  onFlushed?: (lines: number, bytes: number) => void;
 }
 
 const NEWLINE = 0x0a;
@@ -401,8 +401,9 @@ export function writeJsonl(
       let accepted: ((error?: Error | null) => void) | undefined;
       if (onFlushed) {
         const total = written;
+        const totalBytes = bytes;
         accepted = (error) => {
-          if (!error) onFlushed(total);
+          if (!error) onFlushed(total, totalBytes);
         };
       }
       if (!output.write(chunk, accepted)) blocked = true;

@@ -1,5 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { SluiceError } from './errors.js';
 
 /**
@@ -182,12 +184,8 @@ export class MediaServer {
       res.end();
       return;
     }
-    const body = await item.open(range);
-    for await (const chunk of body) {
-      if (!res.write(chunk)) await new Promise((resolve) => res.once('drain', resolve));
-      if (res.destroyed) return;
-    }
-    res.end();
+    // pipeline destroys the body when the browser aborts (it does, on every seek).
+    await pipeline(Readable.from(await item.open(range)), res);
   }
 }
 

@@ -75,6 +75,10 @@ export interface SinkOptions {
   tool?: { name: string; version: string };
   /** Name of the input in messages (default `input`; the CLIs pass `stdin`). */
   inputName?: string;
+  /** Write an export even when the input has no lines at all (refused by default: a broken pipe upstream looks the same). */
+  allowEmpty?: boolean;
+  /** Aborting stops the run before anything is written. */
+  signal?: AbortSignal;
 }
 
 export interface ManifestPart {
@@ -121,7 +125,18 @@ export interface SinkResult {
   removed: string[];
 }
 
+/** Live counters of a sink run, for progress. */
+export interface SinkStats {
+  /** Input lines read so far. */
+  lines: number;
+  /** Parts to publish, known once staging is done. */
+  parts: number;
+  /** Parts published (written, or already there with the same bytes). */
+  written: number;
+}
+
 export interface Sink {
+  readonly stats: SinkStats;
   /** Exports tasks (objects). */
   write(tasks: AsyncIterable<Task> | Iterable<Task>): Promise<SinkResult>;
   /** Exports JSONL bytes, e.g. `prodigy db-out` on stdin. */
@@ -169,45 +184,61 @@ async function sha256File(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
+function stagingError(error: unknown): SluiceError {
+  return new SluiceError(`cannot stage the export locally: ${(error as Error).message}`, {
+    code: 'IO',
+    hint: 'check free space and permissions of the temporary folder (set TMPDIR to move it)',
+    cause: error,
+  });
+}
+
 /** One staged file being written, gzip-compressed or not, with backpressure. */
 class StagedFile {
   records = 0;
   private readonly file: WriteStream;
   private readonly head: WriteStream | Gzip;
+  /** Rejects on the first error of either stream, so no write waits forever on a dead stream. */
+  private readonly failure: Promise<never>;
+  private finished: Promise<StagedPart> | undefined;
 
   constructor(
     readonly path: string,
     private readonly format: SinkFormat,
   ) {
     this.file = createWriteStream(path);
-    if (format === 'jsonl.gz') {
-      const gzip = createGzip();
-      gzip.pipe(this.file);
-      this.head = gzip;
-    } else {
-      this.head = this.file;
-    }
+    this.head = format === 'jsonl.gz' ? createGzip() : this.file;
+    this.failure = new Promise<never>((_, reject) => {
+      const fail = (error: unknown) => reject(stagingError(error));
+      this.file.once('error', fail);
+      if (this.head !== this.file) this.head.once('error', fail);
+    });
+    this.failure.catch(() => {});
+    if (this.head !== this.file) this.head.pipe(this.file);
     if (format === 'json') this.head.write('[\n');
   }
 
   async add(line: string): Promise<void> {
     const text = this.format === 'json' ? `${this.records > 0 ? ',\n' : ''}${line}` : `${line}\n`;
     this.records++;
-    if (!this.head.write(text)) await once(this.head, 'drain');
+    if (!this.head.write(text)) await Promise.race([once(this.head, 'drain'), this.failure]);
   }
 
-  async finish(): Promise<StagedPart> {
-    if (this.format === 'json') this.head.write(`${this.records > 0 ? '\n' : ''}]\n`);
-    const closed = once(this.file, 'close');
-    this.head.end();
-    await closed;
-    return {
-      path: this.path,
-      bytes: this.file.bytesWritten,
-      sha256: await sha256File(this.path),
-      contentType: this.format === 'json' ? 'application/json' : 'application/x-ndjson',
-      ...(this.format === 'jsonl.gz' ? { contentEncoding: 'gzip' as const } : {}),
-    };
+  /** Closes the file (once) and hashes it. */
+  finish(): Promise<StagedPart> {
+    this.finished ??= (async () => {
+      if (this.format === 'json') this.head.write(`${this.records > 0 ? '\n' : ''}]\n`);
+      const closed = once(this.file, 'close');
+      this.head.end();
+      await Promise.race([closed, this.failure]);
+      return {
+        path: this.path,
+        bytes: this.file.bytesWritten,
+        sha256: await sha256File(this.path),
+        contentType: this.format === 'json' ? 'application/json' : 'application/x-ndjson',
+        ...(this.format === 'jsonl.gz' ? { contentEncoding: 'gzip' as const } : {}),
+      };
+    })();
+    return this.finished;
   }
 }
 
@@ -223,10 +254,28 @@ export function splitTemplate(url: string, name: string): { root: string; key: s
   const full = `${url.replace(/\/+$/, '')}/${name}`;
   const first = full.search(/\{(answer|label|part|hash)\}/);
   const cut = full.lastIndexOf('/', first < 0 ? full.length : first);
-  return { root: full.slice(0, cut), key: full.slice(cut + 1) };
+  if (cut <= 0) {
+    throw usageError(
+      `${url}: the export root must come before {answer}, {label}, {part} or {hash}`,
+      'start with a folder, e.g. ./exports/{answer}',
+    );
+  }
+  const root = full.slice(0, cut);
+  const key = full.slice(cut + 1);
+  // Run placeholders shape the root, which the manifest describes; inside a part key they
+  // would let two datasets share one root and replace each other's parts.
+  const misplaced = key.match(/\{(dataset|date|timestamp)\}/);
+  if (misplaced) {
+    throw usageError(
+      `${misplaced[0]} must be in a folder of its own, before {answer}, {label}, {part} or {hash}`,
+      `e.g. ./exports/{dataset}/{answer} rather than ./exports/{answer}-{dataset}`,
+    );
+  }
+  return { root, key };
 }
 
 class SinkRun {
+  readonly stats: SinkStats = { lines: 0, parts: 0, written: 0 };
   private readonly format: SinkFormat;
   private readonly keyTemplate: string;
   private readonly rootTemplate: string;
@@ -298,7 +347,8 @@ class SinkRun {
       date: iso.slice(0, 10),
       timestamp: iso.replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z'),
     };
-    const root = renderTemplate(this.rootTemplate, runValues);
+    // The destination is checked before stdin is read, so a wrong URL fails at once.
+    const driver = await this.openDriver(renderTemplate(this.rootTemplate, runValues));
     const staging = await mkdtemp(join(tmpdir(), 'sluice-sink-'));
     const input = { lines: 0, valid: 0, rejected: 0, filtered: 0 };
     // Keys come from data (labels, annotators, sources): no prototype, so `constructor` is just a label.
@@ -320,7 +370,9 @@ class SinkRun {
       // Stage 1: validate, filter and serialize everything locally. A bad line stops here,
       // before anything is written to the store.
       for await (const record of records) {
+        if (options.signal?.aborted) break;
         input.lines = record.line;
+        this.stats.lines = record.line;
         const problem = record.error ?? validateTask(record.value);
         if (problem !== undefined) {
           if (!options.skipInvalid) {
@@ -364,12 +416,23 @@ class SinkRun {
         }
         let file = group.files.at(-1);
         if (!file || (options.maxPartRecords && file.records >= options.maxPartRecords)) {
+          await file?.finish(); // a full part closes now, so open files stay one per group
           file = new StagedFile(newFile(), this.format);
           group.files.push(file);
         }
         await file.add(JSON.stringify(task));
       }
+      if (options.signal?.aborted) {
+        throw new SluiceError('interrupted: nothing was written', { code: 'INTERRUPTED' });
+      }
+      if (input.lines === 0 && !options.allowEmpty) {
+        throw new SluiceError(`${options.inputName ?? 'input'} is empty: nothing to export`, {
+          code: 'BAD_INPUT',
+          hint: 'check the command before the pipe (prodigy db-out DATASET); --allow-empty writes an empty export',
+        });
+      }
       const parts = await this.finishParts(groups);
+      this.stats.parts = parts.length;
       const stagedRejects = rejects ? await rejects.finish() : undefined;
       const manifest: Manifest = {
         sluice: 'manifest/1',
@@ -392,12 +455,25 @@ class SinkRun {
           : null,
         lineage,
       };
-      return await this.publish(root, manifest, join(staging, MANIFEST_KEY), [
+      return await this.publish(driver, manifest, join(staging, MANIFEST_KEY), [
         ...parts.map(({ entry, staged }) => ({ key: entry.key, staged })),
         ...(stagedRejects ? [{ key: REJECTS_NAME, staged: stagedRejects }] : []),
       ]);
+    } catch (error) {
+      // Stopping stdin mid-read surfaces as a stream error; the user asked for it.
+      if (
+        options.signal?.aborted &&
+        !(error instanceof SluiceError && error.code === 'INTERRUPTED')
+      ) {
+        throw new SluiceError('interrupted: nothing was written', {
+          code: 'INTERRUPTED',
+          cause: error,
+        });
+      }
+      throw error;
     } finally {
       await rm(staging, { recursive: true, force: true });
+      await driver.close?.();
     }
   }
 
@@ -449,68 +525,65 @@ class SinkRun {
   }
 
   private async publish(
-    rootUri: string,
+    driver: SinkDriver,
     manifest: Manifest,
     manifestPath: string,
     files: Array<{ key: string; staged: StagedPart }>,
   ): Promise<SinkResult> {
-    const driver = await this.openDriver(rootUri);
-    try {
-      manifest.root = driver.root;
-      const result = (
-        status: SinkResult['status'],
-        written: string[] = [],
-        removed: string[] = [],
-      ): SinkResult => ({
-        status,
-        root: driver.root,
-        manifestKey: MANIFEST_KEY,
-        manifest,
-        written,
-        removed,
+    manifest.root = driver.root;
+    const result = (
+      status: SinkResult['status'],
+      written: string[] = [],
+      removed: string[] = [],
+    ): SinkResult => ({
+      status,
+      root: driver.root,
+      manifestKey: MANIFEST_KEY,
+      manifest,
+      written,
+      removed,
+    });
+    const previous = await this.readManifest(driver);
+    if (previous && sameExport(previous, manifest)) return result('unchanged');
+    if (this.options.dryRun) return result('dry-run', [...files.map((f) => f.key), MANIFEST_KEY]);
+    if (previous && this.options.ifExists === 'skip') return result('skipped');
+    if (previous && this.options.ifExists === 'fail') {
+      throw new SluiceError(`${driver.root} already holds a different export`, {
+        code: 'CONFLICT',
+        connector: driver.connector,
+        hint: 'pass --if-exists overwrite, or put {timestamp} in the URL for versioned exports',
       });
-      const previous = await this.readManifest(driver);
-      if (previous && sameExport(previous, manifest)) return result('unchanged');
-      if (this.options.dryRun) return result('dry-run', [...files.map((f) => f.key), MANIFEST_KEY]);
-      if (previous && this.options.ifExists === 'skip') return result('skipped');
-      if (previous && this.options.ifExists === 'fail') {
-        throw new SluiceError(`${driver.root} already holds a different export`, {
-          code: 'CONFLICT',
-          connector: driver.connector,
-          hint: 'pass --if-exists overwrite, or put {timestamp} in the URL for versioned exports',
-        });
-      }
-      const before = new Map<string, string>();
-      for (const part of [
-        ...(previous?.parts ?? []),
-        ...(previous?.rejects ? [previous.rejects] : []),
-      ]) {
-        before.set(part.key, part.sha256);
-      }
-      // The old manifest goes first, so no reader trusts it while parts change under it.
-      if (previous) await driver.delete(MANIFEST_KEY);
-      const written: string[] = [];
-      for (const { key, staged } of files) {
-        if (before.get(key) === staged.sha256) continue;
+    }
+    const before = new Map<string, string>();
+    for (const part of [
+      ...(previous?.parts ?? []),
+      ...(previous?.rejects ? [previous.rejects] : []),
+    ]) {
+      before.set(part.key, part.sha256);
+    }
+    // The old manifest goes first, so no reader trusts it while parts change under it.
+    if (previous) await driver.delete(MANIFEST_KEY);
+    const written: string[] = [];
+    for (const { key, staged } of files) {
+      if (before.get(key) !== staged.sha256) {
         await driver.write(key, staged);
         written.push(key);
       }
-      const body = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`);
-      await writeFile(manifestPath, body);
-      await driver.write(MANIFEST_KEY, {
-        path: manifestPath,
-        bytes: body.length,
-        sha256: createHash('sha256').update(body).digest('hex'),
-        contentType: 'application/json',
-      });
-      written.push(MANIFEST_KEY);
-      const current = new Set(files.map((f) => f.key));
-      const removed = [...before.keys()].filter((key) => !current.has(key));
-      for (const key of removed) await driver.delete(assertSafeKey(key, driver.connector));
-      return result('written', written, removed);
-    } finally {
-      await driver.close?.();
+      this.stats.written++;
     }
+    const body = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`);
+    await writeFile(manifestPath, body);
+    await driver.write(MANIFEST_KEY, {
+      path: manifestPath,
+      bytes: body.length,
+      sha256: createHash('sha256').update(body).digest('hex'),
+      contentType: 'application/json',
+    });
+    written.push(MANIFEST_KEY);
+    const current = new Set(files.map((f) => f.key));
+    const removed = [...before.keys()].filter((key) => !current.has(key));
+    for (const key of removed) await driver.delete(assertSafeKey(key, driver.connector));
+    return result('written', written, removed);
   }
 
   private async readManifest(driver: SinkDriver): Promise<Manifest | undefined> {
@@ -562,6 +635,7 @@ export function createSink(
 ): Sink {
   const run = new SinkRun(openDriver, url, options);
   return {
+    stats: run.stats,
     write: (tasks) => run.run(taskRecords(tasks)),
     writeJsonl: (input) =>
       run.run(

@@ -162,7 +162,8 @@ function isRetryableRead(error: unknown): boolean {
 type Fetched =
   | { item: SourceItem; tasks: Converted[] }
   | { item: SourceItem; stream: true }
-  | { item: SourceItem; tasks: []; failed: true };
+  /** Failed or unsupported: kept out of the checkpoint so a later run tries again. */
+  | { item: SourceItem; tasks: []; skipped: true };
 
 /** Maps items to results with at most `concurrency` in flight, pulling input only when there is room. */
 async function* mapBounded<T, R>(
@@ -225,12 +226,14 @@ class SourceRun implements Source {
   private mediaStarting: Promise<MediaServer> | undefined;
   private readonly warned = new Set<string>();
   private driver!: SourceDriver;
+  private readonly selector: (item: SourceItem) => boolean;
 
   constructor(
     private readonly pending: Promise<SourceDriver>,
     private readonly options: SourceOptions,
   ) {
     const { state } = options;
+    this.selector = createSelector(options);
     this.state = new Checkpoint(typeof state === 'string' ? fileStateStore(state) : state);
     // Remembering every emitted item costs memory, so only when a checkpoint or watch needs it.
     this.tracking = state !== undefined || options.watch !== undefined;
@@ -262,7 +265,6 @@ class SourceRun implements Source {
 
   async *[Symbol.asyncIterator](): AsyncGenerator<Task> {
     const { options } = this;
-    const selector = createSelector(options);
     this.driver = await this.pending;
     if (options.media === 'signed' && !this.driver.signedUrl) {
       throw usageError(
@@ -274,14 +276,14 @@ class SourceRun implements Source {
     const signal = this.abort.signal;
     for (;;) {
       const fetched = mapBounded(
-        this.selected(selector, signal),
+        this.selected(signal),
         (item) => this.fetch(item),
         options.concurrency ?? 8,
         options.order === 'listing',
       );
       for await (const result of fetched) {
         const { item } = result;
-        let failed = 'failed' in result;
+        let failed = 'skipped' in result;
         try {
           const converted =
             'stream' in result ? this.convertItem(item, this.read(item)) : result.tasks;
@@ -314,13 +316,10 @@ class SourceRun implements Source {
   }
 
   /** Listed items that pass selection and are not in the checkpoint, up to the limit. */
-  private async *selected(
-    selector: (item: SourceItem) => boolean,
-    signal: AbortSignal,
-  ): AsyncGenerator<SourceItem> {
+  private async *selected(signal: AbortSignal): AsyncGenerator<SourceItem> {
     for await (const item of this.driver.list({ signal })) {
       this.stats.listed++;
-      if (!selector(item)) continue;
+      if (!this.selector(item)) continue;
       if (this.tracking && this.state.has(item.uri, versionOf(item))) {
         this.stats.unchanged++;
         continue;
@@ -342,7 +341,7 @@ class SourceRun implements Source {
           `unsupported:${ext}`,
           `skipping ${item.uri}: no converter for "${ext}" (use --format or --exclude)`,
         );
-        return { item, tasks: [] };
+        return { item, tasks: [], skipped: true };
       }
       if (isMediaFormat(format))
         return { item, tasks: [{ task: await this.mediaTask(item, format) }] };
@@ -352,12 +351,12 @@ class SourceRun implements Source {
       return { item, tasks };
     } catch (error) {
       this.fail(item, error);
-      return { item, tasks: [], failed: true };
+      return { item, tasks: [], skipped: true };
     }
   }
 
   private fail(item: SourceItem, error: unknown): void {
-    const failure = toSluiceError(error, this.driver.connector);
+    const failure = itemError(item, error, this.driver.connector);
     if (!this.options.skipErrors || this.abort.signal.aborted) throw failure;
     this.stats.failed++;
     this.options.onWarning?.(`skipping ${item.uri}: ${failure.message}`);
@@ -447,15 +446,21 @@ class SourceRun implements Source {
     return this.mediaStarting;
   }
 
-  /** Serves only items under this source's root, looked up fresh so the proxy keeps working after the stream ends. */
+  /**
+   * Serves only media items this source would select (the proxy is reachable from any page in
+   * the annotator's browser), looked up fresh so it keeps working after the stream ends.
+   */
   private async resolveMedia(uri: string): Promise<MediaItem | undefined> {
     const root = this.driver.root.endsWith('/') ? this.driver.root : `${this.driver.root}/`;
     if (!uri.startsWith(root)) return undefined;
     const key = uri.slice(root.length);
-    if (key === '' || key.split('/').some((part) => part === '..' || part === '.'))
+    if (key === '' || key.split('/').some((part) => part === '..' || part === '.')) {
       return undefined;
+    }
     const item = await this.driver.stat(key);
-    if (!item) return undefined;
+    if (!item || !this.selector(item)) return undefined;
+    const format = detectFormat(item.key, item.contentType, this.options.format);
+    if (!format || !isMediaFormat(format)) return undefined;
     return {
       size: item.size,
       version: item.version,
@@ -478,6 +483,22 @@ class SourceRun implements Source {
     task.meta = meta;
     return this.options.hashes === false ? task : setHashes(task);
   }
+}
+
+/** Every item failure names the item; a broken gzip stream is bad data, not a bug. */
+function itemError(item: SourceItem, error: unknown, connector: string): SluiceError {
+  const failure = toSluiceError(error, connector);
+  if (failure.message.includes(item.uri)) return failure;
+  const zlib = /^Z_/.test(String((error as { code?: unknown })?.code));
+  return new SluiceError(`${item.uri}: ${failure.message}`, {
+    code: zlib ? 'CONVERT' : failure.code,
+    connector: failure.connector,
+    hint: zlib
+      ? 'the item is not valid gzip: check it, or leave it out with --exclude'
+      : failure.hint,
+    cause: error,
+    retryable: failure.retryable,
+  });
 }
 
 function versionOf(item: SourceItem): string {

@@ -41,6 +41,8 @@ export function parseState(text: string, location: string): StateData {
   return state as StateData;
 }
 
+let saves = 0;
+
 /** A checkpoint in a local JSON file, replaced atomically so a crash never leaves half a file. */
 export function fileStateStore(path: string): StateStore {
   return {
@@ -57,7 +59,7 @@ export function fileStateStore(path: string): StateStore {
     },
     async save(data) {
       await mkdir(dirname(path), { recursive: true });
-      const temp = `${path}.${process.pid}.tmp`;
+      const temp = `${path}.${process.pid}.${++saves}.tmp`;
       await writeFile(temp, `${JSON.stringify(data, null, 1)}\n`);
       await rename(temp, path);
     },
@@ -76,6 +78,8 @@ export class Checkpoint {
   /** Items yielded by this run, delivered or not: a watch pass must not emit them again. */
   private readonly emitted = new Map<string, string>();
   private dirty = false;
+  /** Saves run one after another: two overlapping saves must not race on the file. */
+  private saving: Promise<void> = Promise.resolve();
 
   constructor(private readonly store: StateStore | undefined) {}
 
@@ -120,12 +124,27 @@ export class Checkpoint {
       this.dirty = true;
     }
     if (!this.dirty || !this.store) return;
-    this.dirty = false;
-    await this.store.save({
+    const store = this.store;
+    const save = this.saving.then(async () => {
+      if (!this.dirty) return;
+      this.dirty = false;
+      try {
+        await store.save(this.snapshot());
+      } catch (error) {
+        this.dirty = true;
+        throw error;
+      }
+    });
+    this.saving = save.catch(() => {});
+    await save;
+  }
+
+  private snapshot(): StateData {
+    return {
       sluice: 'state/1',
       updated: new Date().toISOString(),
       items: Object.fromEntries(this.items),
       ...(Object.keys(this.cursors).length > 0 ? { cursors: this.cursors } : {}),
-    });
+    };
   }
 }

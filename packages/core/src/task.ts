@@ -77,25 +77,32 @@ function isInt(value: unknown): value is number {
   return typeof value === 'number' && Number.isInteger(value);
 }
 
-function checkSpan(
-  span: unknown,
-  path: string,
-  textLength: number | undefined,
-): string | undefined {
+// Text spans hold character offsets; audio spans hold seconds and image spans hold
+// coordinates (`points`, `x`, `y`, ...) and no offsets at all.
+function checkSpan(span: unknown, path: string, text: string | undefined): string | undefined {
   if (!isObject(span)) return `${path} is not an object`;
   const { start, end } = span;
-  if (!isInt(start) || start < 0) return `${path}.start must be a non-negative integer`;
-  if (!isInt(end)) return `${path}.end must be an integer`;
-  if (end < start) return `${path}.end < start`;
-  if (textLength !== undefined && end > textLength) {
-    return `${path}.end (${end}) is past the end of text (length ${textLength})`;
+  if (text !== undefined) {
+    if (!isInt(start) || start < 0) return `${path}.start must be a non-negative integer`;
+    if (!isInt(end)) return `${path}.end must be an integer`;
+    if (end > text.length) {
+      return `${path}.end (${end}) is past the end of text (length ${text.length})`;
+    }
+  } else if (start !== undefined || end !== undefined) {
+    if (typeof start !== 'number' || typeof end !== 'number') {
+      return `${path}.start and end must be numbers`;
+    }
+  }
+  if (typeof start === 'number' && typeof end === 'number' && end < start) {
+    return `${path}.end < start`;
   }
   if (span.label !== undefined && typeof span.label !== 'string') {
     return `${path}.label must be a string`;
   }
   const { token_start, token_end } = span;
-  if (token_start !== undefined && !isInt(token_start))
+  if (token_start !== undefined && !isInt(token_start)) {
     return `${path}.token_start must be an integer`;
+  }
   if (token_end !== undefined && !isInt(token_end)) return `${path}.token_end must be an integer`;
   if (isInt(token_start) && isInt(token_end) && token_end < token_start) {
     return `${path}.token_end < token_start`;
@@ -127,11 +134,11 @@ export function validateTask(value: unknown): string | undefined {
     return 'flagged must be true or false';
   }
   if (value.meta !== undefined && !isObject(value.meta)) return 'meta must be an object';
-  const textLength = typeof value.text === 'string' ? value.text.length : undefined;
+  const text = typeof value.text === 'string' ? value.text : undefined;
   if (value.spans !== undefined) {
     if (!Array.isArray(value.spans)) return 'spans must be an array';
     for (let i = 0; i < value.spans.length; i++) {
-      const problem = checkSpan(value.spans[i], `spans[${i}]`, textLength);
+      const problem = checkSpan(value.spans[i], `spans[${i}]`, text);
       if (problem) return problem;
     }
   }

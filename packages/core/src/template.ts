@@ -46,8 +46,8 @@ export function safeSegment(value: string): string {
     .normalize('NFC')
     // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this removes
     .replace(/[\u0000-\u001f\u007f/\\]/g, '_')
-    .replace(/^\.+$/, '_')
-    .trim();
+    .trim()
+    .replace(/^\.+$/, '_');
   return cleaned === '' ? '_' : cleaned.slice(0, 200);
 }
 

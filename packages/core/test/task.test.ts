@@ -2,6 +2,24 @@ import { describe, expect, it } from 'vitest';
 import { validateTask } from '../src/task.js';
 
 describe('validateTask', () => {
+  it('accepts image and audio spans, which hold coordinates or seconds instead of offsets', () => {
+    const points = [
+      [10.5, 20],
+      [50.5, 20],
+      [50.5, 70],
+    ];
+    expect(
+      validateTask({
+        image: 'http://127.0.0.1:8099/file//data/a.png',
+        spans: [{ label: 'DENT', x: 10.5, y: 20, width: 40, height: 50, points, type: 'polygon' }],
+        answer: 'accept',
+      }),
+    ).toBeUndefined();
+    expect(
+      validateTask({ audio: 'a.wav', spans: [{ start: 0.25, end: 1.5, label: 'SPEECH' }] }),
+    ).toBeUndefined();
+  });
+
   it('accepts real Prodigy records, unknown fields included', () => {
     expect(
       validateTask({
@@ -35,7 +53,16 @@ describe('validateTask', () => {
       },
       'spans[1].end (9) is past the end of text (length 3)',
     ],
-    [{ spans: [{ start: -1, end: 1 }] }, 'spans[0].start must be a non-negative integer'],
+    [
+      { text: 'abc', spans: [{ start: -1, end: 1 }] },
+      'spans[0].start must be a non-negative integer',
+    ],
+    [
+      { text: 'abc', spans: [{ start: 0.5, end: 1 }] },
+      'spans[0].start must be a non-negative integer',
+    ],
+    [{ audio: 'a.wav', spans: [{ start: 'x', end: 1 }] }, 'spans[0].start and end must be numbers'],
+    [{ audio: 'a.wav', spans: [{ start: 2.5, end: 1.25 }] }, 'spans[0].end < start'],
     [
       { spans: [{ start: 0, end: 1, token_start: 3, token_end: 1 }] },
       'spans[0].token_end < token_start',

@@ -15,11 +15,19 @@ describe('sink templates', () => {
     expect(splitTemplate('out', 'all.jsonl')).toEqual({ root: 'out', key: 'all.jsonl' });
   });
 
+  it('keeps run placeholders in the export root, so datasets never share one', () => {
+    expect(() => splitTemplate('q/{answer}-{dataset}', 'part-{part}')).toThrow(
+      /\{dataset\} must be in a folder of its own/,
+    );
+    expect(() => splitTemplate('{answer}', 'part-{part}')).toThrow(/export root must come before/);
+  });
+
   it('renders values as single safe path segments', () => {
     expect(renderTemplate('{dataset}/{label}', { dataset: 'news', label: '../etc/passwd' })).toBe(
       'news/.._etc_passwd',
     );
     expect(safeSegment('..')).toBe('_');
+    expect(safeSegment(' .. ')).toBe('_');
     expect(safeSegment('')).toBe('_');
     expect(safeSegment('a\\b\nc')).toBe('a_b_c');
   });

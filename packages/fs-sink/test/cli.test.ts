@@ -40,9 +40,13 @@ describe('fs-sink CLI', () => {
     const args = [`${dir}/twice`, '--dataset', 'news'];
     expect((await runCli(cli, args, { input: ner })).code).toBe(0);
     const before = await stat(join(dir, 'twice', 'manifest.json'));
-    const again = await runCli(cli, args, { input: ner });
+    const again = await runCli(cli, [...args, '--json-summary'], { input: ner });
     expect(again.code).toBe(0);
-    expect(again.stderr).toMatch(/unchanged/);
+    expect(JSON.parse(again.stderr)).toMatchObject({
+      status: 'unchanged',
+      written: [],
+      removed: [],
+    });
     const after = await stat(join(dir, 'twice', 'manifest.json'));
     expect(after.mtimeMs).toBe(before.mtimeMs);
   });

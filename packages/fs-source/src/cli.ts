@@ -16,7 +16,7 @@ await runSourceCli(
       "fs-source ./data --include '*.jsonl' | prodigy ner.manual ds blank:en - --label PERSON,ORG",
       'fs-source ./images | prodigy image.manual ds - --label DEFECT',
       'fs-source ./inbox --state .sluice/inbox.json --watch 30 | prodigy textcat.manual ds - --label A,B',
-      'fs-source ./tickets.txt --sample 0.1 --seed pilot | head -5',
+      'fs-source ./tickets --sample 0.1 --seed pilot > pilot.jsonl   # a 10% sample of the files',
     ],
   },
   (url, options) => fsSource({ ...options, url }),

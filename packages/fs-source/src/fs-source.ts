@@ -125,7 +125,15 @@ export async function createFsSourceDriver(url: string): Promise<SourceDriver> {
     },
     async stat(key) {
       if (single && key !== single) return undefined;
-      return itemOf(assertSafeKey(key, FS_CONNECTOR));
+      // Hidden entries are never listed, so they are never served either.
+      if (
+        assertSafeKey(key, FS_CONNECTOR)
+          .split('/')
+          .some((part) => part.startsWith('.'))
+      ) {
+        return undefined;
+      }
+      return itemOf(key);
     },
   };
 }

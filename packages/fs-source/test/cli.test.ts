@@ -77,17 +77,32 @@ describe('fs-source CLI', () => {
     expect(stderr).not.toMatch(/EPIPE/);
   });
 
-  it('keeps a checkpoint across runs with --state', async () => {
+  it('keeps a checkpoint across runs with --state when writing to a file', async () => {
     const folder = join(dir, 'inbox');
     await mkdir(folder);
     await writeFile(join(folder, 'a.txt'), 'first\n');
     const state = join(dir, 'state', 'inbox.json');
-    const first = await runCli(cli, [folder, '--state', state, '--quiet']);
-    expect(parse(first.stdout).map((task) => task.text)).toEqual(['first']);
+    const out = join(dir, 'inbox.jsonl');
+    // As a scheduled job would: stdout to a file, where everything written is delivered.
+    const run = async (...flags: string[]) => {
+      const child = spawn(
+        'bash',
+        ['-c', `node '${cli}' '${folder}' --state '${state}' ${flags.join(' ')} > '${out}'`],
+        {
+          stdio: ['ignore', 'ignore', 'pipe'],
+        },
+      );
+      let stderr = '';
+      child.stderr.on('data', (chunk) => (stderr += chunk));
+      const code = await new Promise((resolve) => child.on('close', resolve));
+      return { code, tasks: parse(await readFile(out, 'utf8')), stderr };
+    };
+    const first = await run('--quiet');
+    expect(first.tasks.map((task) => task.text)).toEqual(['first']);
     expect(first.stderr).toBe('');
     await writeFile(join(folder, 'b.txt'), 'second\n');
-    const second = await runCli(cli, [folder, '--state', state, '--json-summary']);
-    expect(parse(second.stdout).map((task) => task.text)).toEqual(['second']);
+    const second = await run('--json-summary');
+    expect(second.tasks.map((task) => task.text)).toEqual(['second']);
     expect(JSON.parse(second.stderr)).toMatchObject({ bin: 'fs-source', tasks: 1, unchanged: 1 });
     const saved = JSON.parse(await readFile(state, 'utf8'));
     expect(Object.keys(saved.items).sort()).toEqual([
@@ -96,7 +111,7 @@ describe('fs-source CLI', () => {
     ]);
   });
 
-  it('watches until Ctrl-C, then saves the checkpoint for what went out and exits 130', async () => {
+  it('watches until stopped (SIGTERM: exit 143), never counting what may sit unread in the pipe', async () => {
     const folder = join(dir, 'watched');
     await mkdir(folder);
     await writeFile(join(folder, 'a.txt'), 'first\n');
@@ -121,16 +136,43 @@ describe('fs-source CLI', () => {
     await lines(1);
     await writeFile(join(folder, 'b.txt'), 'second\n');
     await lines(2);
-    child.kill('SIGINT');
-    expect(await closed).toBe(130);
+    child.kill('SIGTERM');
+    expect(await closed).toBe(143);
     expect(parse(stdout).map((task) => task.text)).toEqual(['first', 'second']);
     expect(stderr).toMatch(/interrupted after 2 tasks from 2 items/);
     expect(hasStackTrace(stderr)).toBe(false);
-    const saved = JSON.parse(await readFile(state, 'utf8'));
-    expect(Object.keys(saved.items).sort()).toEqual([
-      `file://${folder}/a.txt`,
-      `file://${folder}/b.txt`,
+    // Both tasks are within the last MiB written to a pipe the reader may not have read:
+    // a rerun emits them again, and Prodigy skips what it already has by hash.
+    const rerun = await runCli(cli, [folder, '--state', state, '--quiet']);
+    expect(
+      parse(rerun.stdout)
+        .map((task) => task.text)
+        .sort(),
+    ).toEqual(['first', 'second']);
+  });
+
+  it('does not record tasks a reader that stopped early (| head -1) never read', async () => {
+    const folder = join(dir, 'early');
+    await mkdir(folder);
+    for (let i = 0; i < 50; i++) await writeFile(join(folder, `${i}.txt`), `task ${i}\n`);
+    const state = join(dir, 'early.json');
+    const child = spawn('bash', ['-c', `node '${cli}' '${folder}' --state '${state}' | head -1`], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    await new Promise((resolve) => child.on('close', resolve));
+    const rerun = await runCli(cli, [folder, '--state', state, '--quiet']);
+    expect(parse(rerun.stdout)).toHaveLength(50);
+    // Written to a file, everything written counts.
+    const file = join(dir, 'early.jsonl');
+    const toFile = spawn('bash', [
+      '-c',
+      `node '${cli}' '${folder}' --state '${state}' --quiet > '${file}'`,
     ]);
+    expect(await new Promise((resolve) => toFile.on('close', resolve))).toBe(0);
+    expect((await readFile(file, 'utf8')).trim().split('\n')).toHaveLength(50);
+    expect(parse((await runCli(cli, [folder, '--state', state, '--quiet'])).stdout)).toHaveLength(
+      0,
+    );
   });
 
   it('serves media after the stream ends until interrupted, then exits 130', async () => {

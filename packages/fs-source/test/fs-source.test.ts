@@ -2,7 +2,8 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { testSource } from '@sluice/core/testing';
-import { fileUri, fsSource } from '../src/fs-source.js';
+import { describe, expect, it } from 'vitest';
+import { createFsSourceDriver, fileUri, fsSource } from '../src/fs-source.js';
 
 testSource({
   connector: 'fs',
@@ -20,4 +21,26 @@ testSource({
     };
   },
   source: (url, options) => fsSource({ ...options, url }),
+});
+
+describe('fs source driver', () => {
+  it('neither lists nor serves hidden files', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sluice-fs-hidden-'));
+    try {
+      await mkdir(join(dir, '.git'));
+      await writeFile(join(dir, '.env'), 'SECRET=1\n');
+      await writeFile(join(dir, '.git', 'a.png'), 'x');
+      await writeFile(join(dir, 'seen.txt'), 'seen\n');
+      const driver = await createFsSourceDriver(dir);
+      const keys = [];
+      for await (const item of driver.list({ signal: new AbortController().signal }))
+        keys.push(item.key);
+      expect(keys).toEqual(['seen.txt']);
+      expect(await driver.stat('.env')).toBeUndefined();
+      expect(await driver.stat('.git/a.png')).toBeUndefined();
+      expect((await driver.stat('seen.txt'))?.size).toBe(5);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });

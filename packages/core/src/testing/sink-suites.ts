@@ -164,11 +164,31 @@ export function testSinkWrite(harness: SinkHarness): void {
       ]);
     });
 
-    it('writes an empty export as a manifest with no parts', async () => {
+    it('refuses empty input, which a broken pipe upstream also produces, unless allowed', async () => {
       const { fixture } = ctx;
-      const result = await harness.sink(`${fixture.url}/empty`).writeJsonl(bytesOf(''));
+      await harness.sink(`${fixture.url}/kept`).write(sampleExport());
+      await expect(
+        harness.sink(`${fixture.url}/kept`).writeJsonl(bytesOf('')),
+      ).rejects.toMatchObject({
+        code: 'BAD_INPUT',
+        message: expect.stringMatching(/is empty: nothing to export/),
+      });
+      expect((await manifestAt(fixture, 'kept/manifest.json')).counts.records).toBe(6);
+      const empty = await harness
+        .sink(`${fixture.url}/empty`, { allowEmpty: true })
+        .writeJsonl(bytesOf(''));
+      expect(empty.manifest.counts.records).toBe(0);
+      expect(await fixture.list()).toContain('empty/manifest.json');
+    });
+
+    it('writes a manifest with no parts when filters keep nothing', async () => {
+      const { fixture } = ctx;
+      const result = await harness
+        .sink(`${fixture.url}/none`, { label: ['NO_SUCH'] })
+        .write(sampleExport());
       expect(result.manifest.counts.records).toBe(0);
-      expect(await fixture.list()).toEqual(['empty/manifest.json']);
+      expect(result.manifest.input.filtered).toBe(6);
+      expect(await fixture.list()).toEqual(['none/manifest.json']);
     });
   });
 }
@@ -241,6 +261,17 @@ export function testSinkBadInput(harness: SinkHarness): void {
         harness.sink(`${fixture.url}/bad`).writeJsonl(bytesOf(lines.join('\n'))),
       ).rejects.toThrow(/line 2: spans\[0\]\.end < start/);
       expect(await fixture.list()).toEqual([]);
+    });
+
+    it('leaves an existing export untouched when new input is bad', async () => {
+      const { fixture } = ctx;
+      await harness.sink(`${fixture.url}/stay`).write(sampleExport());
+      const before = await fixture.get('stay/manifest.json');
+      await expect(
+        harness.sink(`${fixture.url}/stay`).writeJsonl(bytesOf(broken())),
+      ).rejects.toThrow(/line 3/);
+      expect(await fixture.get('stay/manifest.json')).toEqual(before);
+      expect(await fixture.list()).toEqual(['stay/manifest.json', 'stay/part-00000.jsonl']);
     });
 
     it('sets bad lines aside in rejects.jsonl with skipInvalid', async () => {

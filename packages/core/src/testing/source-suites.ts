@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { inputHash } from '../hash.js';
+import { mediaPath } from '../media.js';
 import type { Source, SourceOptions } from '../source.js';
 import type { Task } from '../task.js';
 import { useFixture } from './fixture.js';
@@ -355,11 +356,20 @@ export function testSourceMedia(harness: SourceHarness): void {
         const missing = await fetch(`${first.mediaUrl}/nothing/here.png`);
         expect(missing.status).toBe(404);
         await first.close();
-        const second = harness.source(fixture.url, { mediaPort: port });
+        const second = harness.source(fixture.url, { mediaPort: port, include: ['img/**'] });
         const [again] = await collect(second);
-        await second.close();
         expect(again?.image).toBe(task?.image);
         expect(again?._input_hash).toBe(task?._input_hash);
+        // The proxy is reachable from any page in the browser: it serves only media items
+        // the source would select, nothing else under its root.
+        await fixture.put('img/notes.txt', 'not media\n');
+        await fixture.put('other/pixel.png', TINY_PNG);
+        const status = async (key: string) =>
+          (await fetch(`${second.mediaUrl}${mediaPath(`${fixture.uriPrefix}/${key}`)}`)).status;
+        expect(await status('img/pixel.png')).toBe(200);
+        expect(await status('img/notes.txt')).toBe(404);
+        expect(await status('other/pixel.png')).toBe(404);
+        await second.close();
       } finally {
         await first.close();
       }
