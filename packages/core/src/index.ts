@@ -43,6 +43,7 @@ export {
   readLines,
   writeJsonl,
 } from './jsonl.js';
+export { fileUri, toLocalPath } from './local.js';
 export {
   DEFAULT_MEDIA_PORT,
   MEDIA_MODES,

@@ -1,13 +1,14 @@
-import { copyFile, mkdir, readFile, rename, rm, rmdir } from 'node:fs/promises';
+import { copyFile, mkdir, open, readFile, rename, rm, rmdir } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import {
   assertSafeKey,
   createSink,
+  fileUri,
   type Sink,
   type SinkDriver,
   type SinkOptions,
   SluiceError,
+  toLocalPath,
 } from '@sluice/core';
 
 /** Options of the local-folder sink: core sink options plus where to write. */
@@ -18,21 +19,9 @@ export interface FsSinkOptions extends SinkOptions {
 
 export const FS_CONNECTOR = 'fs';
 
-function toPath(url: string): string {
-  if (/^file:/i.test(url)) return fileURLToPath(url);
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) {
-    throw new SluiceError(`fs-sink writes to local paths, not ${url.split(':')[0]}:// URLs`, {
-      code: 'USAGE',
-      connector: FS_CONNECTOR,
-      hint: 'use the matching connector, e.g. npx @sluice/s3-sink for s3:// URLs',
-    });
-  }
-  return resolve(url);
-}
-
 /** Builds the driver over an export root folder; writes are atomic (temp file, then rename). */
 export function createFsSinkDriver(rootUrl: string): SinkDriver {
-  const rootPath = toPath(rootUrl);
+  const rootPath = toLocalPath(rootUrl, 'sink');
   // Checked twice: the key's shape, then where it resolves, so no key can leave the root.
   const pathOf = (key: string) => {
     const path = resolve(rootPath, ...assertSafeKey(key, FS_CONNECTOR).split('/'));
@@ -47,7 +36,7 @@ export function createFsSinkDriver(rootUrl: string): SinkDriver {
   };
   return {
     connector: FS_CONNECTOR,
-    root: `file://${rootPath.split(sep).join('/')}`,
+    root: fileUri(rootPath),
     async read(key) {
       try {
         return await readFile(pathOf(key));
@@ -62,6 +51,9 @@ export function createFsSinkDriver(rootUrl: string): SinkDriver {
       const temp = join(dirname(path), `.${process.pid}.${Date.now()}.sluice-tmp`);
       try {
         await copyFile(part.path, temp);
+        // Flushed to disk before the rename, so after a power loss a part is whole or absent.
+        const handle = await open(temp, 'r+');
+        await handle.sync().finally(() => handle.close());
         await rename(temp, path);
       } catch (error) {
         await rm(temp, { force: true });

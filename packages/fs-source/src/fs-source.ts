@@ -1,15 +1,16 @@
 import { createReadStream } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
-import { basename, dirname, join, resolve, sep } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { basename, dirname, join } from 'node:path';
 import {
   assertSafeKey,
   createSource,
+  fileUri,
   SluiceError,
   type Source,
   type SourceDriver,
   type SourceItem,
   type SourceOptions,
+  toLocalPath,
 } from '@sluice/core';
 
 /** Options of the local-folder source: core source options plus where to read. */
@@ -22,38 +23,9 @@ export const FS_CONNECTOR = 'fs';
 const SMALL_FILE_BYTES = 256 * 1024;
 const STAT_BATCH = 64;
 
-/** Canonical URI of a local path. Kept unescaped, like `s3://` URIs, so `root + '/' + key` always holds. */
-export function fileUri(path: string): string {
-  return `file://${path.split(sep).join('/')}`;
-}
-
-/** Resolves a path or a `file://` URL to an absolute path. */
-export function toPath(url: string): string {
-  if (/^file:/i.test(url)) {
-    try {
-      return fileURLToPath(url);
-    } catch (error) {
-      throw new SluiceError(`not a local file URL: ${url}`, {
-        code: 'USAGE',
-        connector: FS_CONNECTOR,
-        hint: 'use a path (./data) or file:///absolute/path',
-        cause: error,
-      });
-    }
-  }
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) {
-    throw new SluiceError(`fs connectors read local paths, not ${url.split(':')[0]}:// URLs`, {
-      code: 'USAGE',
-      connector: FS_CONNECTOR,
-      hint: 'use the matching connector, e.g. npx @sluice/s3-source for s3:// URLs',
-    });
-  }
-  return resolve(url);
-}
-
 /** Builds the driver over a folder (or one file); hidden entries (`.name`) are never listed. */
 export async function createFsSourceDriver(url: string): Promise<SourceDriver> {
-  const target = toPath(url);
+  const target = toLocalPath(url, 'source');
   const info = await stat(target).catch((error: NodeJS.ErrnoException) => {
     throw new SluiceError(
       `${target}: ${error.code === 'ENOENT' ? 'no such file or folder' : error.message}`,

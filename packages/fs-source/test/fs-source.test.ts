@@ -1,9 +1,10 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { fileUri } from '@sluice/core';
 import { testSource } from '@sluice/core/testing';
 import { describe, expect, it } from 'vitest';
-import { createFsSourceDriver, fileUri, fsSource } from '../src/fs-source.js';
+import { createFsSourceDriver, fsSource } from '../src/fs-source.js';
 
 testSource({
   connector: 'fs',

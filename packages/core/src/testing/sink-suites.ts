@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { gunzipSync } from 'node:zlib';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Manifest, Sink, SinkOptions } from '../sink.js';
 import type { Task } from '../task.js';
 import { useFixture } from './fixture.js';
