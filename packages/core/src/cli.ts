@@ -45,7 +45,8 @@ interface Io {
   stdin: NodeJS.ReadableStream & { isTTY?: boolean };
   stdout: NodeJS.WritableStream & { isTTY?: boolean };
   stderr: NodeJS.WritableStream & { isTTY?: boolean };
-  exit: (code: number) => void;
+  /** Sets the exit code; `now` ends the process at once, dropping output not yet written. */
+  exit: (code: number, now?: boolean) => void;
 }
 
 const defaultIo = (): Io => ({
@@ -53,8 +54,9 @@ const defaultIo = (): Io => ({
   stdin: process.stdin,
   stdout: process.stdout,
   stderr: process.stderr,
-  exit: (code) => {
+  exit: (code, now) => {
     process.exitCode = code;
+    if (now) process.exit(code);
   },
 });
 
@@ -573,11 +575,7 @@ export async function runSourceCli(
         abort.signal.addEventListener('abort', resolve, { once: true }),
       );
     }
-    if (interrupted) {
-      code = interrupted === 'SIGTERM' ? EXIT.terminated : EXIT.interrupted;
-      // Output a stalled reader never took would keep the process alive: drop it.
-      (io.stdout as { destroy?: () => void }).destroy?.();
-    }
+    if (interrupted) code = interrupted === 'SIGTERM' ? EXIT.terminated : EXIT.interrupted;
   } catch (error) {
     progress?.stop();
     code = report(io, info.bin, error);
@@ -586,7 +584,8 @@ export async function runSourceCli(
     process.removeListener('SIGTERM', onSignal);
     await source?.close().catch(() => {});
   }
-  io.exit(code);
+  // Output a stalled reader never took would keep the process alive after Ctrl-C: drop it.
+  io.exit(code, interrupted !== undefined);
   return code;
 }
 
