@@ -151,6 +151,26 @@ describe('fs-source CLI', () => {
     ).toEqual(['first', 'second']);
   });
 
+  it('exits on Ctrl-C even when the reader has stopped reading', async () => {
+    const folder = join(dir, 'stalled');
+    await mkdir(folder);
+    const line = `${JSON.stringify({ text: 'x'.repeat(200) })}\n`;
+    for (let i = 0; i < 40; i++) await writeFile(join(folder, `${i}.jsonl`), line.repeat(200));
+    const child = spawn(process.execPath, [cli, folder, '--quiet'], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    child.stdout.pause(); // a reader that never reads: the pipe fills and the source blocks
+    const closed = new Promise((resolve) => child.on('close', resolve));
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    child.kill('SIGINT');
+    const outcome = await Promise.race([
+      closed,
+      new Promise((resolve) => setTimeout(() => resolve('hung'), 10_000)),
+    ]);
+    if (outcome === 'hung') child.kill('SIGKILL');
+    expect(outcome).toBe(130);
+  });
+
   it('does not record tasks a reader that stopped early (| head -1) never read', async () => {
     const folder = join(dir, 'early');
     await mkdir(folder);

@@ -87,6 +87,8 @@ export function testSourceList(harness: SourceHarness): void {
       expect(tasks).toEqual([]);
     });
 
+    // A driver that lists in pages (S3, GCS, Drive) should be given a page size well below 120
+    // by its harness, so that this shows the listing stops early.
     it('lists lazily: a limit of one does not walk the whole store', async () => {
       const { fixture } = ctx;
       for (let i = 0; i < 120; i++)
