@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { validateTask } from '@sluice/core';
-import { hasStackTrace, runCli, TINY_PNG } from '@sluice/core/testing';
+import { hasStackTrace, runCli, startCli, TINY_PNG } from '@sluice/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const cli = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
@@ -116,31 +116,16 @@ describe('fs-source CLI', () => {
     await mkdir(folder);
     await writeFile(join(folder, 'a.txt'), 'first\n');
     const state = join(dir, 'watched.json');
-    const child = spawn(process.execPath, [cli, folder, '--watch', '0.2', '--state', state], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    const closed = new Promise((resolve) => child.on('close', resolve));
-    const lines = (n: number) =>
-      new Promise<void>((resolve) => {
-        const poll = setInterval(() => {
-          if (stdout.split('\n').filter(Boolean).length >= n) {
-            clearInterval(poll);
-            resolve();
-          }
-        }, 20);
-      });
+    const run = startCli(cli, [folder, '--watch', '0.2', '--state', state]);
+    const lines = (n: number) => run.waitFor(({ stdout }) => parse(stdout).length >= n);
     await lines(1);
     await writeFile(join(folder, 'b.txt'), 'second\n');
     await lines(2);
-    child.kill('SIGTERM');
-    expect(await closed).toBe(143);
-    expect(parse(stdout).map((task) => task.text)).toEqual(['first', 'second']);
-    expect(stderr).toMatch(/interrupted after 2 tasks from 2 items/);
-    expect(hasStackTrace(stderr)).toBe(false);
+    run.child.kill('SIGTERM');
+    expect(await run.closed).toBe(143);
+    expect(parse(run.stdout()).map((task) => task.text)).toEqual(['first', 'second']);
+    expect(run.stderr()).toMatch(/interrupted after 2 tasks from 2 items/);
+    expect(hasStackTrace(run.stderr())).toBe(false);
     // Both tasks are within the last MiB written to a pipe the reader may not have read:
     // a rerun emits them again, and Prodigy skips what it already has by hash.
     const rerun = await runCli(cli, [folder, '--state', state, '--quiet']);
@@ -199,27 +184,13 @@ describe('fs-source CLI', () => {
     const media = join(dir, 'media');
     await mkdir(media);
     await writeFile(join(media, 'p.png'), TINY_PNG);
-    const child = spawn(process.execPath, [cli, media, '--media-port', '0'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    const closed = new Promise((resolve) => child.on('close', resolve));
-    await new Promise<void>((resolve) => {
-      const poll = setInterval(() => {
-        if (stderr.includes('serving media')) {
-          clearInterval(poll);
-          resolve();
-        }
-      }, 20);
-    });
-    const task = JSON.parse(stdout);
+    const run = startCli(cli, [media, '--media-port', '0']);
+    await run.waitFor(({ stderr }) => stderr.includes('serving media'));
+    const task = JSON.parse(run.stdout());
     const response = await fetch(task.image);
     expect(Buffer.from(await response.arrayBuffer())).toEqual(TINY_PNG);
-    child.kill('SIGINT');
-    expect(await closed).toBe(130);
+    run.child.kill('SIGINT');
+    expect(await run.closed).toBe(130);
   });
 
   it('prints help with examples, and one-line usage errors with exit 2', async () => {

@@ -54,3 +54,63 @@ export async function runCli(
 export function hasStackTrace(stderr: string): boolean {
   return /^\s+at .+\(.+:\d+:\d+\)$/m.test(stderr) || /node:internal/.test(stderr);
 }
+
+/** A CLI left running (watch mode, media proxy), for tests that act while it runs. */
+export interface RunningCli {
+  child: ReturnType<typeof spawn>;
+  stdout(): string;
+  stderr(): string;
+  /** Resolves once the predicate holds for the output so far; rejects after `timeout` ms. */
+  waitFor(
+    predicate: (out: { stdout: string; stderr: string }) => boolean,
+    timeout?: number,
+  ): Promise<void>;
+  /** Resolves with the exit code (or signal name) once the process ends. */
+  closed: Promise<number | NodeJS.Signals | null>;
+}
+
+/** Starts a built CLI with node and returns at once; the caller stops it (e.g. with SIGINT). */
+export function startCli(
+  script: string,
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv } = {},
+): RunningCli {
+  const child = spawn(process.execPath, [script, ...args], {
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (chunk: Buffer) => {
+    stdout += chunk;
+  });
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr += chunk;
+  });
+  const closed = new Promise<number | NodeJS.Signals | null>((resolve) =>
+    child.on('close', (code, signal) => resolve(code ?? signal)),
+  );
+  return {
+    child,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    closed,
+    waitFor: (predicate, timeout = 15_000) =>
+      new Promise<void>((resolve, reject) => {
+        const started = Date.now();
+        const poll = setInterval(() => {
+          if (predicate({ stdout, stderr })) {
+            clearInterval(poll);
+            resolve();
+          } else if (Date.now() - started > timeout || child.exitCode !== null) {
+            clearInterval(poll);
+            reject(
+              new Error(
+                `condition not met; stdout: ${stdout.slice(-500)} stderr: ${stderr.slice(-500)}`,
+              ),
+            );
+          }
+        }, 20);
+      }),
+  };
+}

@@ -1,4 +1,11 @@
-export { type CliRun, hasStackTrace, type RunCliOptions, runCli } from './cli.js';
+export {
+  type CliRun,
+  hasStackTrace,
+  type RunCliOptions,
+  type RunningCli,
+  runCli,
+  startCli,
+} from './cli.js';
 export {
   type SinkFixture,
   type SinkHarness,
