@@ -105,7 +105,7 @@ function baseCommand(info: CliInfo, io: Io): Command {
     .exitOverride();
   program.addHelpText(
     'after',
-    `\nExamples:\n${info.examples.map((line) => `  $ ${line}`).join('\n')}\n\nExit codes: 0 ok, 1 failure, 2 usage error, 130 interrupted.\nDebug logging (stack traces of unexpected errors): NODE_DEBUG=sluice.\n`,
+    `\nExamples:\n${info.examples.map((line) => `  $ ${line}`).join('\n')}\n\nExit codes: 0 ok, 1 failure, 2 usage error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).\nDebug logging (stack traces of unexpected errors): NODE_DEBUG=sluice.\n`,
   );
   return program;
 }
@@ -619,8 +619,10 @@ export async function runSinkCli(
   sinkFlags(program);
   configure?.(program);
   const abort = new AbortController();
+  let stoppedBy: NodeJS.Signals | undefined;
   // Ctrl-C stops reading; the run then writes nothing and removes its staging copy.
-  const onSignal = () => {
+  const onSignal = (signal: NodeJS.Signals) => {
+    stoppedBy = signal;
     abort.abort();
     (io.stdin as { destroy?: () => void }).destroy?.();
   };
@@ -657,6 +659,7 @@ export async function runSinkCli(
   } catch (error) {
     progress?.stop();
     code = report(io, info.bin, error);
+    if (code === EXIT.interrupted && stoppedBy === 'SIGTERM') code = EXIT.terminated;
   } finally {
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);

@@ -65,6 +65,7 @@ export {
   type SinkFormat,
   type SinkOptions,
   type SinkResult,
+  type SinkStats,
   type StagedPart,
 } from './sink.js';
 export {

@@ -8,7 +8,13 @@ import { createGzip, type Gzip } from 'node:zlib';
 import { SluiceError, usageError } from './errors.js';
 import { type JsonlRecord, parseJsonl } from './jsonl.js';
 import { type Answer, type Task, validateTask } from './task.js';
-import { assertSafeKey, renderTemplate, type TemplateKey, templateKeys } from './template.js';
+import {
+  assertSafeKey,
+  isSafeKey,
+  renderTemplate,
+  type TemplateKey,
+  templateKeys,
+} from './template.js';
 
 /** A staged part, complete on local disk, ready to upload. */
 export interface StagedPart {
@@ -295,7 +301,12 @@ class SinkRun {
     let name = options.name ?? 'part-{part}';
     if (!name.endsWith(EXTENSIONS[this.format])) name += EXTENSIONS[this.format];
     // A name may add folders under the root, never climb out of it.
-    assertSafeKey(name.replace(/\{[a-z_]+\}/g, 'x'));
+    if (!isSafeKey(name.replace(/\{[a-z_]+\}/g, 'x'))) {
+      throw usageError(
+        `--name ${name} would leave the export root`,
+        'use a relative name such as part-{part} or {label}/part-{part}',
+      );
+    }
     const { root, key } = splitTemplate(url, name);
     this.rootTemplate = root;
     this.keyTemplate = key;
@@ -349,7 +360,9 @@ class SinkRun {
     };
     // The destination is checked before stdin is read, so a wrong URL fails at once.
     const driver = await this.openDriver(renderTemplate(this.rootTemplate, runValues));
-    const staging = await mkdtemp(join(tmpdir(), 'sluice-sink-'));
+    const staging = await mkdtemp(join(tmpdir(), 'sluice-sink-')).catch((error: unknown) => {
+      throw stagingError(error);
+    });
     const input = { lines: 0, valid: 0, rejected: 0, filtered: 0 };
     // Keys come from data (labels, annotators, sources): no prototype, so `constructor` is just a label.
     const tally = () => Object.create(null) as Record<string, number>;

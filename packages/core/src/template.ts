@@ -68,19 +68,23 @@ export function renderTemplate(
   });
 }
 
+/** Whether a key is a relative `/`-separated path with no empty, `.` or `..` segment. */
+export function isSafeKey(key: string): boolean {
+  return !(
+    key === '' ||
+    key.startsWith('/') ||
+    /^[a-zA-Z]:/.test(key) ||
+    key.includes('\\') ||
+    key.split('/').some((segment) => segment === '' || segment === '.' || segment === '..')
+  );
+}
+
 /**
  * Checks a key relative to a sink root: `/`-separated, no empty, `.` or `..` segments,
  * not absolute. Every sink calls this before writing, so no key escapes its root.
  */
 export function assertSafeKey(key: string, connector = 'core'): string {
-  const segments = key.split('/');
-  if (
-    key === '' ||
-    key.startsWith('/') ||
-    /^[a-zA-Z]:/.test(key) ||
-    key.includes('\\') ||
-    segments.some((segment) => segment === '' || segment === '.' || segment === '..')
-  ) {
+  if (!isSafeKey(key)) {
     throw new SluiceError(`refusing key "${key}": it would escape the export root`, {
       code: 'UNSAFE_KEY',
       connector,

@@ -40,7 +40,7 @@ describe('sink counts', () => {
 
   it('refuses a part name that climbs out of the export root', () => {
     expect(() => createSink(memoryDriver(new Map()), 'mem://x', { name: '../elsewhere' })).toThrow(
-      /escape the export root/,
+      /--name \.\.\/elsewhere\.jsonl would leave the export root/,
     );
   });
 });
