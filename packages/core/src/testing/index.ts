@@ -6,6 +6,7 @@ export {
   runCli,
   startCli,
 } from './cli.js';
+export { type FaultProxy, type FaultRule, startFaultProxy } from './fault-proxy.js';
 export {
   type SinkFixture,
   type SinkHarness,

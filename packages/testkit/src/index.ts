@@ -1,0 +1,8 @@
+export {
+  S3_SERVERS,
+  type S3Server,
+  type S3ServerName,
+  startMoto,
+  startS3,
+  startS3rver,
+} from './s3.js';
