@@ -9,6 +9,7 @@ export default defineConfig({
     alias: [
       { find: /^@sluice\/core\/testing$/, replacement: src('core/src/testing/index.ts') },
       { find: /^@sluice\/core$/, replacement: src('core/src/index.ts') },
+      { find: /^@sluice\/s3-source$/, replacement: src('s3-source/src/index.ts') },
     ],
   },
   test: {

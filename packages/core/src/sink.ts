@@ -25,6 +25,8 @@ export interface StagedPart {
   sha256: string;
   contentType: string;
   contentEncoding?: 'gzip';
+  /** Object metadata for stores that keep it (`sha256`, and `dataset` when known). */
+  metadata?: Record<string, string>;
 }
 
 /**
@@ -360,6 +362,15 @@ class SinkRun {
     };
     // The destination is checked before stdin is read, so a wrong URL fails at once.
     const driver = await this.openDriver(renderTemplate(this.rootTemplate, runValues));
+    // Read first: it is needed anyway, and it proves the destination and credentials work
+    // before stdin is read.
+    let previous: Manifest | undefined;
+    try {
+      previous = await this.readManifest(driver);
+    } catch (error) {
+      await driver.close?.();
+      throw error;
+    }
     const staging = await mkdtemp(join(tmpdir(), 'sluice-sink-')).catch((error: unknown) => {
       throw stagingError(error);
     });
@@ -468,7 +479,7 @@ class SinkRun {
           : null,
         lineage,
       };
-      return await this.publish(driver, manifest, join(staging, MANIFEST_KEY), [
+      return await this.publish(driver, previous, manifest, join(staging, MANIFEST_KEY), [
         ...parts.map(({ entry, staged }) => ({ key: entry.key, staged })),
         ...(stagedRejects ? [{ key: REJECTS_NAME, staged: stagedRejects }] : []),
       ]);
@@ -539,6 +550,7 @@ class SinkRun {
 
   private async publish(
     driver: SinkDriver,
+    previous: Manifest | undefined,
     manifest: Manifest,
     manifestPath: string,
     files: Array<{ key: string; staged: StagedPart }>,
@@ -556,7 +568,6 @@ class SinkRun {
       written,
       removed,
     });
-    const previous = await this.readManifest(driver);
     if (previous && sameExport(previous, manifest)) return result('unchanged');
     if (this.options.dryRun) return result('dry-run', [...files.map((f) => f.key), MANIFEST_KEY]);
     if (previous && this.options.ifExists === 'skip') return result('skipped');
@@ -577,20 +588,24 @@ class SinkRun {
     // The old manifest goes first, so no reader trusts it while parts change under it.
     if (previous) await driver.delete(MANIFEST_KEY);
     const written: string[] = [];
+    const dataset: Record<string, string> =
+      manifest.dataset === null ? {} : { dataset: manifest.dataset };
     for (const { key, staged } of files) {
       if (before.get(key) !== staged.sha256) {
-        await driver.write(key, staged);
+        await driver.write(key, { ...staged, metadata: { sha256: staged.sha256, ...dataset } });
         written.push(key);
       }
       this.stats.written++;
     }
     const body = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`);
     await writeFile(manifestPath, body);
+    const sha256 = createHash('sha256').update(body).digest('hex');
     await driver.write(MANIFEST_KEY, {
       path: manifestPath,
       bytes: body.length,
-      sha256: createHash('sha256').update(body).digest('hex'),
+      sha256,
       contentType: 'application/json',
+      metadata: { sha256, ...dataset },
     });
     written.push(MANIFEST_KEY);
     const current = new Set(files.map((f) => f.key));

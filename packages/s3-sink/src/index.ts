@@ -1,0 +1,1 @@
+export { createS3SinkDriver, type S3SinkOptions, s3Sink } from './s3-sink.js';

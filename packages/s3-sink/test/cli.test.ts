@@ -1,0 +1,123 @@
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import {
+  CreateBucketCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
+import { hasStackTrace, runCli, startFaultProxy } from '@sluice/core/testing';
+import { type S3Server, startMoto } from '@sluice/testkit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const cli = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+const dbOut = fileURLToPath(
+  new URL('../../../examples/data/db-out/ner-news.jsonl', import.meta.url),
+);
+
+const env = (endpoint: string) => ({
+  AWS_ACCESS_KEY_ID: 'sluice-test',
+  AWS_SECRET_ACCESS_KEY: 'sluice-test-secret',
+  AWS_REGION: 'us-east-1',
+  AWS_ENDPOINT_URL_S3: endpoint,
+  AWS_EC2_METADATA_DISABLED: 'true',
+});
+
+describe('s3-sink CLI against moto_server', () => {
+  let server: S3Server;
+  let s3: S3Client;
+  let input: Buffer;
+  const get = async (key: string) => {
+    const answer = await s3.send(new GetObjectCommand({ Bucket: 'labels', Key: key }));
+    return Buffer.from(
+      await (answer.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray(),
+    );
+  };
+  beforeAll(async () => {
+    server = await startMoto();
+    s3 = new S3Client(server.clientConfig);
+    await s3.send(new CreateBucketCommand({ Bucket: 'labels' }));
+    input = await readFile(dbOut);
+  }, 60_000);
+  afterAll(async () => {
+    s3?.destroy();
+    await server?.stop();
+  });
+
+  it('exports db-out with every record byte for byte, object metadata and a manifest', async () => {
+    const run = await runCli(cli, ['s3://labels/exports/{dataset}/', '--dataset', 'news'], {
+      input,
+      env: env(server.endpoint),
+    });
+    expect(run.code).toBe(0);
+    expect(run.stderr).toMatch(
+      /s3-sink: wrote 1 part \(24 records\) and manifest.json to s3:\/\/labels\/exports\/news/,
+    );
+    const manifest = JSON.parse((await get('exports/news/manifest.json')).toString());
+    const part = await get('exports/news/part-00000.jsonl');
+    expect(
+      part
+        .toString()
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line)),
+    ).toEqual(
+      input
+        .toString()
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line)),
+    );
+    expect(manifest.parts[0].sha256).toBe(createHash('sha256').update(part).digest('hex'));
+    const head = await s3.send(
+      new HeadObjectCommand({ Bucket: 'labels', Key: 'exports/news/part-00000.jsonl' }),
+    );
+    expect(head.Metadata).toMatchObject({ dataset: 'news', sha256: manifest.parts[0].sha256 });
+  });
+
+  it('writes a byte-identical export through injected faults', async () => {
+    const clean = await runCli(cli, ['s3://labels/clean/{answer}/', '--format', 'jsonl.gz'], {
+      input,
+      env: env(server.endpoint),
+    });
+    expect(clean.code).toBe(0);
+    // At most two failures in a row, within the SDK's default of three attempts.
+    const proxy = await startFaultProxy(server.endpoint, [
+      { status: 503, every: 3 },
+      { status: 500, every: 7 },
+    ]);
+    try {
+      const faulty = await runCli(cli, ['s3://labels/faulty/{answer}/', '--format', 'jsonl.gz'], {
+        input,
+        env: env(proxy.url),
+      });
+      expect(faulty.code).toBe(0);
+      expect(proxy.injected).toBeGreaterThan(3);
+    } finally {
+      await proxy.close();
+    }
+    const cleanManifest = JSON.parse((await get('clean/manifest.json')).toString());
+    const faultyManifest = JSON.parse((await get('faulty/manifest.json')).toString());
+    expect(faultyManifest.parts).toEqual(cleanManifest.parts);
+    for (const part of cleanManifest.parts) {
+      expect(await get(`faulty/${part.key}`)).toEqual(await get(`clean/${part.key}`));
+    }
+  });
+
+  it('changes nothing when the same export runs again', async () => {
+    const args = ['s3://labels/again/', '--json-summary'];
+    expect((await runCli(cli, args, { input, env: env(server.endpoint) })).code).toBe(0);
+    const again = await runCli(cli, args, { input, env: env(server.endpoint) });
+    expect(JSON.parse(again.stderr)).toMatchObject({ status: 'unchanged', written: [] });
+  });
+
+  it('fails on a missing bucket before staging the input, in one line', async () => {
+    const run = await runCli(cli, ['s3://no-such-bucket/x/'], { input, env: env(server.endpoint) });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(
+      /s3-sink: error: s3:\/\/no-such-bucket\/x\/manifest.json: no such bucket/,
+    );
+    expect(hasStackTrace(run.stderr)).toBe(false);
+  });
+});

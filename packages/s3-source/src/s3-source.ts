@@ -1,0 +1,166 @@
+import {
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  type ListObjectsV2CommandOutput,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import {
+  createSource,
+  type Source,
+  type SourceDriver,
+  type SourceItem,
+  type SourceOptions,
+} from '@sluice/core';
+import {
+  createS3Client,
+  debug,
+  parseS3Url,
+  S3_CONNECTOR,
+  type S3ConnectionOptions,
+  s3Error,
+} from './s3.js';
+
+/** Options of the S3 source: core source options, the connection, and where to read. */
+export interface S3SourceOptions extends SourceOptions, S3ConnectionOptions {
+  /** `s3://bucket/prefix/` (a folder of objects) or `s3://bucket/key` (one object). */
+  url: string;
+  /** Keys per ListObjectsV2 page (default 1000, the most S3 returns). */
+  pageSize?: number;
+}
+
+const unquote = (etag: string | undefined) => etag?.replace(/^"|"$/g, '');
+
+/**
+ * Builds the driver. A URL ending in `/` (or a bare bucket) is a folder; otherwise it names
+ * one object if that object exists, and a folder (`url/`) if it does not.
+ */
+export async function createS3SourceDriver(options: S3SourceOptions): Promise<SourceDriver> {
+  const { bucket, prefix: given } = parseS3Url(options.url);
+  const client: S3Client = createS3Client(options);
+  const owned = !options.client;
+  let prefix = given === '' || given.endsWith('/') ? given : `${given}/`;
+  let single: string | undefined;
+  if (given !== '' && !given.endsWith('/')) {
+    try {
+      await client.send(new HeadObjectCommand({ Bucket: bucket, Key: given }));
+      single = given.slice(given.lastIndexOf('/') + 1);
+      prefix = given.slice(0, given.length - single.length);
+    } catch (error) {
+      const failure = s3Error(error, options.url);
+      if (failure.code !== 'NOT_FOUND' || (error as { name?: string }).name === 'NoSuchBucket') {
+        throw failure;
+      }
+    }
+  }
+  const root = `s3://${bucket}${prefix ? `/${prefix.replace(/\/$/, '')}` : ''}`;
+  const itemOf = (
+    key: string,
+    meta: { size?: number; modified?: Date; etag?: string; contentType?: string },
+  ): SourceItem => ({
+    key,
+    uri: `s3://${bucket}/${prefix}${key}`,
+    size: meta.size,
+    modified: meta.modified,
+    version: unquote(meta.etag),
+    contentType: meta.contentType,
+  });
+
+  const stat = async (key: string): Promise<SourceItem | undefined> => {
+    try {
+      const head = await client.send(
+        new HeadObjectCommand({ Bucket: bucket, Key: `${prefix}${key}` }),
+      );
+      return itemOf(key, {
+        size: head.ContentLength,
+        modified: head.LastModified,
+        etag: head.ETag,
+        contentType: head.ContentType,
+      });
+    } catch (error) {
+      const failure = s3Error(error, `s3://${bucket}/${prefix}${key}`);
+      if (failure.code === 'NOT_FOUND') return undefined;
+      throw failure;
+    }
+  };
+
+  return {
+    connector: S3_CONNECTOR,
+    root,
+    stat,
+    async *list({ signal }) {
+      if (single) {
+        const item = await stat(single);
+        if (item) yield item;
+        return;
+      }
+      let token: string | undefined;
+      do {
+        let page: ListObjectsV2CommandOutput;
+        try {
+          page = await client.send(
+            new ListObjectsV2Command({
+              Bucket: bucket,
+              Prefix: prefix,
+              ContinuationToken: token,
+              MaxKeys: options.pageSize ?? 1000,
+            }),
+            { abortSignal: signal },
+          );
+        } catch (error) {
+          if (signal.aborted) return;
+          throw s3Error(error, `s3://${bucket}/${prefix}`);
+        }
+        debug('listed %d keys under s3://%s/%s', page.KeyCount ?? 0, bucket, prefix);
+        for (const object of page.Contents ?? []) {
+          const key = (object.Key as string).slice(prefix.length);
+          // Zero-byte "folder" markers that consoles create are not items.
+          if (key === '' || (key.endsWith('/') && object.Size === 0)) continue;
+          yield itemOf(key, {
+            size: object.Size,
+            modified: object.LastModified,
+            etag: object.ETag,
+          });
+        }
+        token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      } while (token && !signal.aborted);
+    },
+    async open(item, { start, end, signal }) {
+      const range =
+        start !== undefined || end !== undefined ? `bytes=${start ?? 0}-${end ?? ''}` : undefined;
+      try {
+        const answer = await client.send(
+          new GetObjectCommand({
+            Bucket: bucket,
+            Key: `${prefix}${item.key}`,
+            Range: range,
+            // A resumed read must continue the same version it started on.
+            IfMatch: item.version ? `"${item.version}"` : undefined,
+          }),
+          { abortSignal: signal },
+        );
+        return answer.Body as AsyncIterable<Uint8Array>;
+      } catch (error) {
+        throw s3Error(error, item.uri);
+      }
+    },
+    async signedUrl(item, ttlSeconds) {
+      return getSignedUrl(
+        client,
+        new GetObjectCommand({ Bucket: bucket, Key: `${prefix}${item.key}` }),
+        {
+          expiresIn: ttlSeconds,
+        },
+      );
+    },
+    async close() {
+      if (owned) client.destroy();
+    },
+  };
+}
+
+/** Streams Prodigy tasks from S3 or an S3-compatible store. */
+export function s3Source(options: S3SourceOptions): Source {
+  return createSource(createS3SourceDriver(options), options);
+}
