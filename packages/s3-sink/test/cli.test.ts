@@ -8,7 +8,7 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import { hasStackTrace, runCli, startFaultProxy } from '@sluice/core/testing';
-import { type S3Server, startMoto } from '@sluice/testkit';
+import { runMoto, type S3Server, startMoto } from '@sluice/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const cli = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
@@ -24,7 +24,7 @@ const env = (endpoint: string) => ({
   AWS_EC2_METADATA_DISABLED: 'true',
 });
 
-describe('s3-sink CLI against moto_server', () => {
+describe.skipIf(!runMoto)('s3-sink CLI against moto_server', () => {
   let server: S3Server;
   let s3: S3Client;
   let input: Buffer;

@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { hasStackTrace, runCli, startFaultProxy } from '@sluice/core/testing';
-import { type S3Server, startMoto, startS3rver } from '@sluice/testkit';
+import { runMoto, type S3Server, startMoto, startS3rver } from '@sluice/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const cli = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
@@ -33,7 +33,7 @@ const summary = (stdout: string) =>
     .map((task) => `${task.meta.source}#${task.meta.line ?? task.meta.row ?? ''}=${task.text}`)
     .sort();
 
-describe('s3-source CLI against moto_server', () => {
+describe.skipIf(!runMoto)('s3-source CLI against moto_server', () => {
   let server: S3Server;
   beforeAll(async () => {
     server = await startMoto();

@@ -1,4 +1,6 @@
 export {
+  hasMoto,
+  runMoto,
   S3_SERVERS,
   type S3Server,
   type S3ServerName,
