@@ -1,0 +1,66 @@
+import { createHash } from 'node:crypto';
+import { CreateBucketCommand, GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import type { Task } from '@sluice/core';
+import { collect, sampleExport } from '@sluice/core/testing';
+import { s3Source } from '@sluice/s3-source';
+import { S3_SERVERS, type S3Server, startS3 } from '@sluice/testkit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { s3Sink } from '../src/s3-sink.js';
+
+describe.each(S3_SERVERS)('s3 sink on %s', (name) => {
+  let server: S3Server;
+  let s3: S3Client;
+  const get = async (key: string) => {
+    const answer = await s3.send(new GetObjectCommand({ Bucket: 'out', Key: key }));
+    return Buffer.from(
+      await (answer.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray(),
+    );
+  };
+  beforeAll(async () => {
+    server = await startS3(name);
+    s3 = new S3Client(server.clientConfig);
+    await s3.send(new CreateBucketCommand({ Bucket: 'out' }));
+  }, 60_000);
+  afterAll(async () => {
+    s3?.destroy();
+    await server?.stop();
+  });
+
+  it('uploads a part larger than the multipart threshold intact', async () => {
+    // About 12 MB in one part: three 5 MiB multipart chunks.
+    const tasks: Task[] = Array.from({ length: 12_000 }, (_, i) => ({
+      text: `${i} ${'lorem ipsum '.repeat(80)}`,
+      answer: 'accept',
+    }));
+    const result = await s3Sink({
+      url: 's3://out/large',
+      client: s3,
+      partSize: 5 * 1024 * 1024,
+    }).write(tasks);
+    const [part] = result.manifest.parts;
+    expect(part?.bytes).toBeGreaterThan(10 * 1024 * 1024);
+    const bytes = await get(`large/${part?.key}`);
+    expect(bytes.length).toBe(part?.bytes);
+    expect(createHash('sha256').update(bytes).digest('hex')).toBe(part?.sha256);
+  });
+
+  it('routes examples to a review prefix that a source reads back with hashes intact', async () => {
+    const exported = sampleExport();
+    await s3Sink({
+      url: 's3://out/review',
+      client: s3,
+      flagged: true,
+      answer: ['ignore'],
+      match: 'any',
+    }).write(exported);
+    const reread = await collect(
+      s3Source({ url: 's3://out/review/', client: s3, include: ['*.jsonl'] }),
+    );
+    const expected = exported.filter((task) => task.flagged || task.answer === 'ignore');
+    expect(reread.map((task) => [task.text, task._input_hash, task._task_hash])).toEqual(
+      expected.map((task) => [task.text, task._input_hash, task._task_hash]),
+    );
+    expect(reread[0]?.meta?.source).toBe('s3://out/review/part-00000.jsonl');
+    expect(reread[0]?.meta?.origin).toBe('s3://raw/tickets/a.jsonl');
+  });
+});

@@ -1,0 +1,61 @@
+import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { collect, TINY_PNG } from '@sluice/core/testing';
+import { S3_SERVERS, type S3Server, startS3 } from '@sluice/testkit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { s3Source } from '../src/s3-source.js';
+
+describe.each(S3_SERVERS)('s3 source on %s', (name) => {
+  let server: S3Server;
+  let s3: S3Client;
+  beforeAll(async () => {
+    server = await startS3(name);
+    s3 = new S3Client(server.clientConfig);
+    await s3.send(new CreateBucketCommand({ Bucket: 'raw' }));
+  }, 60_000);
+  afterAll(async () => {
+    s3?.destroy();
+    await server?.stop();
+  });
+
+  it('pages through more than 2,500 keys and emits each once', async () => {
+    const keys = Array.from({ length: 2600 }, (_, i) => `many/${String(i).padStart(5, '0')}.txt`);
+    for (let i = 0; i < keys.length; i += 50) {
+      await Promise.all(
+        keys
+          .slice(i, i + 50)
+          .map((key) =>
+            s3.send(new PutObjectCommand({ Bucket: 'raw', Key: key, Body: `${key}\n` })),
+          ),
+      );
+    }
+    const source = s3Source({ url: 's3://raw/many/', client: s3, concurrency: 16 });
+    const texts = (await collect(source)).map((task) => task.text);
+    expect(texts).toHaveLength(2600);
+    expect(new Set(texts).size).toBe(2600);
+    expect(source.stats.listed).toBe(2600);
+  }, 120_000);
+
+  it('writes presigned URLs that a plain HTTP client can fetch', async () => {
+    await s3.send(new PutObjectCommand({ Bucket: 'raw', Key: 'media/pixel.png', Body: TINY_PNG }));
+    const [task] = await collect(
+      s3Source({ url: 's3://raw/media/', client: s3, media: 'signed', urlTtl: 600 }),
+    );
+    const url = new URL(task?.image as string);
+    expect(url.searchParams.get('X-Amz-Expires')).toBe('600');
+    expect(url.searchParams.get('X-Amz-Signature')).toMatch(/^[0-9a-f]{64}$/);
+    const response = await fetch(url);
+    expect(response.status).toBe(200);
+    expect(Buffer.from(await response.arrayBuffer())).toEqual(TINY_PNG);
+  });
+
+  it('reads one object when the URL names it', async () => {
+    await s3.send(new PutObjectCommand({ Bucket: 'raw', Key: 'one/a.txt', Body: 'only this\n' }));
+    await s3.send(
+      new PutObjectCommand({ Bucket: 'raw', Key: 'one/a.txt.bak', Body: 'not this\n' }),
+    );
+    const tasks = await collect(s3Source({ url: 's3://raw/one/a.txt', client: s3 }));
+    expect(tasks.map((task) => [task.text, task.meta?.source])).toEqual([
+      ['only this', 's3://raw/one/a.txt'],
+    ]);
+  });
+});
