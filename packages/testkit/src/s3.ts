@@ -79,10 +79,10 @@ async function startProcess(
   name: S3ServerName,
   command: string,
   args: (port: number) => string[],
-  env: NodeJS.ProcessEnv = {},
-  cleanup?: () => Promise<void>,
+  options: { port?: number; env?: NodeJS.ProcessEnv; cleanup?: () => Promise<void> } = {},
 ): Promise<S3Server> {
-  const port = await freePort();
+  const { env = {}, cleanup } = options;
+  const port = options.port || (await freePort());
   const endpoint = `http://127.0.0.1:${port}`;
   const child = spawn(command, args(port), {
     env: { ...process.env, ...env },
@@ -140,36 +140,39 @@ async function startProcess(
   };
 }
 
-/** Starts moto_server on a random loopback port. */
-export function startMoto(): Promise<S3Server> {
-  return startProcess('moto', 'moto_server', (port) => ['-H', '127.0.0.1', '-p', String(port)]);
+/** Starts moto_server on loopback, on `port` or a random one. */
+export function startMoto(port?: number): Promise<S3Server> {
+  return startProcess('moto', 'moto_server', (p) => ['-H', '127.0.0.1', '-p', String(p)], { port });
 }
 
-/** Starts s3rver on a random loopback port, storing objects in a fresh temporary folder. */
-export async function startS3rver(): Promise<S3Server> {
+/** Starts s3rver on loopback (on `port` or a random one), storing objects in a fresh temporary folder. */
+export async function startS3rver(port?: number): Promise<S3Server> {
   const directory = await mkdtemp(join(tmpdir(), 'sluice-s3rver-'));
   const bin = createRequire(import.meta.url).resolve('s3rver/bin/s3rver.js');
   return startProcess(
     's3rver',
     process.execPath,
-    (port) => [
+    (p) => [
       bin,
       '--directory',
       directory,
       '--address',
       '127.0.0.1',
       '--port',
-      String(port),
+      String(p),
       '--silent',
     ],
-    { NODE_OPTIONS: '--openssl-legacy-provider' },
-    () => rm(directory, { recursive: true, force: true }),
+    {
+      port,
+      env: { NODE_OPTIONS: '--openssl-legacy-provider' },
+      cleanup: () => rm(directory, { recursive: true, force: true }),
+    },
   );
 }
 
 /** Starts the named S3 server. */
-export function startS3(name: S3ServerName): Promise<S3Server> {
-  return name === 'moto' ? startMoto() : startS3rver();
+export function startS3(name: S3ServerName, port?: number): Promise<S3Server> {
+  return name === 'moto' ? startMoto(port) : startS3rver(port);
 }
 
 /** Whether `moto_server` is on the PATH (it comes from Python: pip install 'moto[server]'). */

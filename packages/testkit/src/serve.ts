@@ -1,0 +1,108 @@
+#!/usr/bin/env node
+// `npx pnpm@10.34.9 testkit serve s3 [--server s3rver|moto] [--port 9000] [--bucket sluice] [--seed DIR]`
+// Starts a local S3 server, seeds a bucket from a folder and prints how to point the S3
+// connectors at it, so the connector can be tried with no account. Runs until Ctrl-C.
+import { readdir, readFile } from 'node:fs/promises';
+import { join, relative, sep } from 'node:path';
+import { parseArgs } from 'node:util';
+import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { type S3ServerName, startS3 } from './s3.js';
+
+const USAGE = `usage: testkit serve s3 [--server s3rver|moto] [--port 9000] [--bucket sluice] [--seed DIR]
+
+Starts a local S3 server on 127.0.0.1, creates the bucket, uploads every file under
+--seed (keys relative to it), prints the environment for the S3 CLIs, and serves until
+Ctrl-C. s3rver (the default) needs only Node; moto needs Python's moto_server.`;
+
+async function* files(dir: string): AsyncGenerator<string> {
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    if (entry.name.startsWith('.')) continue;
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) yield* files(path);
+    else if (entry.isFile()) yield path;
+  }
+}
+
+async function main(): Promise<number> {
+  let parsed: ReturnType<typeof parse>;
+  const parse = () =>
+    parseArgs({
+      allowPositionals: true,
+      options: {
+        server: { type: 'string', default: 's3rver' },
+        port: { type: 'string', default: '9000' },
+        bucket: { type: 'string', default: 'sluice' },
+        seed: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  try {
+    parsed = parse();
+  } catch (error) {
+    console.error(`testkit: error: ${(error as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const server = values.server as S3ServerName;
+  const port = Number(values.port);
+  if (
+    positionals.join(' ') !== 'serve s3' ||
+    !['s3rver', 'moto'].includes(server) ||
+    !Number.isInteger(port)
+  ) {
+    console.error(USAGE);
+    return 2;
+  }
+  const s3 = await startS3(server, port);
+  const client = new S3Client(s3.clientConfig);
+  const bucket = values.bucket as string;
+  await client.send(new CreateBucketCommand({ Bucket: bucket }));
+  let seeded = 0;
+  if (values.seed) {
+    for await (const path of files(values.seed)) {
+      const key = relative(values.seed, path).split(sep).join('/');
+      await client.send(
+        new PutObjectCommand({ Bucket: bucket, Key: key, Body: await readFile(path) }),
+      );
+      seeded++;
+    }
+  }
+  client.destroy();
+  const { accessKeyId, secretAccessKey } = s3.clientConfig.credentials;
+  const env = [
+    `AWS_ENDPOINT_URL_S3=${s3.endpoint}`,
+    'AWS_REGION=us-east-1',
+    `AWS_ACCESS_KEY_ID=${accessKeyId}`,
+    `AWS_SECRET_ACCESS_KEY=${secretAccessKey}`,
+    ...(server === 's3rver'
+      ? [
+          'AWS_REQUEST_CHECKSUM_CALCULATION=WHEN_REQUIRED',
+          'AWS_RESPONSE_CHECKSUM_VALIDATION=WHEN_REQUIRED',
+        ]
+      : []),
+  ];
+  console.log(
+    `S3 (${server}) serving on ${s3.endpoint}; bucket "${bucket}" holds ${seeded} seeded objects.`,
+  );
+  console.log(
+    "Point the Sluice S3 CLIs at it (these are the local server's fixed test credentials):",
+  );
+  console.log(`  export ${env.join(' ')}`);
+  console.log(`  node packages/s3-source/dist/cli.js s3://${bucket}/ | head -3`);
+  console.log(
+    `  node packages/s3-sink/dist/cli.js 's3://${bucket}/exports/{dataset}/' --dataset demo < examples/data/db-out/ner-news.jsonl`,
+  );
+  console.log('Press Ctrl-C to stop.');
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+  await s3.stop();
+  return 0;
+}
+
+process.exitCode = await main();

@@ -1,0 +1,57 @@
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { runCli, startCli } from '@sluice/core/testing';
+import { describe, expect, it } from 'vitest';
+
+const serve = fileURLToPath(new URL('../dist/serve.js', import.meta.url));
+const repo = (path: string) => fileURLToPath(new URL(`../../../${path}`, import.meta.url));
+
+describe('testkit serve s3', () => {
+  it('serves a seeded bucket that the S3 CLIs use with the environment it prints', async () => {
+    const server = startCli(serve, [
+      'serve',
+      's3',
+      '--port',
+      '0',
+      '--seed',
+      repo('examples/data/text'),
+    ]);
+    try {
+      await server.waitFor(({ stdout }) => stdout.includes('Press Ctrl-C to stop.'), 30_000);
+      expect(server.stdout()).toMatch(/bucket "sluice" holds 1 seeded objects/);
+      const exported = /export (.+)/.exec(server.stdout())?.[1] ?? '';
+      const env = Object.fromEntries(
+        exported.split(' ').map((pair) => pair.split('=') as [string, string]),
+      );
+      const source = await runCli(
+        repo('packages/s3-source/dist/cli.js'),
+        ['s3://sluice/', '--quiet'],
+        {
+          env: { ...env, AWS_EC2_METADATA_DISABLED: 'true' },
+        },
+      );
+      expect(source.code).toBe(0);
+      expect(source.stdout.trim().split('\n')).toHaveLength(12);
+      const sink = await runCli(
+        repo('packages/s3-sink/dist/cli.js'),
+        ['s3://sluice/exports/{dataset}/', '--dataset', 'demo'],
+        {
+          input: await readFile(repo('examples/data/db-out/ner-news.jsonl')),
+          env: { ...env, AWS_EC2_METADATA_DISABLED: 'true' },
+        },
+      );
+      expect(sink.stderr).toMatch(/wrote 1 part \(24 records\)/);
+      const back = await runCli(
+        repo('packages/s3-source/dist/cli.js'),
+        ['s3://sluice/exports/demo/', '--include', '*.jsonl', '--quiet'],
+        {
+          env: { ...env, AWS_EC2_METADATA_DISABLED: 'true' },
+        },
+      );
+      expect(back.stdout.trim().split('\n')).toHaveLength(24);
+    } finally {
+      server.child.kill('SIGINT');
+    }
+    expect(await server.closed).toBe(0);
+  }, 60_000);
+});
