@@ -1,8 +1,11 @@
 import {
+  GetBucketVersioningCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
   type ListObjectsV2CommandOutput,
+  ListObjectVersionsCommand,
+  type ListObjectVersionsCommandOutput,
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
@@ -32,6 +35,18 @@ export interface S3SourceOptions extends SourceOptions, S3ConnectionOptions {
 
 const unquote = (etag: string | undefined) => etag?.replace(/^"|"$/g, '');
 
+/** `meta.version`: the ETag, and on a versioned bucket `<etag>@<versionId>`. */
+function versionOf(etag: string | undefined, versionId: string | undefined): string | undefined {
+  const tag = unquote(etag);
+  return versionId && versionId !== 'null' ? `${tag ?? ''}@${versionId}` : tag;
+}
+
+/** The VersionId inside a `meta.version`, if any. */
+function versionIdOf(version: string | undefined): string | undefined {
+  const at = version?.lastIndexOf('@') ?? -1;
+  return at >= 0 ? version?.slice(at + 1) : undefined;
+}
+
 /**
  * Builds the driver. A URL ending in `/` (or a bare bucket) is a folder; otherwise it names
  * one object if that object exists, and a folder (`url/`) if it does not.
@@ -57,15 +72,41 @@ export async function createS3SourceDriver(options: S3SourceOptions): Promise<So
   const root = `s3://${bucket}${prefix ? `/${prefix.replace(/\/$/, '')}` : ''}`;
   const itemOf = (
     key: string,
-    meta: { size?: number; modified?: Date; etag?: string; contentType?: string },
+    meta: {
+      size?: number;
+      modified?: Date;
+      etag?: string;
+      versionId?: string;
+      contentType?: string;
+    },
   ): SourceItem => ({
     key,
     uri: `s3://${bucket}/${prefix}${key}`,
     size: meta.size,
     modified: meta.modified,
-    version: unquote(meta.etag),
+    version: versionOf(meta.etag, meta.versionId),
     contentType: meta.contentType,
   });
+
+  /** A listed key relative to the prefix; zero-byte "folder" markers that consoles create are not items. */
+  const keyUnder = (fullKey: string | undefined, size: number | undefined): string | undefined => {
+    const key = (fullKey ?? '').slice(prefix.length);
+    return key === '' || (key.endsWith('/') && size === 0) ? undefined : key;
+  };
+
+  // Versioned buckets are listed with their version ids; a caller that may not read the
+  // versioning setting gets ETags only.
+  let versioned: Promise<boolean> | undefined;
+  const isVersioned = () => {
+    versioned ??= client
+      .send(new GetBucketVersioningCommand({ Bucket: bucket }))
+      .then((answer) => answer.Status === 'Enabled')
+      .catch((error: unknown) => {
+        debug('versioning of %s unknown (%s): listing ETags only', bucket, (error as Error).name);
+        return false;
+      });
+    return versioned;
+  };
 
   const stat = async (key: string): Promise<SourceItem | undefined> => {
     try {
@@ -76,6 +117,7 @@ export async function createS3SourceDriver(options: S3SourceOptions): Promise<So
         size: head.ContentLength,
         modified: head.LastModified,
         etag: head.ETag,
+        versionId: head.VersionId,
         contentType: head.ContentType,
       });
     } catch (error) {
@@ -85,6 +127,43 @@ export async function createS3SourceDriver(options: S3SourceOptions): Promise<So
     }
   };
 
+  async function* listVersions(signal: AbortSignal): AsyncGenerator<SourceItem> {
+    let keyMarker: string | undefined;
+    let versionMarker: string | undefined;
+    do {
+      let page: ListObjectVersionsCommandOutput;
+      try {
+        page = await client.send(
+          new ListObjectVersionsCommand({
+            Bucket: bucket,
+            Prefix: prefix,
+            KeyMarker: keyMarker,
+            VersionIdMarker: versionMarker,
+            MaxKeys: options.pageSize ?? 1000,
+          }),
+          { abortSignal: signal },
+        );
+      } catch (error) {
+        if (signal.aborted) return;
+        throw s3Error(error, `s3://${bucket}/${prefix}`);
+      }
+      // Only the current version of each key; a key whose latest entry is a delete marker
+      // has no current version and is not listed.
+      for (const version of page.Versions ?? []) {
+        const key = version.IsLatest ? keyUnder(version.Key, version.Size) : undefined;
+        if (key === undefined) continue;
+        yield itemOf(key, {
+          size: version.Size,
+          modified: version.LastModified,
+          etag: version.ETag,
+          versionId: version.VersionId,
+        });
+      }
+      keyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
+      versionMarker = page.IsTruncated ? page.NextVersionIdMarker : undefined;
+    } while (keyMarker && !signal.aborted);
+  }
+
   return {
     connector: S3_CONNECTOR,
     root,
@@ -93,6 +172,10 @@ export async function createS3SourceDriver(options: S3SourceOptions): Promise<So
       if (single) {
         const item = await stat(single);
         if (item) yield item;
+        return;
+      }
+      if (await isVersioned()) {
+        yield* listVersions(signal);
         return;
       }
       let token: string | undefined;
@@ -114,9 +197,8 @@ export async function createS3SourceDriver(options: S3SourceOptions): Promise<So
         }
         debug('listed %d keys under s3://%s/%s', page.KeyCount ?? 0, bucket, prefix);
         for (const object of page.Contents ?? []) {
-          const key = (object.Key as string).slice(prefix.length);
-          // Zero-byte "folder" markers that consoles create are not items.
-          if (key === '' || (key.endsWith('/') && object.Size === 0)) continue;
+          const key = keyUnder(object.Key, object.Size);
+          if (key === undefined) continue;
           yield itemOf(key, {
             size: object.Size,
             modified: object.LastModified,
@@ -136,7 +218,9 @@ export async function createS3SourceDriver(options: S3SourceOptions): Promise<So
             Key: `${prefix}${item.key}`,
             Range: range,
             // A resumed read must continue the same version it started on.
-            IfMatch: item.version ? `"${item.version}"` : undefined,
+            ...(versionIdOf(item.version)
+              ? { VersionId: versionIdOf(item.version) }
+              : { IfMatch: item.version ? `"${item.version}"` : undefined }),
           }),
           { abortSignal: signal },
         );
@@ -148,7 +232,11 @@ export async function createS3SourceDriver(options: S3SourceOptions): Promise<So
     async signedUrl(item, ttlSeconds) {
       return getSignedUrl(
         client,
-        new GetObjectCommand({ Bucket: bucket, Key: `${prefix}${item.key}` }),
+        new GetObjectCommand({
+          Bucket: bucket,
+          Key: `${prefix}${item.key}`,
+          VersionId: versionIdOf(item.version),
+        }),
         {
           expiresIn: ttlSeconds,
         },

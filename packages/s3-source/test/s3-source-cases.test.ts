@@ -1,4 +1,12 @@
-import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  CreateBucketCommand,
+  PutBucketVersioningCommand,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
 import { collect, TINY_PNG } from '@sluice/core/testing';
 import { S3_SERVERS, type S3Server, startS3 } from '@sluice/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -57,5 +65,45 @@ describe.each(S3_SERVERS)('s3 source on %s', (name) => {
     expect(tasks.map((task) => [task.text, task.meta?.source])).toEqual([
       ['only this', 's3://raw/one/a.txt'],
     ]);
+  });
+});
+
+describe.skipIf(!S3_SERVERS.includes('moto'))('s3 source on a versioned bucket (moto)', () => {
+  let server: S3Server;
+  let s3: S3Client;
+  beforeAll(async () => {
+    server = await startS3('moto');
+    s3 = new S3Client(server.clientConfig);
+    await s3.send(new CreateBucketCommand({ Bucket: 'versioned' }));
+    await s3.send(
+      new PutBucketVersioningCommand({
+        Bucket: 'versioned',
+        VersioningConfiguration: { Status: 'Enabled' },
+      }),
+    );
+  }, 60_000);
+  afterAll(async () => {
+    s3?.destroy();
+    await server?.stop();
+  });
+
+  it('reads the current version, records its VersionId, and sees new versions on rerun', async () => {
+    const put = (body: string) =>
+      s3.send(new PutObjectCommand({ Bucket: 'versioned', Key: 'doc.txt', Body: body }));
+    await put('first draft\n');
+    const second = await put('second draft\n');
+    const dir = await mkdtemp(join(tmpdir(), 'sluice-s3-versions-'));
+    const state = join(dir, 'state.json');
+    try {
+      const [task] = await collect(s3Source({ url: 's3://versioned/', client: s3, state }));
+      expect(task?.text).toBe('second draft');
+      expect(task?.meta?.version).toMatch(new RegExp(`@${second.VersionId}$`));
+      expect(await collect(s3Source({ url: 's3://versioned/', client: s3, state }))).toEqual([]);
+      await put('third draft\n');
+      const [third] = await collect(s3Source({ url: 's3://versioned/', client: s3, state }));
+      expect(third?.text).toBe('third draft');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
