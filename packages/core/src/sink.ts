@@ -24,7 +24,6 @@ export interface StagedPart {
   /** Hex sha256 of the bytes; drivers may send it as an integrity check. */
   sha256: string;
   contentType: string;
-  contentEncoding?: 'gzip';
   /** Object metadata for stores that keep it (`sha256`, and `dataset` when known). */
   metadata?: Record<string, string>;
 }
@@ -152,8 +151,13 @@ export interface Sink {
 }
 
 export const MANIFEST_KEY = 'manifest.json';
-const REJECTS_NAME = 'rejects.jsonl';
+export const REJECTS_KEY = 'rejects.jsonl';
 const MAX_LINEAGE_SOURCES = 10_000;
+const CONTENT_TYPES: Record<SinkFormat, string> = {
+  jsonl: 'application/x-ndjson',
+  'jsonl.gz': 'application/gzip',
+  json: 'application/json',
+};
 const EXTENSIONS: Record<SinkFormat, string> = {
   jsonl: '.jsonl',
   'jsonl.gz': '.jsonl.gz',
@@ -242,8 +246,9 @@ class StagedFile {
         path: this.path,
         bytes: this.file.bytesWritten,
         sha256: await sha256File(this.path),
-        contentType: this.format === 'json' ? 'application/json' : 'application/x-ndjson',
-        ...(this.format === 'jsonl.gz' ? { contentEncoding: 'gzip' as const } : {}),
+        // gzip is the type, not a Content-Encoding: HTTP clients would unpack the latter
+        // silently and the bytes would no longer match the manifest's sha256.
+        contentType: CONTENT_TYPES[this.format],
       };
     })();
     return this.finished;
@@ -471,7 +476,7 @@ class SinkRun {
         parts: parts.map(({ entry }) => entry),
         rejects: stagedRejects
           ? {
-              key: REJECTS_NAME,
+              key: REJECTS_KEY,
               records: input.rejected,
               bytes: stagedRejects.bytes,
               sha256: stagedRejects.sha256,
@@ -481,7 +486,7 @@ class SinkRun {
       };
       return await this.publish(driver, previous, manifest, join(staging, MANIFEST_KEY), [
         ...parts.map(({ entry, staged }) => ({ key: entry.key, staged })),
-        ...(stagedRejects ? [{ key: REJECTS_NAME, staged: stagedRejects }] : []),
+        ...(stagedRejects ? [{ key: REJECTS_KEY, staged: stagedRejects }] : []),
       ]);
     } catch (error) {
       // Stopping stdin mid-read surfaces as a stream error; the user asked for it.
@@ -537,9 +542,9 @@ class SinkRun {
     }
     const keys = new Set<string>();
     for (const { entry } of parts) {
-      if (keys.has(entry.key) || entry.key === MANIFEST_KEY || entry.key === REJECTS_NAME) {
+      if (keys.has(entry.key) || entry.key === MANIFEST_KEY || entry.key === REJECTS_KEY) {
         throw usageError(
-          `part key ${entry.key} would overwrite another part, ${MANIFEST_KEY} or ${REJECTS_NAME}`,
+          `part key ${entry.key} would overwrite another part, ${MANIFEST_KEY} or ${REJECTS_KEY}`,
           'put {part} (or {hash}) in --name so that every part gets a key of its own',
         );
       }

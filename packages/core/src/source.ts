@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type Converted,
@@ -22,6 +23,7 @@ import {
   toDataUri,
 } from './media.js';
 import { createSelector, type Selection } from './select.js';
+import { MANIFEST_KEY, REJECTS_KEY } from './sink.js';
 import { Checkpoint, fileStateStore, type StateStore } from './state.js';
 import type { Task } from './task.js';
 
@@ -243,6 +245,8 @@ class SourceRun implements Source {
     ) {
       throw usageError(`--concurrency must be a positive integer, got ${options.concurrency}`);
     }
+    // Every in-flight request listens on this signal; the default limit of 10 would warn.
+    setMaxListeners(0, this.abort.signal);
     options.signal?.addEventListener('abort', () => this.abort.abort(options.signal?.reason), {
       once: true,
     });
@@ -320,6 +324,15 @@ class SourceRun implements Source {
     for await (const item of this.driver.list({ signal })) {
       this.stats.listed++;
       if (!this.selector(item)) continue;
+      // A review or export location read back holds Sluice's own files next to the tasks.
+      const name = item.key.slice(item.key.lastIndexOf('/') + 1);
+      if (name === MANIFEST_KEY || name === REJECTS_KEY) {
+        this.warn(
+          'export-files',
+          `skipping Sluice export files (${MANIFEST_KEY}, ${REJECTS_KEY}) such as ${item.uri}`,
+        );
+        continue;
+      }
       if (this.tracking && this.state.has(item.uri, versionOf(item))) {
         this.stats.unchanged++;
         continue;

@@ -55,8 +55,15 @@ export function createS3SinkDriver(rootUrl: string, options: S3SinkOptions): Sin
           Key: keyOf(key),
           Body: createReadStream(part.path),
           ContentType: part.contentType,
-          ContentEncoding: part.contentEncoding,
-          Metadata: part.metadata,
+          // Header values must be ASCII: a dataset named in any script survives percent-encoded.
+          Metadata:
+            part.metadata &&
+            Object.fromEntries(
+              Object.entries(part.metadata).map(([name, value]) => [
+                name,
+                encodeURIComponent(value),
+              ]),
+            ),
         },
         partSize: options.partSize ?? 8 * 1024 * 1024,
         queueSize: options.queueSize ?? 4,

@@ -1,5 +1,10 @@
 import { createHash } from 'node:crypto';
-import { CreateBucketCommand, GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  CreateBucketCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
 import type { Task } from '@sluice/core';
 import { collect, sampleExport } from '@sluice/core/testing';
 import { s3Source } from '@sluice/s3-source';
@@ -24,6 +29,21 @@ describe.each(S3_SERVERS)('s3 sink on %s', (name) => {
   afterAll(async () => {
     s3?.destroy();
     await server?.stop();
+  });
+
+  it('keeps a dataset name in any script in object metadata, and stores gzip parts as gzip', async () => {
+    const result = await s3Sink({
+      url: 's3://out/intl',
+      client: s3,
+      dataset: 'новости',
+      format: 'jsonl.gz',
+    }).write(sampleExport());
+    const key = `intl/${result.manifest.parts[0]?.key}`;
+    const head = await s3.send(new HeadObjectCommand({ Bucket: 'out', Key: key }));
+    expect(decodeURIComponent(head.Metadata?.dataset ?? '')).toBe('новости');
+    expect(head.ContentType).toBe('application/gzip');
+    expect(head.ContentEncoding).toBeUndefined();
+    expect((await get(key)).subarray(0, 2)).toEqual(Buffer.from([0x1f, 0x8b]));
   });
 
   it('uploads a part larger than the multipart threshold intact', async () => {
@@ -53,9 +73,15 @@ describe.each(S3_SERVERS)('s3 sink on %s', (name) => {
       answer: ['ignore'],
       match: 'any',
     }).write(exported);
+    const warnings: string[] = [];
     const reread = await collect(
-      s3Source({ url: 's3://out/review/', client: s3, include: ['*.jsonl'] }),
+      s3Source({
+        url: 's3://out/review/',
+        client: s3,
+        onWarning: (message) => warnings.push(message),
+      }),
     );
+    expect(warnings.join('\n')).toMatch(/skipping Sluice export files/); // manifest.json is no task
     const expected = exported.filter((task) => task.flagged || task.answer === 'ignore');
     expect(reread.map((task) => [task.text, task._input_hash, task._task_hash])).toEqual(
       expected.map((task) => [task.text, task._input_hash, task._task_hash]),

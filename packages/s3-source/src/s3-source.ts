@@ -11,10 +11,12 @@ import {
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import {
   createSource,
+  SluiceError,
   type Source,
   type SourceDriver,
   type SourceItem,
   type SourceOptions,
+  usageError,
 } from '@sluice/core';
 import {
   createS3Client,
@@ -53,6 +55,12 @@ function versionIdOf(version: string | undefined): string | undefined {
  */
 export async function createS3SourceDriver(options: S3SourceOptions): Promise<SourceDriver> {
   const { bucket, prefix: given } = parseS3Url(options.url);
+  if (options.media === 'signed' && (options.urlTtl ?? 3600) > 604_800) {
+    throw usageError(
+      `--url-ttl ${options.urlTtl} is longer than S3 allows`,
+      'presigned URLs last at most 604800 seconds (7 days)',
+    );
+  }
   const client: S3Client = createS3Client(options);
   const owned = !options.client;
   let prefix = given === '' || given.endsWith('/') ? given : `${given}/`;
@@ -117,7 +125,8 @@ export async function createS3SourceDriver(options: S3SourceOptions): Promise<So
         size: head.ContentLength,
         modified: head.LastModified,
         etag: head.ETag,
-        versionId: head.VersionId,
+        // As the listing does, so state and proxy agree on a bucket whose versioning is suspended.
+        versionId: (await isVersioned()) ? head.VersionId : undefined,
         contentType: head.ContentType,
       });
     } catch (error) {
@@ -179,6 +188,7 @@ export async function createS3SourceDriver(options: S3SourceOptions): Promise<So
         return;
       }
       let token: string | undefined;
+      let listed = 0;
       do {
         let page: ListObjectsV2CommandOutput;
         try {
@@ -196,6 +206,15 @@ export async function createS3SourceDriver(options: S3SourceOptions): Promise<So
           throw s3Error(error, `s3://${bucket}/${prefix}`);
         }
         debug('listed %d keys under s3://%s/%s', page.KeyCount ?? 0, bucket, prefix);
+        listed += page.KeyCount ?? 0;
+        // A URL without a trailing slash that is neither an object nor a folder is a typo.
+        if (listed === 0 && !page.IsTruncated && given !== '' && !given.endsWith('/')) {
+          throw new SluiceError(`${options.url}: no such object or folder`, {
+            code: 'NOT_FOUND',
+            connector: S3_CONNECTOR,
+            hint: 'check the key; a folder URL ends with /',
+          });
+        }
         for (const object of page.Contents ?? []) {
           const key = keyUnder(object.Key, object.Size);
           if (key === undefined) continue;
@@ -218,9 +237,10 @@ export async function createS3SourceDriver(options: S3SourceOptions): Promise<So
             Key: `${prefix}${item.key}`,
             Range: range,
             // A resumed read must continue the same version it started on.
+            // (A first read takes the current object, even if it changed since the listing.)
             ...(versionIdOf(item.version)
               ? { VersionId: versionIdOf(item.version) }
-              : { IfMatch: item.version ? `"${item.version}"` : undefined }),
+              : { IfMatch: item.version && start ? `"${item.version}"` : undefined }),
           }),
           { abortSignal: signal },
         );

@@ -1,4 +1,3 @@
-import { isIP } from 'node:net';
 import { debuglog } from 'node:util';
 import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { SluiceError, toSluiceError, usageError } from '@sluice/core';
@@ -60,12 +59,16 @@ export function createS3Client(options: S3ConnectionOptions): S3Client {
     ...(options.region ? { region: options.region } : {}),
     ...(options.endpoint ? { endpoint: options.endpoint } : {}),
     ...(options.profile ? { profile: options.profile } : {}),
-    // Virtual-hosted addressing needs DNS names per bucket, which IPs and localhost lack.
-    forcePathStyle:
-      options.forcePathStyle ?? (host !== '' && (isIP(host) !== 0 || host === 'localhost')),
+    // Virtual-hosted addressing needs a DNS name per bucket, which self-hosted stores (MinIO,
+    // Ceph) rarely have; every S3-compatible store accepts path-style.
+    forcePathStyle: options.forcePathStyle ?? host !== '',
+    // A bucket in another region than the configured one answers with a redirect: follow it.
+    followRegionRedirects: true,
   };
-  if (!config.region && !process.env.AWS_REGION && !process.env.AWS_DEFAULT_REGION) {
-    config.region = 'us-east-1';
+  // Otherwise the SDK's chain decides (AWS_REGION, the profile's region); AWS_DEFAULT_REGION,
+  // which the AWS CLI reads, is honoured too.
+  if (!config.region && !process.env.AWS_REGION && process.env.AWS_DEFAULT_REGION) {
+    config.region = process.env.AWS_DEFAULT_REGION;
   }
   debug(
     'client: region=%s endpoint=%s pathStyle=%s',
@@ -82,7 +85,6 @@ const AUTH_ERRORS = new Set([
   'SignatureDoesNotMatch',
   'ExpiredToken',
   'InvalidToken',
-  'CredentialsProviderError',
 ]);
 
 /**
@@ -111,6 +113,22 @@ export function s3Error(error: unknown, what: string): SluiceError {
     return new SluiceError(`${what}: not found`, {
       code: 'NOT_FOUND',
       connector: S3_CONNECTOR,
+      cause: error,
+    });
+  }
+  if (name === 'CredentialsProviderError' || name === 'TokenProviderError') {
+    return new SluiceError(`${what}: no usable AWS credentials (${e?.message ?? name})`, {
+      code: 'AUTH',
+      connector: S3_CONNECTOR,
+      hint: 'set AWS_PROFILE (or --profile), AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or log in with aws sso login',
+      cause: error,
+    });
+  }
+  if (/Region is missing/i.test(e?.message ?? '')) {
+    return new SluiceError(`${what}: no AWS region configured`, {
+      code: 'USAGE',
+      connector: S3_CONNECTOR,
+      hint: 'pass --region (any value works for most S3-compatible stores) or set AWS_REGION',
       cause: error,
     });
   }
@@ -150,16 +168,13 @@ export function s3ConnectionFlags(program: {
 }): void {
   program.option(
     '--region <region>',
-    'AWS region (default: AWS_REGION, the profile, else us-east-1)',
+    'AWS region (default: AWS_REGION, the profile, AWS_DEFAULT_REGION)',
   );
   program.option(
     '--endpoint <url>',
     'S3-compatible endpoint, e.g. http://127.0.0.1:9000 (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS)',
   );
-  program.option(
-    '--path-style',
-    'path-style addressing (on by default for IP and localhost endpoints)',
-  );
+  program.option('--path-style', 'path-style addressing (on by default with a custom endpoint)');
   program.option('--profile <name>', 'AWS profile from ~/.aws/config (default: AWS_PROFILE)');
 }
 

@@ -56,6 +56,15 @@ describe.each(S3_SERVERS)('s3 source on %s', (name) => {
     expect(Buffer.from(await response.arrayBuffer())).toEqual(TINY_PNG);
   });
 
+  it('fails on a URL that names neither an object nor a folder', async () => {
+    await expect(
+      collect(s3Source({ url: 's3://raw/no/such-key.txt', client: s3 })),
+    ).rejects.toMatchObject({
+      code: 'NOT_FOUND',
+      message: 's3://raw/no/such-key.txt: no such object or folder',
+    });
+  });
+
   it('reads one object when the URL names it', async () => {
     await s3.send(new PutObjectCommand({ Bucket: 'raw', Key: 'one/a.txt', Body: 'only this\n' }));
     await s3.send(

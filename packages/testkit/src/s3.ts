@@ -51,6 +51,16 @@ async function freePort(): Promise<number> {
   });
 }
 
+async function assertFree(port: number): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', () =>
+      reject(new Error(`port ${port} on 127.0.0.1 is in use: pick another with --port`)),
+    );
+    probe.listen(port, '127.0.0.1', () => probe.close(() => resolve()));
+  });
+}
+
 async function waitUntilUp(
   endpoint: string,
   child: ChildProcess,
@@ -82,6 +92,8 @@ async function startProcess(
   options: { port?: number; env?: NodeJS.ProcessEnv; cleanup?: () => Promise<void> } = {},
 ): Promise<S3Server> {
   const { env = {}, cleanup } = options;
+  // A port another server holds would answer the readiness check for ours: refuse it.
+  if (options.port) await assertFree(options.port);
   const port = options.port || (await freePort());
   const endpoint = `http://127.0.0.1:${port}`;
   const child = spawn(command, args(port), {
