@@ -1,45 +1,30 @@
 import { createHash } from 'node:crypto';
-import {
-  CreateBucketCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  S3Client,
-} from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
 import type { Task } from '@sluice/core';
 import { collect, sampleExport } from '@sluice/core/testing';
 import { s3Source } from '@sluice/s3-source';
-import { S3_SERVERS, type S3Server, startS3 } from '@sluice/testkit';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { S3_SERVERS, useS3 } from '@sluice/testkit';
+import { describe, expect, it } from 'vitest';
 import { s3Sink } from '../src/s3-sink.js';
 
 describe.each(S3_SERVERS)('s3 sink on %s', (name) => {
-  let server: S3Server;
-  let s3: S3Client;
+  const kit = useS3(name, 'out');
   const get = async (key: string) => {
-    const answer = await s3.send(new GetObjectCommand({ Bucket: 'out', Key: key }));
+    const answer = await kit.s3.send(new GetObjectCommand({ Bucket: 'out', Key: key }));
     return Buffer.from(
       await (answer.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray(),
     );
   };
-  beforeAll(async () => {
-    server = await startS3(name);
-    s3 = new S3Client(server.clientConfig);
-    await s3.send(new CreateBucketCommand({ Bucket: 'out' }));
-  }, 60_000);
-  afterAll(async () => {
-    s3?.destroy();
-    await server?.stop();
-  });
 
   it('keeps a dataset name in any script in object metadata, and stores gzip parts as gzip', async () => {
     const result = await s3Sink({
       url: 's3://out/intl',
-      client: s3,
+      client: kit.s3,
       dataset: 'новости',
       format: 'jsonl.gz',
     }).write(sampleExport());
     const key = `intl/${result.manifest.parts[0]?.key}`;
-    const head = await s3.send(new HeadObjectCommand({ Bucket: 'out', Key: key }));
+    const head = await kit.s3.send(new HeadObjectCommand({ Bucket: 'out', Key: key }));
     expect(decodeURIComponent(head.Metadata?.dataset ?? '')).toBe('новости');
     expect(head.ContentType).toBe('application/gzip');
     expect(head.ContentEncoding).toBeUndefined();
@@ -54,7 +39,7 @@ describe.each(S3_SERVERS)('s3 sink on %s', (name) => {
     }));
     const result = await s3Sink({
       url: 's3://out/large',
-      client: s3,
+      client: kit.s3,
       partSize: 5 * 1024 * 1024,
     }).write(tasks);
     const [part] = result.manifest.parts;
@@ -68,7 +53,7 @@ describe.each(S3_SERVERS)('s3 sink on %s', (name) => {
     const exported = sampleExport();
     await s3Sink({
       url: 's3://out/review',
-      client: s3,
+      client: kit.s3,
       flagged: true,
       answer: ['ignore'],
       match: 'any',
@@ -77,7 +62,7 @@ describe.each(S3_SERVERS)('s3 sink on %s', (name) => {
     const reread = await collect(
       s3Source({
         url: 's3://out/review/',
-        client: s3,
+        client: kit.s3,
         onWarning: (message) => warnings.push(message),
       }),
     );

@@ -1,28 +1,13 @@
-import {
-  CreateBucketCommand,
-  GetObjectCommand,
-  ListObjectsV2Command,
-  S3Client,
-} from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { testSink } from '@sluice/core/testing';
-import { S3_SERVERS, type S3Server, startS3 } from '@sluice/testkit';
-import { afterAll, beforeAll, describe } from 'vitest';
+import { S3_SERVERS, useS3 } from '@sluice/testkit';
+import { describe } from 'vitest';
 import { s3Sink } from '../src/s3-sink.js';
 
 // The shared sink suites, against two independent S3 implementations.
 describe.each(S3_SERVERS)('on %s', (name) => {
-  let server: S3Server;
-  let s3: S3Client;
+  const kit = useS3(name, 'exports');
   let runs = 0;
-  beforeAll(async () => {
-    server = await startS3(name);
-    s3 = new S3Client(server.clientConfig);
-    await s3.send(new CreateBucketCommand({ Bucket: 'exports' }));
-  }, 60_000);
-  afterAll(async () => {
-    s3?.destroy();
-    await server?.stop();
-  });
 
   testSink({
     connector: `s3 (${name})`,
@@ -34,7 +19,7 @@ describe.each(S3_SERVERS)('on %s', (name) => {
           const keys: string[] = [];
           let token: string | undefined;
           do {
-            const page = await s3.send(
+            const page = await kit.s3.send(
               new ListObjectsV2Command({
                 Bucket: 'exports',
                 Prefix: `${prefix}/`,
@@ -49,7 +34,7 @@ describe.each(S3_SERVERS)('on %s', (name) => {
         },
         async get(key) {
           try {
-            const answer = await s3.send(
+            const answer = await kit.s3.send(
               new GetObjectCommand({ Bucket: 'exports', Key: `${prefix}/${key}` }),
             );
             return Buffer.from(
@@ -64,6 +49,6 @@ describe.each(S3_SERVERS)('on %s', (name) => {
         cleanup: async () => {},
       };
     },
-    sink: (url, options) => s3Sink({ ...options, url, client: s3 }),
+    sink: (url, options) => s3Sink({ ...options, url, client: kit.s3 }),
   });
 });

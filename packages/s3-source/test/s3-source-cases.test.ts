@@ -1,29 +1,14 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  CreateBucketCommand,
-  PutBucketVersioningCommand,
-  PutObjectCommand,
-  S3Client,
-} from '@aws-sdk/client-s3';
+import { PutBucketVersioningCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { collect, TINY_PNG } from '@sluice/core/testing';
-import { S3_SERVERS, type S3Server, startS3 } from '@sluice/testkit';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { S3_SERVERS, useS3 } from '@sluice/testkit';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { s3Source } from '../src/s3-source.js';
 
 describe.each(S3_SERVERS)('s3 source on %s', (name) => {
-  let server: S3Server;
-  let s3: S3Client;
-  beforeAll(async () => {
-    server = await startS3(name);
-    s3 = new S3Client(server.clientConfig);
-    await s3.send(new CreateBucketCommand({ Bucket: 'raw' }));
-  }, 60_000);
-  afterAll(async () => {
-    s3?.destroy();
-    await server?.stop();
-  });
+  const kit = useS3(name, 'raw');
 
   it('pages through more than 2,500 keys and emits each once', async () => {
     const keys = Array.from({ length: 2600 }, (_, i) => `many/${String(i).padStart(5, '0')}.txt`);
@@ -32,11 +17,11 @@ describe.each(S3_SERVERS)('s3 source on %s', (name) => {
         keys
           .slice(i, i + 50)
           .map((key) =>
-            s3.send(new PutObjectCommand({ Bucket: 'raw', Key: key, Body: `${key}\n` })),
+            kit.s3.send(new PutObjectCommand({ Bucket: 'raw', Key: key, Body: `${key}\n` })),
           ),
       );
     }
-    const source = s3Source({ url: 's3://raw/many/', client: s3, concurrency: 16 });
+    const source = s3Source({ url: 's3://raw/many/', client: kit.s3, concurrency: 16 });
     const texts = (await collect(source)).map((task) => task.text);
     expect(texts).toHaveLength(2600);
     expect(new Set(texts).size).toBe(2600);
@@ -44,9 +29,11 @@ describe.each(S3_SERVERS)('s3 source on %s', (name) => {
   }, 120_000);
 
   it('writes presigned URLs that a plain HTTP client can fetch', async () => {
-    await s3.send(new PutObjectCommand({ Bucket: 'raw', Key: 'media/pixel.png', Body: TINY_PNG }));
+    await kit.s3.send(
+      new PutObjectCommand({ Bucket: 'raw', Key: 'media/pixel.png', Body: TINY_PNG }),
+    );
     const [task] = await collect(
-      s3Source({ url: 's3://raw/media/', client: s3, media: 'signed', urlTtl: 600 }),
+      s3Source({ url: 's3://raw/media/', client: kit.s3, media: 'signed', urlTtl: 600 }),
     );
     const url = new URL(task?.image as string);
     expect(url.searchParams.get('X-Amz-Expires')).toBe('600');
@@ -58,7 +45,7 @@ describe.each(S3_SERVERS)('s3 source on %s', (name) => {
 
   it('fails on a URL that names neither an object nor a folder', async () => {
     await expect(
-      collect(s3Source({ url: 's3://raw/no/such-key.txt', client: s3 })),
+      collect(s3Source({ url: 's3://raw/no/such-key.txt', client: kit.s3 })),
     ).rejects.toMatchObject({
       code: 'NOT_FOUND',
       message: 's3://raw/no/such-key.txt: no such object or folder',
@@ -66,11 +53,13 @@ describe.each(S3_SERVERS)('s3 source on %s', (name) => {
   });
 
   it('reads one object when the URL names it', async () => {
-    await s3.send(new PutObjectCommand({ Bucket: 'raw', Key: 'one/a.txt', Body: 'only this\n' }));
-    await s3.send(
+    await kit.s3.send(
+      new PutObjectCommand({ Bucket: 'raw', Key: 'one/a.txt', Body: 'only this\n' }),
+    );
+    await kit.s3.send(
       new PutObjectCommand({ Bucket: 'raw', Key: 'one/a.txt.bak', Body: 'not this\n' }),
     );
-    const tasks = await collect(s3Source({ url: 's3://raw/one/a.txt', client: s3 }));
+    const tasks = await collect(s3Source({ url: 's3://raw/one/a.txt', client: kit.s3 }));
     expect(tasks.map((task) => [task.text, task.meta?.source])).toEqual([
       ['only this', 's3://raw/one/a.txt'],
     ]);
@@ -78,38 +67,32 @@ describe.each(S3_SERVERS)('s3 source on %s', (name) => {
 });
 
 describe.skipIf(!S3_SERVERS.includes('moto'))('s3 source on a versioned bucket (moto)', () => {
-  let server: S3Server;
-  let s3: S3Client;
+  const kit = useS3('moto', 'versioned');
   beforeAll(async () => {
-    server = await startS3('moto');
-    s3 = new S3Client(server.clientConfig);
-    await s3.send(new CreateBucketCommand({ Bucket: 'versioned' }));
-    await s3.send(
+    await kit.s3.send(
       new PutBucketVersioningCommand({
         Bucket: 'versioned',
         VersioningConfiguration: { Status: 'Enabled' },
       }),
     );
-  }, 60_000);
-  afterAll(async () => {
-    s3?.destroy();
-    await server?.stop();
   });
 
   it('reads the current version, records its VersionId, and sees new versions on rerun', async () => {
     const put = (body: string) =>
-      s3.send(new PutObjectCommand({ Bucket: 'versioned', Key: 'doc.txt', Body: body }));
+      kit.s3.send(new PutObjectCommand({ Bucket: 'versioned', Key: 'doc.txt', Body: body }));
     await put('first draft\n');
     const second = await put('second draft\n');
     const dir = await mkdtemp(join(tmpdir(), 'sluice-s3-versions-'));
     const state = join(dir, 'state.json');
     try {
-      const [task] = await collect(s3Source({ url: 's3://versioned/', client: s3, state }));
+      const [task] = await collect(s3Source({ url: 's3://versioned/', client: kit.s3, state }));
       expect(task?.text).toBe('second draft');
       expect(task?.meta?.version).toMatch(new RegExp(`@${second.VersionId}$`));
-      expect(await collect(s3Source({ url: 's3://versioned/', client: s3, state }))).toEqual([]);
+      expect(await collect(s3Source({ url: 's3://versioned/', client: kit.s3, state }))).toEqual(
+        [],
+      );
       await put('third draft\n');
-      const [third] = await collect(s3Source({ url: 's3://versioned/', client: s3, state }));
+      const [third] = await collect(s3Source({ url: 's3://versioned/', client: kit.s3, state }));
       expect(third?.text).toBe('third draft');
     } finally {
       await rm(dir, { recursive: true, force: true });

@@ -1,3 +1,4 @@
+export { useS3 } from './fixtures.js';
 export {
   hasMoto,
   runMoto,
