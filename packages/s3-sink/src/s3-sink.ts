@@ -4,6 +4,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { createSink, type Sink, type SinkDriver, type SinkOptions } from '@sluice/core';
 import {
   createS3Client,
+  isMissingObject,
   parseS3Url,
   S3_CONNECTOR,
   type S3ConnectionOptions,
@@ -39,11 +40,8 @@ export function createS3SinkDriver(rootUrl: string, options: S3SinkOptions): Sin
           ).transformToByteArray(),
         );
       } catch (error) {
-        const failure = s3Error(error, `s3://${bucket}/${keyOf(key)}`);
-        if (failure.code === 'NOT_FOUND' && (error as { name?: string }).name !== 'NoSuchBucket') {
-          return undefined;
-        }
-        throw failure;
+        if (isMissingObject(error)) return undefined;
+        throw s3Error(error, `s3://${bucket}/${keyOf(key)}`);
       }
     },
     async write(key, part) {

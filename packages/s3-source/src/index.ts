@@ -1,5 +1,6 @@
 export {
   createS3Client,
+  isMissingObject,
   parseS3Url,
   quietSdkNotices,
   S3_CONNECTOR,

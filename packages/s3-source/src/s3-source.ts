@@ -21,6 +21,7 @@ import {
 import {
   createS3Client,
   debug,
+  isMissingObject,
   parseS3Url,
   S3_CONNECTOR,
   type S3ConnectionOptions,
@@ -71,10 +72,7 @@ export async function createS3SourceDriver(options: S3SourceOptions): Promise<So
       single = given.slice(given.lastIndexOf('/') + 1);
       prefix = given.slice(0, given.length - single.length);
     } catch (error) {
-      const failure = s3Error(error, options.url);
-      if (failure.code !== 'NOT_FOUND' || (error as { name?: string }).name === 'NoSuchBucket') {
-        throw failure;
-      }
+      if (!isMissingObject(error)) throw s3Error(error, options.url);
     }
   }
   const root = `s3://${bucket}${prefix ? `/${prefix.replace(/\/$/, '')}` : ''}`;
@@ -130,9 +128,8 @@ export async function createS3SourceDriver(options: S3SourceOptions): Promise<So
         contentType: head.ContentType,
       });
     } catch (error) {
-      const failure = s3Error(error, `s3://${bucket}/${prefix}${key}`);
-      if (failure.code === 'NOT_FOUND') return undefined;
-      throw failure;
+      if (isMissingObject(error)) return undefined;
+      throw s3Error(error, `s3://${bucket}/${prefix}${key}`);
     }
   };
 

@@ -87,6 +87,13 @@ const AUTH_ERRORS = new Set([
   'InvalidToken',
 ]);
 
+/** Whether an SDK error says the object is absent (a missing bucket is a real error). */
+export function isMissingObject(error: unknown): boolean {
+  const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
+  if (e?.name === 'NoSuchBucket') return false;
+  return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.$metadata?.httpStatusCode === 404;
+}
+
 /**
  * Turns an SDK error into a SluiceError with a hint; never includes credentials.
  * `what` names the bucket or object, e.g. `s3://acme/raw/`.
