@@ -39,6 +39,8 @@ const steps = {
     pnpm('run', 'typecheck');
     pnpm('run', 'lint');
     pnpm('run', 'test:unit');
+    // The Python package in recipes/ (pytest is the only thing it needs; the Node CLIs are built above).
+    run('python3', ['-m', 'pytest', 'recipes', '-q']);
   },
 };
 

@@ -1,4 +1,5 @@
-import { fstatSync } from 'node:fs';
+import { closeSync, fstatSync, openSync } from 'node:fs';
+import { devNull } from 'node:os';
 import { debuglog } from 'node:util';
 import cliProgress from 'cli-progress';
 import { Command, CommanderError, Option } from 'commander';
@@ -485,6 +486,34 @@ function isEpipe(error: unknown): boolean {
 }
 
 /**
+ * Ends stdout so its reader sees end of file while the process goes on serving media.
+ * `process.stdout.end()` leaves fd 1 open, so fd 1 is closed and the null device takes its
+ * number (the lowest free one), which keeps any stray later write harmless.
+ */
+async function endOutput(stdout: Io['stdout']): Promise<void> {
+  await new Promise<void>((resolve) => stdout.end(resolve));
+  if (stdout === process.stdout) {
+    closeSync(1);
+    openSync(devNull, 'w');
+  }
+}
+
+/**
+ * A program that runs a source as its child (the Python loader) sets SLUICE_PARENT_PID to its
+ * own pid: when that process dies without stopping us, we are re-parented, and we stop as if
+ * terminated instead of serving media for nobody.
+ */
+function watchParent(stop: () => void): NodeJS.Timeout | undefined {
+  const parent = Number(process.env.SLUICE_PARENT_PID);
+  if (!Number.isInteger(parent) || parent <= 0) return undefined;
+  const timer = setInterval(() => {
+    if (process.ppid !== parent) stop();
+  }, 500);
+  timer.unref();
+  return timer;
+}
+
+/**
  * Runs a source CLI: parses core and connector flags, streams tasks as JSONL to stdout,
  * shows progress on stderr, saves the checkpoint after what it covers is flushed, and
  * exits quietly when the reader of stdout goes away.
@@ -513,6 +542,7 @@ export async function runSourceCli(
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   io.stdout.on('error', onStdoutError);
+  const orphaned = watchParent(() => onSignal('SIGTERM'));
   const started = Date.now();
   let code: number = EXIT.ok;
   try {
@@ -569,8 +599,11 @@ export async function runSourceCli(
     }
     if (running.mediaUrl && !abort.signal.aborted) {
       // Prodigy loads media from the proxy while annotators work, long after the stream ended.
-      io.stdout.end();
-      shown.line(`serving media at ${running.mediaUrl} until interrupted (Ctrl-C)`);
+      await endOutput(io.stdout);
+      // Printed even with --quiet: the process is still running, and the Python loader waits for this line.
+      io.stderr.write(
+        `${info.bin}: serving media at ${running.mediaUrl} until interrupted (Ctrl-C)\n`,
+      );
       await new Promise((resolve) =>
         abort.signal.addEventListener('abort', resolve, { once: true }),
       );
@@ -580,6 +613,7 @@ export async function runSourceCli(
     progress?.stop();
     code = report(io, info.bin, error);
   } finally {
+    clearInterval(orphaned);
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);
     await source?.close().catch(() => {});

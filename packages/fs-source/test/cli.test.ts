@@ -180,11 +180,13 @@ describe('fs-source CLI', () => {
     );
   });
 
-  it('serves media after the stream ends until interrupted, then exits 130', async () => {
+  it('ends stdout, serves media until interrupted, then exits 130', async () => {
     const media = join(dir, 'media');
     await mkdir(media);
     await writeFile(join(media, 'p.png'), TINY_PNG);
-    const run = startCli(cli, [media, '--media-port', '0']);
+    const run = startCli(cli, [media, '--media-port', '0', '--quiet']);
+    // The reader (Prodigy reading stdin) must see the end of the stream, not wait for more.
+    await new Promise((resolve) => run.child.stdout?.on('end', resolve));
     await run.waitFor(({ stderr }) => stderr.includes('serving media'));
     const task = JSON.parse(run.stdout());
     const response = await fetch(task.image);

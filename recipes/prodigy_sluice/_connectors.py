@@ -1,0 +1,130 @@
+"""Which Sluice CLI serves a URL, where to find it, and how its flags ride in the URL.
+
+Nothing here imports Prodigy: the loader and the export hook are plain Python around a
+Node subprocess, so they are tested (and usable) without it.
+"""
+
+import os
+import re
+import shutil
+from collections import deque
+from pathlib import Path
+from typing import Iterable, List, Optional, Tuple
+from urllib.parse import unquote
+
+# URL scheme -> connector name; a plain path means the local-folder connector.
+CONNECTORS = {
+    "file": "fs",
+    "s3": "s3",
+    "gs": "gcs",
+    "gdrive": "gdrive",
+    "confluence": "confluence",
+    "file360": "file360",
+}
+_FLAG = re.compile(r"[a-z][a-z0-9-]*")
+_WINDOWS_DRIVE = re.compile(r"[A-Za-z]:[\\/]")
+
+
+class SluiceError(RuntimeError):
+    """A Sluice connector failed; the message is the connector's own one-line error."""
+
+    def __init__(self, message: str, *, exit_code: Optional[int] = None, hint: Optional[str] = None):
+        super().__init__(message if hint is None else f"{message} (hint: {hint})")
+        self.exit_code = exit_code
+        self.hint = hint
+
+
+def connector_for(location: str) -> str:
+    """`s3://b/p` -> `s3`; `./data`, `/abs/path` and `file://...` -> `fs`."""
+    scheme, sep, _ = location.partition("://")
+    if not sep or _WINDOWS_DRIVE.match(location):
+        return "fs"
+    connector = CONNECTORS.get(scheme.lower())
+    if connector is None:
+        known = ", ".join(f"{s}://" for s in CONNECTORS)
+        raise SluiceError(
+            f"{location}: no Sluice connector for {scheme}:// URLs",
+            hint=f"use one of {known} or a local path",
+        )
+    return connector
+
+
+def split_flags(url: str) -> Tuple[str, List[str]]:
+    """`s3://b/p?include=**/*.jpg&media=proxy&quiet` -> (`s3://b/p`, [--include, **/*.jpg, ...]).
+
+    Everything after the first `?` is connector flags: `name=value` becomes `--name value`,
+    a bare `name` (or `name=`) a switch; repeat a name to repeat the flag. Names and values
+    are percent-decoded (`+` stays a plus); `_` in names is read as `-`.
+    """
+    location, _, query = url.partition("?")
+    flags: List[str] = []
+    for item in filter(None, query.split("&")):
+        raw_name, _, value = item.partition("=")
+        name = unquote(raw_name).replace("_", "-")
+        if not _FLAG.fullmatch(name):
+            raise SluiceError(
+                f"{url}: {raw_name!r} in the query string is not a flag name",
+                hint="write connector flags as ?name=value&other=value, e.g. ?include=**/*.jsonl",
+            )
+        flags.append(f"--{name}")
+        if value:
+            flags.append(unquote(value))
+    return location, flags
+
+
+def cli_command(connector: str, kind: str) -> List[str]:
+    """The command that runs `@sluice/<connector>-<kind>`.
+
+    Looked up in this order: the folder in SLUICE_BIN_DIR; `node_modules/.bin` in the
+    current folder or any parent (a project that ran `npm install @sluice/...`); `npx`.
+    """
+    name = f"{connector}-{kind}"
+    names = [name, f"{name}.cmd"] if os.name == "nt" else [name]
+    configured = os.environ.get("SLUICE_BIN_DIR")
+    if configured:
+        for candidate in names:
+            if (Path(configured) / candidate).is_file():
+                return [str(Path(configured) / candidate)]
+        raise SluiceError(
+            f"SLUICE_BIN_DIR={configured} has no {name}",
+            hint=f"run `npm install @sluice/{name}` and point SLUICE_BIN_DIR at its node_modules/.bin, or unset it",
+        )
+    cwd = Path.cwd()
+    for folder in (cwd, *cwd.parents):
+        for candidate in names:
+            path = folder / "node_modules" / ".bin" / candidate
+            if path.is_file():
+                return [str(path)]
+    npx = shutil.which("npx")
+    if npx:
+        return [npx, "--yes", f"@sluice/{name}"]
+    raise SluiceError(
+        f"cannot run {name}: no SLUICE_BIN_DIR, no node_modules/.bin/{name} here or above, and no npx",
+        hint=f"install Node.js 20 or later, then `npm install @sluice/{name}`",
+    )
+
+
+def command_for(url: str, kind: str, extra: Iterable[str] = ()) -> List[str]:
+    location, flags = split_flags(url)
+    return [*cli_command(connector_for(location), kind), location, *extra, *flags]
+
+
+class StderrTail:
+    """Keeps the last lines a CLI printed, and picks out its one-line error."""
+
+    def __init__(self, lines: int = 50):
+        self.lines: deque = deque(maxlen=lines)
+
+    def add(self, line: str) -> None:
+        self.lines.append(line.rstrip("\n"))
+
+    def error(self, fallback: str) -> Tuple[str, Optional[str]]:
+        message = hint = None
+        for line in self.lines:
+            if ": error: " in line:
+                message, hint = line, None
+            elif ": hint: " in line and message is not None:
+                hint = line.split(": hint: ", 1)[1]
+        if message is None:
+            message = next((line for line in reversed(self.lines) if line.strip()), fallback)
+        return message, hint

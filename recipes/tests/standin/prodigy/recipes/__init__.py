@@ -1,0 +1,1 @@
+from . import image, ner  # noqa: F401
