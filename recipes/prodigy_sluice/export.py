@@ -86,7 +86,7 @@ class LiveExport:
     """A durable journal of saved examples, published to a sink in the background."""
 
     def __init__(self, url: str, dataset: str, *, journal_dir: Optional[str] = None, interval: float = 0.0):
-        _, flags = split_flags(url)
+        location, flags = split_flags(url)
         extra = [] if "--dataset" in flags else ["--dataset", dataset]
         self.argv = command_for(url, "sink", extra)
         self.url = url
@@ -94,7 +94,8 @@ class LiveExport:
         folder = Path(journal_dir or os.environ.get("SLUICE_JOURNAL_DIR") or DEFAULT_JOURNAL_DIR)
         folder.mkdir(parents=True, exist_ok=True)
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset)
-        digest = hashlib.sha256(url.encode()).hexdigest()[:12]
+        # Keyed by where the export goes, not its flags: changing a flag republishes every answer.
+        digest = hashlib.sha256(location.encode()).hexdigest()[:12]
         self.journal = folder / f"{slug}-{digest}.jsonl"
         self._fd = os.open(self.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._published = -1  # unknown: a journal from an earlier session is published once
