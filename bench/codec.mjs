@@ -9,14 +9,14 @@
 // SLUICE_CORE (module to import instead of packages/core/dist/index.js).
 // Progress goes to stderr, so stdout holds only the results.
 import { once } from 'node:events';
-import { createReadStream, createWriteStream, existsSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { createReadStream, existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import ndjson from 'ndjson';
+import { median, nerFile } from './lib.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const corePath = process.env.SLUICE_CORE ?? join(here, '../packages/core/dist/index.js');
@@ -29,88 +29,6 @@ const { parseJsonl, writeJsonl } = await import(pathToFileURL(resolve(corePath))
 const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
 const targetBytes = Math.round(Number(process.env.BENCH_MB ?? 100) * 1e6);
 const asJson = process.argv.includes('--json');
-
-// --- data ---------------------------------------------------------------
-
-// A fixed seed keeps the file, and so the numbers, the same from run to run.
-function prng(seed) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const WORDS = (
-  'the invoice total for order was charged twice and the customer asked for a refund ' +
-  'shipping to Zürich took eleven days while support in Montréal never answered ' +
-  'contract between Acme GmbH and Globex Corporation signed on March third renewal ' +
-  'payment of 1,250.00 EUR due within thirty days late fee applies after notice ' +
-  'Ticket escalated to São Paulo office 東京 branch confirmed receipt ✓ résumé naïve'
-).split(' ');
-const LABELS = ['ORG', 'PERSON', 'DATE', 'MONEY', 'GPE', 'PRODUCT'];
-const ANSWERS = ['accept', 'accept', 'accept', 'reject', 'ignore'];
-
-/** One Prodigy ner.manual task as `prodigy db-out` writes it. */
-function nerTask(random, i) {
-  const count = 15 + Math.floor(random() * 60);
-  const tokens = [];
-  let text = '';
-  for (let id = 0; id < count; id++) {
-    const word = WORDS[Math.floor(random() * WORDS.length)];
-    const ws = id < count - 1;
-    tokens.push({ text: word, start: text.length, end: text.length + word.length, id, ws });
-    text += ws ? `${word} ` : word;
-  }
-  const spans = [];
-  for (let t = Math.floor(random() * 4); t < count; t += 5 + Math.floor(random() * 12)) {
-    const last = Math.min(count - 1, t + Math.floor(random() * 3));
-    spans.push({
-      start: tokens[t].start,
-      end: tokens[last].end,
-      token_start: t,
-      token_end: last,
-      label: LABELS[Math.floor(random() * LABELS.length)],
-    });
-  }
-  const hash = () => Math.floor(random() * 2 ** 32) - 2 ** 31;
-  return {
-    text,
-    _input_hash: hash(),
-    _task_hash: hash(),
-    tokens,
-    _view_id: 'ner_manual',
-    spans,
-    meta: { source: `s3://acme-raw/tickets/2026/part-${i % 97}.jsonl`, line: i + 1 },
-    answer: ANSWERS[Math.floor(random() * ANSWERS.length)],
-    _timestamp: 1767225600 + i,
-    _annotator_id: `tickets-${['alex', 'sam', 'kim'][i % 3]}`,
-    _session_id: `tickets-${['alex', 'sam', 'kim'][i % 3]}`,
-  };
-}
-
-async function ensureData() {
-  const file = join(tmpdir(), `sluice-bench-ner-${targetBytes}.jsonl`);
-  if (existsSync(file) && statSync(file).size >= targetBytes) return file;
-  console.error(`generating ${file} ...`);
-  const partial = `${file}.${process.pid}.tmp`;
-  const out = createWriteStream(partial);
-  const random = prng(42);
-  let written = 0;
-  for (let i = 0; written < targetBytes; i++) {
-    const line = `${JSON.stringify(nerTask(random, i))}\n`;
-    written += Buffer.byteLength(line);
-    if (!out.write(line)) await once(out, 'drain');
-  }
-  out.end();
-  await once(out, 'finish');
-  const { rename } = await import('node:fs/promises');
-  await rename(partial, file);
-  return file;
-}
 
 // --- contenders -----------------------------------------------------------
 
@@ -164,13 +82,7 @@ const contenders = {
 
 // --- run ----------------------------------------------------------------
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
-
-const file = await ensureData();
+const file = await nerFile(targetBytes);
 const size = statSync(file).size;
 const names = Object.keys(contenders);
 const seconds = Object.fromEntries(names.map((n) => [n, []]));

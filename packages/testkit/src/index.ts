@@ -9,3 +9,4 @@ export {
   startS3,
   startS3rver,
 } from './s3.js';
+export { type GeneratedBucket, parseGeneratedBucket, S3Stub, startS3Stub } from './s3-stub.js';

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npx pnpm@10.34.9 testkit serve s3 [--server s3rver|moto] [--port 9000] [--bucket sluice] [--seed DIR]`
+// `npx pnpm@10.34.9 testkit serve s3 [--server s3rver|moto|stub] [--port 9000] [--bucket sluice] [--seed DIR] [--generate SPEC]`
 // Starts a local S3 server, seeds a bucket from a folder and prints how to point the S3
 // connectors at it, so the connector can be tried with no account. Runs until Ctrl-C.
 import { readdir, readFile } from 'node:fs/promises';
@@ -7,12 +7,26 @@ import { join, relative, sep } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { type S3ServerName, startS3 } from './s3.js';
+import { parseGeneratedBucket, startS3Stub } from './s3-stub.js';
 
-const USAGE = `usage: testkit serve s3 [--server s3rver|moto] [--port 9000] [--bucket sluice] [--seed DIR]
+/** The stub with its generated buckets, shaped like the other servers for the code below. */
+async function startStubServer(specs: string[], port: number) {
+  const { endpoint, stop } = await startS3Stub(specs.map(parseGeneratedBucket), port);
+  const credentials = { accessKeyId: 'sluice-stub', secretAccessKey: 'sluice-stub-secret' };
+  return {
+    endpoint,
+    stop,
+    clientConfig: { endpoint, region: 'us-east-1', forcePathStyle: true, credentials },
+  };
+}
+
+const USAGE = `usage: testkit serve s3 [--server s3rver|moto|stub] [--port 9000] [--bucket sluice] [--seed DIR] [--generate SPEC]...
 
 Starts a local S3 server on 127.0.0.1, creates the bucket, uploads every file under
 --seed (keys relative to it), prints the environment for the S3 CLIs, and serves until
-Ctrl-C. s3rver (the default) needs only Node; moto needs Python's moto_server.`;
+Ctrl-C. s3rver (the default) needs only Node; moto needs Python's moto_server; stub is
+the in-memory benchmark server, whose --generate name:keys:size:ext[:prefix] adds a
+bucket of generated objects (e.g. small:10000:2048:jsonl).`;
 
 async function* files(dir: string): AsyncGenerator<string> {
   for (const entry of await readdir(dir, { withFileTypes: true })) {
@@ -33,6 +47,7 @@ async function main(): Promise<number> {
         port: { type: 'string', default: '9000' },
         bucket: { type: 'string', default: 'sluice' },
         seed: { type: 'string' },
+        generate: { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -47,17 +62,20 @@ async function main(): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const server = values.server as S3ServerName;
+  const server = values.server as S3ServerName | 'stub';
   const port = Number(values.port);
   if (
     positionals.join(' ') !== 'serve s3' ||
-    !['s3rver', 'moto'].includes(server) ||
+    !['s3rver', 'moto', 'stub'].includes(server) ||
     !Number.isInteger(port)
   ) {
     console.error(USAGE);
     return 2;
   }
-  const s3 = await startS3(server, port);
+  const s3 =
+    server === 'stub'
+      ? await startStubServer(values.generate ?? [], port)
+      : await startS3(server, port);
   const client = new S3Client(s3.clientConfig);
   const bucket = values.bucket as string;
   await client.send(new CreateBucketCommand({ Bucket: bucket }));

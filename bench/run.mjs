@@ -1,0 +1,497 @@
+#!/usr/bin/env node
+// Sluice against its peers, side by side in one run: `npm run bench` (or `-- --quick`).
+// Starts the local S3 servers itself (the test kit's stub, s3rver, moto_server), seeds them,
+// runs every scenario with the contenders alternating, and writes the results table with the
+// machine's description into bench/README.md (and bench/results.json). See bench/README.md.
+import { spawn, spawnSync } from 'node:child_process';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { alternate, machine, measure, nerFile, version } from './lib.mjs';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const root = join(here, '..');
+const quick = process.argv.includes('--quick');
+const only = process.argv
+  .find((a) => a.startsWith('--only='))
+  ?.slice(7)
+  .split(',');
+const CLI = {
+  source: join(root, 'packages/s3-source/dist/cli.js'),
+  sink: join(root, 'packages/s3-sink/dist/cli.js'),
+  serve: join(root, 'packages/testkit/dist/serve.js'),
+};
+const SDK_LOOP = join(here, 'sdk-loop.mjs');
+const CONCURRENCY = 16;
+
+// Sizes: the issue's figures, or a run of a minute or two with --quick.
+const P = quick
+  ? {
+      rounds: 3,
+      small: 2_000,
+      big: 50e6,
+      servers: ['stub', 's3rver'],
+      rss: [10_000, 100_000],
+      sinkMB: 100,
+      codecMB: 20,
+    }
+  : {
+      rounds: 3,
+      small: 10_000,
+      big: 200e6,
+      servers: ['stub', 's3rver', 'moto'],
+      rss: [10_000, 100_000, 1_000_000],
+      sinkMB: 500,
+      codecMB: 100,
+    };
+
+for (const path of Object.values(CLI)) {
+  try {
+    statSync(path);
+  } catch {
+    console.error(
+      `bench: ${path} is missing: build first (npx --yes pnpm@10.34.9 install && npx --yes pnpm@10.34.9 build)`,
+    );
+    process.exit(1);
+  }
+}
+
+const log = (line) => console.error(`bench: ${line}`);
+const work = mkdtempSync(join(tmpdir(), 'sluice-bench-'));
+process.on('exit', () => rmSync(work, { recursive: true, force: true }));
+
+// --- peers ------------------------------------------------------------------------------
+
+function ensureRclone() {
+  if (version('rclone', ['version'])) return true;
+  if (process.getuid?.() === 0 && version('apt-get', ['--version'])) {
+    log('installing rclone from Debian (apt-get install rclone) ...');
+    spawnSync('apt-get', ['update', '-qq'], { stdio: 'ignore' });
+    spawnSync('apt-get', ['install', '-y', '-qq', 'rclone'], { stdio: 'ignore' });
+  }
+  if (version('rclone', ['version'])) return true;
+  log('rclone is missing and could not be installed: its columns are left out');
+  return false;
+}
+const peers = { rclone: ensureRclone(), aws: Boolean(version('aws')) };
+if (!peers.aws) log('the AWS CLI is missing (pip install awscli): its columns are left out');
+const hasMoto = Boolean(version('moto_server', ['--version']));
+const servers = P.servers.filter((s) => s !== 'moto' || hasMoto);
+if (servers.length < P.servers.length) log('moto_server is missing: its rows are left out');
+
+// --- servers ----------------------------------------------------------------------------
+
+function freePort() {
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts a test-kit S3 server in its own process; resolves with its environment for S3 clients. */
+async function startServer(kind, generate = []) {
+  const port = await freePort();
+  const child = spawn(
+    process.execPath,
+    [
+      CLI.serve,
+      'serve',
+      's3',
+      '--server',
+      kind,
+      '--port',
+      String(port),
+      '--bucket',
+      'bench',
+      ...generate.flatMap((g) => ['--generate', g]),
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  let out = '';
+  const env = await new Promise((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`${kind} exited with ${code}: ${out}`)));
+    child.stdout.on('data', (chunk) => {
+      out += chunk;
+      const line = out.split('\n').find((l) => l.trim().startsWith('export '));
+      if (line)
+        resolve(
+          Object.fromEntries(
+            line
+              .trim()
+              .slice(7)
+              .split(' ')
+              .map((kv) => kv.split(/=(.*)/s).slice(0, 2)),
+          ),
+        );
+    });
+  });
+  child.removeAllListeners('exit');
+  const stop = () =>
+    new Promise((resolve) => {
+      child.once('exit', resolve);
+      child.kill('SIGTERM');
+    });
+  process.on('exit', () => child.kill('SIGKILL'));
+  return { kind, env, endpoint: env.AWS_ENDPOINT_URL_S3, stop };
+}
+
+function client(server) {
+  return new S3Client({
+    endpoint: server.endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: {
+      accessKeyId: server.env.AWS_ACCESS_KEY_ID,
+      secretAccessKey: server.env.AWS_SECRET_ACCESS_KEY,
+    },
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+  });
+}
+
+/** A body of about `size` bytes, shaped like the stub's (JSON lines of text tasks, or text lines). */
+function body(size, ext) {
+  const lines = [];
+  let bytes = 0;
+  for (let i = 0; bytes < size; i++) {
+    const text = `Customer ${i} reports the invoice was charged twice and asks for a refund.`;
+    const line = ext === 'jsonl' ? `${JSON.stringify({ text, meta: { n: i } })}\n` : `${text}\n`;
+    lines.push(line);
+    bytes += Buffer.byteLength(line);
+  }
+  return Buffer.from(lines.join(''));
+}
+
+/** Puts `count` objects `data/<n>.<ext>` into a bucket of a real local server, 32 at a time. */
+async function seed(server, bucket, count, size, ext) {
+  const s3 = client(server);
+  await s3.send(new CreateBucketCommand({ Bucket: bucket })).catch(() => {});
+  const data = body(size, ext);
+  const width = String(Math.max(count - 1, 0)).length;
+  let next = 0;
+  const worker = async () => {
+    while (next < count) {
+      const i = next++;
+      await s3.send(
+        new PutObjectCommand({
+          Bucket: bucket,
+          Key: `data/${String(i).padStart(width, '0')}.${ext}`,
+          Body: data,
+        }),
+      );
+    }
+  };
+  await Promise.all(Array.from({ length: 32 }, worker));
+  s3.destroy();
+}
+
+// --- contenders ---------------------------------------------------------------------------
+
+function rcloneEnv(server) {
+  const env = {
+    RCLONE_CONFIG_BENCH_TYPE: 's3',
+    RCLONE_CONFIG_BENCH_PROVIDER: 'Other',
+    RCLONE_CONFIG_BENCH_ENDPOINT: server.endpoint,
+    RCLONE_CONFIG_BENCH_ACCESS_KEY_ID: server.env.AWS_ACCESS_KEY_ID,
+    RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY: server.env.AWS_SECRET_ACCESS_KEY,
+    RCLONE_CONFIG_BENCH_REGION: 'us-east-1',
+    RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE: 'true',
+    RCLONE_CONFIG: join(work, 'rclone.conf'),
+  };
+  return env;
+}
+
+function awsConfig(concurrency) {
+  const path = join(work, `aws-${concurrency}.ini`);
+  writeFileSync(
+    path,
+    `[default]\nregion = us-east-1\ns3 =\n  max_concurrent_requests = ${concurrency}\n`,
+  );
+  return path;
+}
+
+/** Environment for one contender against one server; rclone fails to load a CA bundle if AWS_CA_BUNDLE is set. */
+function envFor(server, extra = {}) {
+  return { ...server.env, AWS_CA_BUNDLE: '', ...extra };
+}
+
+function countFiles(dir) {
+  let n = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true }))
+    if (entry.isFile()) n++;
+  return n;
+}
+
+/** The four ways to fetch `s3://bucket/data/` to nowhere (or to a scratch folder), checked. */
+function sourceContenders(server, bucket, expectedObjects) {
+  const dir = join(work, 'copy');
+  const check = (name, got) => {
+    if (got !== expectedObjects)
+      throw new Error(`${name} fetched ${got} objects from ${bucket}, expected ${expectedObjects}`);
+  };
+  const contenders = {
+    async sluice() {
+      const r = await measure(
+        'node',
+        [
+          CLI.source,
+          `s3://${bucket}/data/`,
+          '--concurrency',
+          String(CONCURRENCY),
+          '--json-summary',
+        ],
+        {
+          env: envFor(server),
+        },
+      );
+      const summary = JSON.parse(r.stderr.trim().split('\n').pop());
+      check('s3-source', summary.items);
+      return { ...r, tasks: summary.tasks };
+    },
+    async sdk() {
+      const r = await measure('node', [SDK_LOOP, `s3://${bucket}/data/`, String(CONCURRENCY)], {
+        env: envFor(server),
+      });
+      check('sdk loop', JSON.parse(r.stderr.trim().split('\n').pop()).objects);
+      return r;
+    },
+  };
+  if (peers.rclone) {
+    contenders.rclone = async () => {
+      const r = await measure(
+        'rclone',
+        [
+          'copy',
+          `bench:${bucket}/data`,
+          dir,
+          '--transfers',
+          String(CONCURRENCY),
+          '--checkers',
+          String(CONCURRENCY),
+        ],
+        {
+          env: { ...envFor(server), ...rcloneEnv(server) },
+        },
+      );
+      check('rclone', countFiles(dir));
+      return r;
+    };
+  }
+  if (peers.aws) {
+    contenders.aws = async () => {
+      const r = await measure(
+        'aws',
+        [
+          's3',
+          'cp',
+          `s3://${bucket}/data/`,
+          dir,
+          '--recursive',
+          '--quiet',
+          '--endpoint-url',
+          server.endpoint,
+        ],
+        {
+          env: envFor(server, { AWS_CONFIG_FILE: awsConfig(CONCURRENCY) }),
+        },
+      );
+      check('aws s3 cp', countFiles(dir));
+      return r;
+    };
+  }
+  const before = () => {
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+  };
+  return { contenders, before };
+}
+
+// --- scenarios ------------------------------------------------------------------------------
+
+const results = {
+  machine: machine(),
+  quick,
+  concurrency: CONCURRENCY,
+  rounds: P.rounds,
+  scenarios: {},
+};
+const want = (name) => !only || only.includes(name);
+
+async function withServer(kind, generate, fn) {
+  const server = await startServer(kind, kind === 'stub' ? generate : []);
+  try {
+    return await fn(server);
+  } finally {
+    await server.stop();
+  }
+}
+
+if (want('small')) {
+  const rows = [];
+  for (const kind of servers) {
+    for (const ext of ['jsonl', 'txt']) {
+      const bucket = `small-${ext}`;
+      await withServer(kind, [`${bucket}:${P.small}:2048:${ext}`], async (server) => {
+        if (kind !== 'stub') {
+          log(`seeding ${P.small} objects of 2 KiB into ${kind} ...`);
+          await seed(server, bucket, P.small, 2048, ext);
+        }
+        const { contenders, before } = sourceContenders(server, bucket, P.small);
+        const medians = await alternate(`small ${kind} ${ext}`, contenders, P.rounds, { before });
+        rows.push({ server: kind, ext, objects: P.small, medians });
+      });
+    }
+  }
+  results.scenarios.small = rows;
+}
+
+if (want('big')) {
+  const rows = [];
+  for (const kind of servers) {
+    await withServer(kind, [`big:1:${P.big}:jsonl`], async (server) => {
+      if (kind !== 'stub') {
+        log(`uploading one ${P.big / 1e6} MB object into ${kind} ...`);
+        const s3 = client(server);
+        await s3.send(new CreateBucketCommand({ Bucket: 'big' })).catch(() => {});
+        await new Upload({
+          client: s3,
+          params: { Bucket: 'big', Key: 'data/0.jsonl', Body: body(P.big, 'jsonl') },
+        }).done();
+        s3.destroy();
+      }
+      const { contenders, before } = sourceContenders(server, 'big', 1);
+      const medians = await alternate(`big ${kind}`, contenders, P.rounds, { before });
+      rows.push({ server: kind, bytes: P.big, medians });
+    });
+  }
+  results.scenarios.big = rows;
+}
+
+if (want('first')) {
+  const sizes = [1_000, 100_000];
+  await withServer(
+    'stub',
+    sizes.map((n) => `first${n}:${n}:2048:jsonl`),
+    async (server) => {
+      const contenders = Object.fromEntries(
+        sizes.map((n) => [
+          `${n} keys`,
+          () =>
+            measure('node', [CLI.source, `s3://first${n}/data/`, '--quiet'], {
+              env: envFor(server),
+              firstByte: true,
+              stopAfterFirstByte: true,
+            }).then((r) => ({ ...r, seconds: r.firstByte })),
+        ]),
+      );
+      results.scenarios.first = await alternate('first task', contenders, 5);
+    },
+  );
+}
+
+if (want('rss')) {
+  const rows = [];
+  for (const keys of P.rss) {
+    await withServer('stub', [`rss:${keys}:64:txt`], async (server) => {
+      const { contenders } = sourceContenders(server, 'rss', keys);
+      const medians = await alternate(
+        `rss ${keys}`,
+        { sluice: contenders.sluice, sdk: contenders.sdk },
+        1,
+      );
+      rows.push({ keys, medians });
+    });
+  }
+  results.scenarios.rss = rows;
+}
+
+if (want('sink') && peers.aws) {
+  const file = await nerFile(P.sinkMB * 1e6);
+  const bytes = statSync(file).size;
+  const rows = [];
+  for (const kind of servers) {
+    await withServer(kind, [], async (server) => {
+      const s3 = client(server);
+      await s3.send(new CreateBucketCommand({ Bucket: 'sink' })).catch(() => {});
+      s3.destroy();
+      let run = 0;
+      const contenders = {
+        sluice: () =>
+          measure(
+            'sh',
+            [
+              '-c',
+              `exec node "$0" "s3://sink/sluice/$1/" --dataset bench --quiet < "$2"`,
+              CLI.sink,
+              String(run++),
+              file,
+            ],
+            {
+              env: envFor(server),
+            },
+          ),
+        aws: () =>
+          measure(
+            'aws',
+            [
+              's3',
+              'cp',
+              file,
+              `s3://sink/aws/${run++}/bench.jsonl`,
+              '--quiet',
+              '--endpoint-url',
+              server.endpoint,
+            ],
+            {
+              env: envFor(server, { AWS_CONFIG_FILE: awsConfig(4) }),
+            },
+          ),
+      };
+      const medians = await alternate(`sink ${kind}`, contenders, P.rounds);
+      rows.push({ server: kind, bytes, medians });
+    });
+  }
+  results.scenarios.sink = rows;
+}
+
+if (want('codec')) {
+  const codec = spawnSync(process.execPath, [join(here, 'codec.mjs'), '--json'], {
+    env: { ...process.env, BENCH_MB: String(P.codecMB), BENCH_ROUNDS: String(quick ? 3 : 5) },
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  if (codec.status !== 0) throw new Error('codec benchmark failed');
+  results.scenarios.codec = JSON.parse(codec.stdout);
+}
+
+// --- report ---------------------------------------------------------------------------------
+
+writeFileSync(
+  join(here, quick ? 'results-quick.json' : 'results.json'),
+  `${JSON.stringify(results, null, 2)}\n`,
+);
+const report = (await import('./report.mjs')).render(results);
+const readme = join(here, 'README.md');
+const text = readFileSync(readme, 'utf8');
+const start = '<!-- results:start -->';
+const end = '<!-- results:end -->';
+const at = text.indexOf(start);
+const next =
+  at < 0
+    ? `${text.trimEnd()}\n\n${start}\n${report}\n${end}\n`
+    : `${text.slice(0, at)}${start}\n${report}\n${text.slice(text.indexOf(end))}`;
+if (!quick) writeFileSync(readme, next);
+console.log(report);
