@@ -449,7 +449,8 @@ class SinkRun {
           file = new StagedFile(newFile(), this.format);
           group.files.push(file);
         }
-        await file.add(JSON.stringify(task));
+        // The line as it came (db-out's own bytes: `1.0` stays `1.0`), or the task serialized.
+        await file.add(record.raw || JSON.stringify(task));
       }
       if (options.signal?.aborted) {
         throw new SluiceError('interrupted: nothing was written', { code: 'INTERRUPTED' });

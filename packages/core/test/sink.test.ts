@@ -31,6 +31,14 @@ describe('sink counts', () => {
     expect(manifest.counts.labels.constructor).toBe(2);
   });
 
+  it('keeps db-out lines byte for byte (floats such as 1.0 stay floats)', async () => {
+    const store = new Map<string, Buffer>();
+    const lines = '{"text": "a", "score": 1.0, "answer": "accept"}\n{"text":"b","meta":{"p":2.50}}\n';
+    const result = await createSink(memoryDriver(store), 'mem://x').writeJsonl([lines]);
+    const [part] = result.manifest.parts;
+    expect((store.get(`mem://x/${part?.key}`) as Buffer).toString()).toBe(lines);
+  });
+
   it('refuses part names that would collide', async () => {
     const sink = createSink(memoryDriver(new Map()), 'mem://x', { name: 'all', maxPartRecords: 1 });
     await expect(sink.write([{ text: 'a' }, { text: 'b' }])).rejects.toThrow(
