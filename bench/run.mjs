@@ -40,12 +40,12 @@ const CONCURRENCY = 16;
 const P = quick
   ? {
       rounds: 3,
-      small: 2_000,
-      big: 50e6,
+      small: 1_000,
+      big: 20e6,
       servers: ['stub', 's3rver'],
-      rss: [10_000, 100_000],
-      sinkMB: 100,
-      codecMB: 20,
+      rss: [10_000, 30_000],
+      sinkMB: 50,
+      codecMB: 10,
     }
   : {
       rounds: 3,
@@ -479,10 +479,7 @@ if (want('codec')) {
 
 // --- report ---------------------------------------------------------------------------------
 
-writeFileSync(
-  join(here, quick ? 'results-quick.json' : 'results.json'),
-  `${JSON.stringify(results, null, 2)}\n`,
-);
+writeFileSync(join(here, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
 const report = (await import('./report.mjs')).render(results);
 const readme = join(here, 'README.md');
 const text = readFileSync(readme, 'utf8');
@@ -493,5 +490,5 @@ const next =
   at < 0
     ? `${text.trimEnd()}\n\n${start}\n${report}\n${end}\n`
     : `${text.slice(0, at)}${start}\n${report}\n${text.slice(text.indexOf(end))}`;
-if (!quick) writeFileSync(readme, next);
+writeFileSync(readme, next);
 console.log(report);

@@ -33,7 +33,8 @@ describe('sink counts', () => {
 
   it('keeps db-out lines byte for byte (floats such as 1.0 stay floats)', async () => {
     const store = new Map<string, Buffer>();
-    const lines = '{"text": "a", "score": 1.0, "answer": "accept"}\n{"text":"b","meta":{"p":2.50}}\n';
+    const lines =
+      '{"text": "a", "score": 1.0, "answer": "accept"}\n{"text":"b","meta":{"p":2.50}}\n';
     const result = await createSink(memoryDriver(store), 'mem://x').writeJsonl([lines]);
     const [part] = result.manifest.parts;
     expect((store.get(`mem://x/${part?.key}`) as Buffer).toString()).toBe(lines);
