@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { createSink, type SinkDriver } from '../src/sink.js';
 
@@ -35,7 +36,9 @@ describe('sink counts', () => {
     const store = new Map<string, Buffer>();
     const lines =
       '{"text": "a", "score": 1.0, "answer": "accept"}\n{"text":"b","meta":{"p":2.50}}\n';
-    const result = await createSink(memoryDriver(store), 'mem://x').writeJsonl([lines]);
+    const result = await createSink(memoryDriver(store), 'mem://x').writeJsonl(
+      Readable.from([lines]),
+    );
     const [part] = result.manifest.parts;
     expect((store.get(`mem://x/${part?.key}`) as Buffer).toString()).toBe(lines);
   });
