@@ -17,8 +17,6 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import { alternate, machine, measure, nerFile, version } from './lib.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -102,8 +100,11 @@ function freePort() {
   });
 }
 
-/** Starts a test-kit S3 server in its own process; resolves with its environment for S3 clients. */
-async function startServer(kind, generate = []) {
+/**
+ * Starts a test-kit S3 server in its own process with an empty `bucket` and the generated
+ * buckets (held in memory by the stub, uploaded to the others); resolves with its environment.
+ */
+async function startServer(kind, generate, bucket) {
   const port = await freePort();
   const child = spawn(
     process.execPath,
@@ -116,7 +117,7 @@ async function startServer(kind, generate = []) {
       '--port',
       String(port),
       '--bucket',
-      'bench',
+      bucket,
       ...generate.flatMap((g) => ['--generate', g]),
     ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
@@ -147,55 +148,6 @@ async function startServer(kind, generate = []) {
     });
   process.on('exit', () => child.kill('SIGKILL'));
   return { kind, env, endpoint: env.AWS_ENDPOINT_URL_S3, stop };
-}
-
-function client(server) {
-  return new S3Client({
-    endpoint: server.endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: {
-      accessKeyId: server.env.AWS_ACCESS_KEY_ID,
-      secretAccessKey: server.env.AWS_SECRET_ACCESS_KEY,
-    },
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-  });
-}
-
-/** A body of about `size` bytes, shaped like the stub's (JSON lines of text tasks, or text lines). */
-function body(size, ext) {
-  const lines = [];
-  let bytes = 0;
-  for (let i = 0; bytes < size; i++) {
-    const text = `Customer ${i} reports the invoice was charged twice and asks for a refund.`;
-    const line = ext === 'jsonl' ? `${JSON.stringify({ text, meta: { n: i } })}\n` : `${text}\n`;
-    lines.push(line);
-    bytes += Buffer.byteLength(line);
-  }
-  return Buffer.from(lines.join(''));
-}
-
-/** Puts `count` objects `data/<n>.<ext>` into a bucket of a real local server, 32 at a time. */
-async function seed(server, bucket, count, size, ext) {
-  const s3 = client(server);
-  await s3.send(new CreateBucketCommand({ Bucket: bucket })).catch(() => {});
-  const data = body(size, ext);
-  const width = String(Math.max(count - 1, 0)).length;
-  let next = 0;
-  const worker = async () => {
-    while (next < count) {
-      const i = next++;
-      await s3.send(
-        new PutObjectCommand({
-          Bucket: bucket,
-          Key: `data/${String(i).padStart(width, '0')}.${ext}`,
-          Body: data,
-        }),
-      );
-    }
-  };
-  await Promise.all(Array.from({ length: 32 }, worker));
-  s3.destroy();
 }
 
 // --- contenders ---------------------------------------------------------------------------
@@ -330,8 +282,9 @@ const results = {
 };
 const want = (name) => !only || only.includes(name);
 
-async function withServer(kind, generate, fn) {
-  const server = await startServer(kind, kind === 'stub' ? generate : []);
+async function withServer(kind, generate, fn, bucket = 'bench') {
+  if (kind !== 'stub' && generate.length) log(`seeding ${kind} with ${generate.join(', ')} ...`);
+  const server = await startServer(kind, generate, bucket);
   try {
     return await fn(server);
   } finally {
@@ -345,10 +298,6 @@ if (want('small')) {
     for (const ext of ['jsonl', 'txt']) {
       const bucket = `small-${ext}`;
       await withServer(kind, [`${bucket}:${P.small}:2048:${ext}`], async (server) => {
-        if (kind !== 'stub') {
-          log(`seeding ${P.small} objects of 2 KiB into ${kind} ...`);
-          await seed(server, bucket, P.small, 2048, ext);
-        }
         const { contenders, before } = sourceContenders(server, bucket, P.small);
         const medians = await alternate(`small ${kind} ${ext}`, contenders, P.rounds, { before });
         rows.push({ server: kind, ext, objects: P.small, medians });
@@ -362,16 +311,6 @@ if (want('big')) {
   const rows = [];
   for (const kind of servers) {
     await withServer(kind, [`big:1:${P.big}:jsonl`], async (server) => {
-      if (kind !== 'stub') {
-        log(`uploading one ${P.big / 1e6} MB object into ${kind} ...`);
-        const s3 = client(server);
-        await s3.send(new CreateBucketCommand({ Bucket: 'big' })).catch(() => {});
-        await new Upload({
-          client: s3,
-          params: { Bucket: 'big', Key: 'data/0.jsonl', Body: body(P.big, 'jsonl') },
-        }).done();
-        s3.destroy();
-      }
       const { contenders, before } = sourceContenders(server, 'big', 1);
       const medians = await alternate(`big ${kind}`, contenders, P.rounds, { before });
       rows.push({ server: kind, bytes: P.big, medians });
@@ -423,46 +362,48 @@ if (want('sink') && peers.aws) {
   const bytes = statSync(file).size;
   const rows = [];
   for (const kind of servers) {
-    await withServer(kind, [], async (server) => {
-      const s3 = client(server);
-      await s3.send(new CreateBucketCommand({ Bucket: 'sink' })).catch(() => {});
-      s3.destroy();
-      let run = 0;
-      const contenders = {
-        sluice: () =>
-          measure(
-            'sh',
-            [
-              '-c',
-              `exec node "$0" "s3://sink/sluice/$1/" --dataset bench --quiet < "$2"`,
-              CLI.sink,
-              String(run++),
-              file,
-            ],
-            {
-              env: envFor(server),
-            },
-          ),
-        aws: () =>
-          measure(
-            'aws',
-            [
-              's3',
-              'cp',
-              file,
-              `s3://sink/aws/${run++}/bench.jsonl`,
-              '--quiet',
-              '--endpoint-url',
-              server.endpoint,
-            ],
-            {
-              env: envFor(server, { AWS_CONFIG_FILE: awsConfig(4) }),
-            },
-          ),
-      };
-      const medians = await alternate(`sink ${kind}`, contenders, P.rounds);
-      rows.push({ server: kind, bytes, medians });
-    });
+    await withServer(
+      kind,
+      [],
+      async (server) => {
+        let run = 0;
+        const contenders = {
+          sluice: () =>
+            measure(
+              'sh',
+              [
+                '-c',
+                `exec node "$0" "s3://sink/sluice/$1/" --dataset bench --quiet < "$2"`,
+                CLI.sink,
+                String(run++),
+                file,
+              ],
+              {
+                env: envFor(server),
+              },
+            ),
+          aws: () =>
+            measure(
+              'aws',
+              [
+                's3',
+                'cp',
+                file,
+                `s3://sink/aws/${run++}/bench.jsonl`,
+                '--quiet',
+                '--endpoint-url',
+                server.endpoint,
+              ],
+              {
+                env: envFor(server, { AWS_CONFIG_FILE: awsConfig(4) }),
+              },
+            ),
+        };
+        const medians = await alternate(`sink ${kind}`, contenders, P.rounds);
+        rows.push({ server: kind, bytes, medians });
+      },
+      'sink',
+    );
   }
   results.scenarios.sink = rows;
 }

@@ -72,6 +72,17 @@ function generatedBody(size: number, ext: string): Buffer {
   return Buffer.from(lines.join(''));
 }
 
+/** The keys and the shared body of a generated bucket, for the stub and for seeding real servers. */
+export function generatedObjects(spec: GeneratedBucket): { keys: string[]; body: Buffer } {
+  const prefix = spec.prefix ?? 'data/';
+  const width = String(Math.max(spec.keys - 1, 0)).length;
+  const keys = Array.from(
+    { length: spec.keys },
+    (_, i) => `${prefix}${String(i).padStart(width, '0')}.${spec.ext}`,
+  );
+  return { keys, body: generatedBody(spec.size, spec.ext) };
+}
+
 const md5 = (data: Buffer | string) => createHash('md5').update(data).digest('hex');
 const escapeXml = (s: string) =>
   s.replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(0)};`).replace(/\r/g, '&#13;');
@@ -116,13 +127,7 @@ export class S3Stub {
 
   /** Adds a bucket of generated objects (replacing one of the same name). */
   generate(spec: GeneratedBucket): void {
-    const prefix = spec.prefix ?? 'data/';
-    const width = String(Math.max(spec.keys - 1, 0)).length;
-    const keys = Array.from(
-      { length: spec.keys },
-      (_, i) => `${prefix}${String(i).padStart(width, '0')}.${spec.ext}`,
-    );
-    const body = generatedBody(spec.size, spec.ext);
+    const { keys, body } = generatedObjects(spec);
     this.buckets.set(spec.name, {
       keys,
       generated: { body, etag: md5(body) },

@@ -7,11 +7,16 @@ import { join, relative, sep } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { type S3ServerName, startS3 } from './s3.js';
-import { parseGeneratedBucket, startS3Stub } from './s3-stub.js';
+import {
+  type GeneratedBucket,
+  generatedObjects,
+  parseGeneratedBucket,
+  startS3Stub,
+} from './s3-stub.js';
 
 /** The stub with its generated buckets, shaped like the other servers for the code below. */
-async function startStubServer(specs: string[], port: number) {
-  const { endpoint, stop } = await startS3Stub(specs.map(parseGeneratedBucket), port);
+async function startStubServer(buckets: GeneratedBucket[], port: number) {
+  const { endpoint, stop } = await startS3Stub(buckets, port);
   const credentials = { accessKeyId: 'sluice-stub', secretAccessKey: 'sluice-stub-secret' };
   return {
     endpoint,
@@ -25,8 +30,9 @@ const USAGE = `usage: testkit serve s3 [--server s3rver|moto|stub] [--port 9000]
 Starts a local S3 server on 127.0.0.1, creates the bucket, uploads every file under
 --seed (keys relative to it), prints the environment for the S3 CLIs, and serves until
 Ctrl-C. s3rver (the default) needs only Node; moto needs Python's moto_server; stub is
-the in-memory benchmark server, whose --generate name:keys:size:ext[:prefix] adds a
-bucket of generated objects (e.g. small:10000:2048:jsonl).`;
+the in-memory benchmark server. --generate name:keys:size:ext[:prefix] adds a bucket of
+generated objects (e.g. small:10000:2048:jsonl): held in memory by the stub, uploaded to
+the others.`;
 
 async function* files(dir: string): AsyncGenerator<string> {
   for (const entry of await readdir(dir, { withFileTypes: true })) {
@@ -35,6 +41,19 @@ async function* files(dir: string): AsyncGenerator<string> {
     if (entry.isDirectory()) yield* files(path);
     else if (entry.isFile()) yield path;
   }
+}
+
+/** Creates a generated bucket on a real server: every key, 32 uploads at a time. */
+async function upload(client: S3Client, spec: GeneratedBucket): Promise<void> {
+  await client.send(new CreateBucketCommand({ Bucket: spec.name }));
+  const { keys, body } = generatedObjects(spec);
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < keys.length; i = next++) {
+      await client.send(new PutObjectCommand({ Bucket: spec.name, Key: keys[i], Body: body }));
+    }
+  };
+  await Promise.all(Array.from({ length: 32 }, worker));
 }
 
 async function main(): Promise<number> {
@@ -72,10 +91,15 @@ async function main(): Promise<number> {
     console.error(USAGE);
     return 2;
   }
+  let generated: GeneratedBucket[];
+  try {
+    generated = (values.generate ?? []).map(parseGeneratedBucket);
+  } catch (error) {
+    console.error(`testkit: error: ${(error as Error).message}`);
+    return 2;
+  }
   const s3 =
-    server === 'stub'
-      ? await startStubServer(values.generate ?? [], port)
-      : await startS3(server, port);
+    server === 'stub' ? await startStubServer(generated, port) : await startS3(server, port);
   const client = new S3Client(s3.clientConfig);
   const bucket = values.bucket as string;
   await client.send(new CreateBucketCommand({ Bucket: bucket }));
@@ -89,6 +113,8 @@ async function main(): Promise<number> {
       seeded++;
     }
   }
+  // The stub holds generated buckets in memory; a real server gets them uploaded.
+  if (server !== 'stub') for (const spec of generated) await upload(client, spec);
   client.destroy();
   const { accessKeyId, secretAccessKey } = s3.clientConfig.credentials;
   const env = [
@@ -104,7 +130,7 @@ async function main(): Promise<number> {
       : []),
   ];
   console.log(
-    `S3 (${server}) serving on ${s3.endpoint}; bucket "${bucket}" holds ${seeded} seeded objects.`,
+    `S3 (${server}) serving on ${s3.endpoint}; bucket "${bucket}" holds ${seeded} seeded objects${generated.map((g) => `; "${g.name}" ${g.keys} generated`).join('')}.`,
   );
   console.log(
     "Point the Sluice S3 CLIs at it (these are the local server's fixed test credentials):",
