@@ -101,9 +101,7 @@ class LiveExport:
         self._published = -1  # unknown: a journal from an earlier session is published once
         self._last_error: Optional[str] = None
         self._changed = threading.Condition()
-        self._stopping = threading.Event()  # cuts the wait between publishes short
-        self._closing = False
-        self._closed = False
+        self._stopping = threading.Event()  # set by close(); also cuts the wait between publishes short
         self._worker = threading.Thread(target=self._run, name="sluice-live-export", daemon=True)
         self._worker.start()
         atexit.register(self.close)
@@ -121,11 +119,10 @@ class LiveExport:
     def close(self) -> None:
         """Publishes what is left, then stops; safe to call more than once."""
         with self._changed:
-            if self._closed:
+            if self._stopping.is_set():
                 return
-            self._closed = self._closing = True
+            self._stopping.set()
             self._changed.notify()
-        self._stopping.set()
         atexit.unregister(self.close)
         self._worker.join()
         if self._pending() and not self._publish():
@@ -142,9 +139,9 @@ class LiveExport:
         failures = 0
         while True:
             with self._changed:
-                while not self._closing and not self._pending():
+                while not self._stopping.is_set() and not self._pending():
                     self._changed.wait()
-                if self._closing:
+                if self._stopping.is_set():
                     return
             if self._publish():
                 failures = 0
