@@ -1,5 +1,4 @@
-import murmurhash from 'murmurhash';
-import { pythonJsonDumps } from './python-json.js';
+import { pythonJsonDumps, pythonJsonDumpsRecord } from './python-json.js';
 import type { Task } from './task.js';
 
 /** Fields whose values identify a task's input, in the order Prodigy concatenates them. */
@@ -37,10 +36,51 @@ export interface SetHashesOptions extends HashKeyOptions {
 }
 
 const encoder = new TextEncoder();
+let scratch = new Uint8Array(4096);
+
+/** `s` as UTF-8 in a reused buffer (valid until the next call), without allocating per call. */
+function utf8(s: string): Uint8Array {
+  // Three bytes per UTF-16 unit at most.
+  if (s.length * 3 > scratch.length) scratch = new Uint8Array(s.length * 3);
+  const { written } = encoder.encodeInto(s, scratch);
+  return scratch.subarray(0, written);
+}
 
 /** MurmurHash3 x86 32-bit with seed 0 over the UTF-8 bytes of `s`, as a signed int32. */
 export function murmurhash3_32(s: string): number {
-  return murmurhash.v3(encoder.encode(s), 0) | 0;
+  // Austin Appleby's public-domain algorithm.
+  const bytes = utf8(s);
+  const length = bytes.length;
+  const tail = length & ~3;
+  let h = 0;
+  for (let i = 0; i < tail; i += 4) {
+    let k =
+      (bytes[i] as number) |
+      ((bytes[i + 1] as number) << 8) |
+      ((bytes[i + 2] as number) << 16) |
+      ((bytes[i + 3] as number) << 24);
+    k = Math.imul(k, 0xcc9e2d51);
+    k = (k << 15) | (k >>> 17);
+    h ^= Math.imul(k, 0x1b873593);
+    h = (h << 13) | (h >>> 19);
+    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+  }
+  const rest = length & 3;
+  if (rest > 0) {
+    let k = bytes[tail] as number;
+    if (rest > 1) k |= (bytes[tail + 1] as number) << 8;
+    if (rest > 2) k |= (bytes[tail + 2] as number) << 16;
+    k = Math.imul(k, 0xcc9e2d51);
+    k = (k << 15) | (k >>> 17);
+    h ^= Math.imul(k, 0x1b873593);
+  }
+  h ^= length;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h | 0;
 }
 
 const ignoreSets = new WeakMap<readonly string[], ReadonlySet<string>>();
@@ -54,36 +94,18 @@ function ignoreSet(keys: readonly string[]): ReadonlySet<string> {
   return set;
 }
 
-// Strip descends into lists as well as objects: the golden entity-linking tasks only hash right
-// when `score`, `rank` and `source` are dropped from the span objects inside `spans`.
-function strip(value: unknown, ignore: ReadonlySet<string>): unknown {
-  if (Array.isArray(value)) return value.map((item) => strip(item, ignore));
-  if (typeof value !== 'object' || value === null || !isPlainObject(value)) return value;
-  const out: Record<string, unknown> = {};
-  for (const [key, item] of Object.entries(value)) {
-    if (!ignore.has(key)) out[key] = strip(item, ignore);
-  }
-  return out;
-}
-
-function isPlainObject(value: object): boolean {
-  const proto = Object.getPrototypeOf(value);
-  return proto === Object.prototype || proto === null;
-}
-
+// Ignored keys are dropped inside lists as well as objects: the golden entity-linking tasks only
+// hash right when `score`, `rank` and `source` are dropped from the span objects inside `spans`.
 function keyedParts(task: Task, keys: readonly string[], ignore: ReadonlySet<string>): string {
   let out = '';
   for (const key of keys) {
     const value = task[key];
-    if (value !== undefined) out += `${key}=${pythonJsonDumps(strip(value, ignore))}`;
+    if (value !== undefined) out += `${key}=${pythonJsonDumps(value, ignore)}`;
   }
   return out;
 }
 
-function withoutHashes(task: Task): Record<string, unknown> {
-  const { _input_hash: _i, _task_hash: _t, ...rest } = task;
-  return rest;
-}
+const NO_HASHES = { _input_hash: undefined, _task_hash: undefined };
 
 function computeInputHash(task: Task, options: HashKeyOptions): number {
   const ignore = ignoreSet(options.ignore ?? IGNORE_KEYS);
@@ -91,7 +113,7 @@ function computeInputHash(task: Task, options: HashKeyOptions): number {
   if (keyed) return murmurhash3_32(keyed);
   // No input key: the whole stripped task stands in. Hashes it may already hold are left out
   // so that rehashing is stable; Prodigy hashes a fresh task, which holds none.
-  return murmurhash3_32(pythonJsonDumps(strip(withoutHashes(task), ignore)));
+  return murmurhash3_32(pythonJsonDumpsRecord(task, NO_HASHES, ignore));
 }
 
 function computeTaskHash(task: Task, inputHashValue: number, options: HashKeyOptions): number {
@@ -101,8 +123,8 @@ function computeTaskHash(task: Task, inputHashValue: number, options: HashKeyOpt
   if (keyed) return murmurhash3_32(prefix + keyed);
   // No task key: Prodigy dumps the whole task, which by then already holds its `_input_hash`
   // (the golden NER files only match with it included), after the input-hash prefix.
-  const whole = { ...withoutHashes(task), _input_hash: inputHashValue };
-  return murmurhash3_32(prefix + pythonJsonDumps(strip(whole, ignore)));
+  const replace = { _input_hash: inputHashValue, _task_hash: undefined };
+  return murmurhash3_32(prefix + pythonJsonDumpsRecord(task, replace, ignore));
 }
 
 /** Prodigy's `_input_hash` of a task, computed from its fields (a stored hash is ignored). */

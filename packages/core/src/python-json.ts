@@ -34,7 +34,10 @@ const SHORT_ESCAPES: Record<number, string> = {
 // Python's ensure_ascii leaves only printable ASCII (space to `~`) unescaped, DEL included in
 // the escaped set. Working on UTF-16 code units yields surrogate pairs for astral characters and
 // \udXXX for lone surrogates, both exactly as Python writes them.
+const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
 function dumpString(s: string): string {
+  if (PLAIN.test(s)) return `"${s}"`;
   let out = '"';
   let runStart = 0;
   for (let i = 0; i < s.length; i++) {
@@ -104,7 +107,43 @@ function dumpNumber(x: number): string {
   return pythonFloatRepr(x);
 }
 
-function dump(value: unknown, ancestors: Set<object>): string | undefined {
+const SURROGATE = /[\ud800-\udfff]/;
+
+/**
+ * Sorts keys in place as Python sorts str: by code point, which differs from UTF-16 order only
+ * around surrogates. Objects have few keys, and insertion sort beats `Array.prototype.sort`
+ * several times over on those.
+ */
+function sortKeys(keys: string[]): string[] {
+  if (keys.length > 16) keys.sort();
+  else {
+    for (let i = 1; i < keys.length; i++) {
+      const key = keys[i] as string;
+      let j = i - 1;
+      for (; j >= 0 && (keys[j] as string) > key; j--) keys[j + 1] = keys[j] as string;
+      keys[j + 1] = key;
+    }
+  }
+  for (const key of keys) if (SURROGATE.test(key)) return keys.sort(compareCodePoints);
+  return keys;
+}
+
+function isPlainObject(value: object): boolean {
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+// `ignore` drops keys of plain objects at every depth, lists included; it does not reach into
+// other objects (class instances are dumped whole).
+// Python's own json.dumps fails deeper than its recursion limit (1000 by default), so no task
+// Prodigy can hash nests this deep; a circular reference always does.
+const MAX_DEPTH = 1000;
+
+function dump(
+  value: unknown,
+  depth: number,
+  ignore: ReadonlySet<string> | undefined,
+): string | undefined {
   if (value === null) return 'null';
   switch (typeof value) {
     case 'string':
@@ -122,31 +161,64 @@ function dump(value: unknown, ancestors: Set<object>): string | undefined {
   }
   if (value instanceof PyFloat) return pythonFloatRepr(value.value);
   const obj = value as object;
-  if (ancestors.has(obj)) throw new TypeError('Circular reference detected');
-  ancestors.add(obj);
+  if (depth >= MAX_DEPTH) {
+    throw new TypeError(`Circular reference detected, or a value nested over ${MAX_DEPTH} deep`);
+  }
   let out: string;
   if (Array.isArray(obj)) {
     // Like JSON.stringify, holes and unserializable items become null so positions survive.
-    out = `[${obj.map((item) => dump(item, ancestors) ?? 'null').join(',')}]`;
+    out = '[';
+    for (let i = 0; i < obj.length; i++) {
+      out += `${i ? ',' : ''}${dump(obj[i], depth + 1, ignore) ?? 'null'}`;
+    }
+    out += ']';
   } else {
     const record = obj as Record<string, unknown>;
-    const parts: string[] = [];
-    for (const key of Object.keys(record).sort(compareCodePoints)) {
-      const dumped = dump(record[key], ancestors);
-      if (dumped !== undefined) parts.push(`${dumpString(key)}:${dumped}`);
-    }
-    out = `{${parts.join(',')}}`;
+    const skip = ignore && isPlainObject(obj) ? ignore : undefined;
+    out = dumpRecord(Object.keys(record), (key) => record[key], depth + 1, skip);
   }
-  ancestors.delete(obj);
   return out;
+}
+
+// `skip` holds the keys to drop here and below; undefined for objects `ignore` does not reach.
+function dumpRecord(
+  keys: string[],
+  get: (key: string) => unknown,
+  depth: number,
+  skip: ReadonlySet<string> | undefined,
+): string {
+  let out = '{';
+  for (const key of sortKeys(keys)) {
+    if (skip?.has(key)) continue;
+    const dumped = dump(get(key), depth, skip);
+    if (dumped !== undefined) out += `${out.length > 1 ? ',' : ''}${dumpString(key)}:${dumped}`;
+  }
+  return `${out}}`;
 }
 
 /**
  * Serializes a value byte for byte as Python's
  * `json.dumps(value, sort_keys=True, ensure_ascii=True, separators=(",", ":"))`.
+ * With `ignore`, those keys are left out of its plain objects at every depth (lists included),
+ * as if they had been deleted first.
  */
-export function pythonJsonDumps(value: unknown): string {
-  const out = dump(value, new Set());
+export function pythonJsonDumps(value: unknown, ignore?: ReadonlySet<string>): string {
+  const out = dump(value, 0, ignore);
   if (out === undefined) throw new TypeError(`cannot serialize a value of type ${typeof value}`);
   return out;
+}
+
+/**
+ * {@link pythonJsonDumps} of a record as if `replace` were assigned over its own keys
+ * (an `undefined` value drops the key): Prodigy's whole-task dump without copying the task.
+ */
+export function pythonJsonDumpsRecord(
+  record: Record<string, unknown>,
+  replace: Record<string, unknown>,
+  ignore: ReadonlySet<string>,
+): string {
+  const keys = Object.keys(record);
+  for (const key of Object.keys(replace)) if (!Object.hasOwn(record, key)) keys.push(key);
+  const get = (key: string) => (Object.hasOwn(replace, key) ? replace[key] : record[key]);
+  return dumpRecord(keys, get, 1, ignore);
 }

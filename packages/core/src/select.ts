@@ -1,6 +1,6 @@
-import murmurhash from 'murmurhash';
 import picomatch from 'picomatch';
 import { usageError } from './errors.js';
+import { murmurhash3_32 } from './hash.js';
 
 /** Which items of a store a source reads. Every field is optional. */
 export interface Selection {
@@ -34,7 +34,7 @@ export interface SelectableItem {
 }
 
 function unitHash(text: string): number {
-  return murmurhash.v3(Buffer.from(text, 'utf8'), 0) / 0x1_0000_0000;
+  return (murmurhash3_32(text) >>> 0) / 0x1_0000_0000;
 }
 
 /** Matches keys against globs; a pattern without `/` matches the file name at any depth, like `find -name`. */

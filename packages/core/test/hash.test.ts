@@ -14,14 +14,21 @@ import {
 import type { Task } from '../src/task.js';
 
 // Expected hashes in the unit tests come from a reference implementation in Python that
-// reproduces the golden Prodigy exports (json.dumps + MurmurHash3), not from Prodigy itself.
+// reproduces the golden Prodigy exports (json.dumps + MurmurHash3), not from Prodigy itself;
+// the short MurmurHash3 cases come from the `murmurhash` npm package, a separate implementation.
 
 describe('murmurhash3_32', () => {
   it.each([
     ['', 0],
+    // One of each tail length (1, 2, 3 and 0 bytes past a 4-byte block).
+    ['a', 1009084850],
+    ['ab', -1681926305],
+    ['abc', -1277324294],
+    ['abcd', 1139631978],
     ['hello', 613153351],
     ['foo', -156908512],
     ['Grüße, 世界 😀', -16254615],
+    ['éé', 1182274021],
   ])('hashes %j over UTF-8 to a signed int32', (input, expected) => {
     expect(murmurhash3_32(input)).toBe(expected);
   });

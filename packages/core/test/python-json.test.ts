@@ -106,6 +106,23 @@ describe('pythonJsonDumps: containers', () => {
     expect(() => pythonJsonDumps(undefined)).toThrow(TypeError);
   });
 
+  it('sorts objects with many keys as it sorts few', () => {
+    const keys = Array.from({ length: 40 }, (_, i) => `k${(i * 7) % 40}`);
+    const value = Object.fromEntries(keys.map((key) => [key, 0]));
+    const sorted = [...keys].sort().map((key) => `"${key}":0`);
+    expect(pythonJsonDumps(value)).toBe(`{${sorted.join(',')}}`);
+  });
+
+  it('leaves ignored keys out of plain objects at every depth, lists included', () => {
+    class Span {
+      score = 0.5;
+    }
+    const value = { score: 1, spans: [{ start: 0, score: 0.9 }, new Span()], meta: { score: 2 } };
+    expect(pythonJsonDumps(value, new Set(['score']))).toBe(
+      '{"meta":{},"spans":[{"start":0},{"score":0.5}]}',
+    );
+  });
+
   it('allows the same object twice when it is not its own ancestor', () => {
     const shared = { k: 1 };
     expect(pythonJsonDumps([shared, shared])).toBe('[{"k":1},{"k":1}]');

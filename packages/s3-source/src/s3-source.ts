@@ -1,4 +1,5 @@
 import {
+  type _Object,
   GetBucketVersioningCommand,
   GetObjectCommand,
   HeadObjectCommand,
@@ -42,6 +43,9 @@ export interface S3SourceOptions extends SourceOptions, S3ConnectionOptions {
    */
   fastGet?: boolean;
 }
+
+/** Keys asked for in the first page of a listing (later pages take up to 1,000). */
+const FIRST_PAGE_KEYS = 100;
 
 const unquote = (etag: string | undefined) => etag?.replace(/^"|"$/g, '');
 
@@ -115,6 +119,10 @@ export async function createS3SourceDriver(options: S3SourceOptions): Promise<So
     return key === '' || (key.endsWith('/') && size === 0) ? undefined : key;
   };
 
+  // A short first page: the first task should not wait for a thousand keys to be parsed.
+  const maxKeys = (first: boolean) =>
+    first ? Math.min(options.pageSize ?? 1000, FIRST_PAGE_KEYS) : (options.pageSize ?? 1000);
+
   // Versioned buckets are listed with their version ids; a caller that may not read the
   // versioning setting gets ETags only.
   let versioned: Promise<boolean> | undefined;
@@ -160,7 +168,7 @@ export async function createS3SourceDriver(options: S3SourceOptions): Promise<So
             Prefix: prefix,
             KeyMarker: keyMarker,
             VersionIdMarker: versionMarker,
-            MaxKeys: options.pageSize ?? 1000,
+            MaxKeys: maxKeys(keyMarker === undefined),
           }),
           { abortSignal: signal },
         );
@@ -195,28 +203,38 @@ export async function createS3SourceDriver(options: S3SourceOptions): Promise<So
         if (item) yield item;
         return;
       }
+      // The first page is asked for with the versioning setting, not after it, and each next
+      // page once half of the current one is taken (parsing a page costs CPU that the first
+      // tasks should not wait for), so a listing seldom waits on S3.
+      const listPage = (token: string | undefined) => {
+        const page = client.send(
+          new ListObjectsV2Command({
+            Bucket: bucket,
+            Prefix: prefix,
+            ContinuationToken: token,
+            MaxKeys: maxKeys(token === undefined),
+          }),
+          { abortSignal: signal },
+        );
+        page.catch(() => {}); // awaited below, or dropped for a versioned bucket
+        return page;
+      };
+      let next: Promise<ListObjectsV2CommandOutput> | undefined = listPage(undefined);
       if (await isVersioned()) {
         yield* listVersions(signal);
         return;
       }
-      let token: string | undefined;
       let listed = 0;
-      do {
+      while (next && !signal.aborted) {
         let page: ListObjectsV2CommandOutput;
         try {
-          page = await client.send(
-            new ListObjectsV2Command({
-              Bucket: bucket,
-              Prefix: prefix,
-              ContinuationToken: token,
-              MaxKeys: options.pageSize ?? 1000,
-            }),
-            { abortSignal: signal },
-          );
+          page = await next;
         } catch (error) {
           if (signal.aborted) return;
           throw s3Error(error, `s3://${bucket}/${prefix}`);
         }
+        const token = page.IsTruncated ? page.NextContinuationToken : undefined;
+        next = undefined;
         debug('listed %d keys under s3://%s/%s', page.KeyCount ?? 0, bucket, prefix);
         listed += page.KeyCount ?? 0;
         // A URL without a trailing slash that is neither an object nor a folder is a typo.
@@ -227,7 +245,11 @@ export async function createS3SourceDriver(options: S3SourceOptions): Promise<So
             hint: 'check the key; a folder URL ends with /',
           });
         }
-        for (const object of page.Contents ?? []) {
+        const contents = page.Contents ?? [];
+        const half = contents.length >> 1;
+        for (let i = 0; i < contents.length; i++) {
+          if (i === half && token) next = listPage(token);
+          const object = contents[i] as _Object;
           const key = keyUnder(object.Key, object.Size);
           if (key === undefined) continue;
           yield itemOf(key, {
@@ -236,8 +258,8 @@ export async function createS3SourceDriver(options: S3SourceOptions): Promise<So
             etag: object.ETag,
           });
         }
-        token = page.IsTruncated ? page.NextContinuationToken : undefined;
-      } while (token && !signal.aborted);
+        if (token && !next) next = listPage(token);
+      }
     },
     async open(item, { start, end, signal }) {
       const range =
