@@ -10,6 +10,7 @@ export default defineConfig({
       { find: /^@sluice\/core\/testing$/, replacement: src('core/src/testing/index.ts') },
       { find: /^@sluice\/core$/, replacement: src('core/src/index.ts') },
       { find: /^@sluice\/s3-source$/, replacement: src('s3-source/src/index.ts') },
+      { find: /^@sluice\/gcs-source$/, replacement: src('gcs-source/src/index.ts') },
     ],
   },
   test: {

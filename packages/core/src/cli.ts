@@ -70,16 +70,31 @@ const list = (value: string, previous: string[] = []) => [
 ];
 const repeat = (value: string, previous: string[] = []) => [...previous, value];
 
-function number(flag: string, { integer = false, min = Number.NEGATIVE_INFINITY } = {}) {
+function number(
+  flag: string,
+  { integer = false, min = Number.NEGATIVE_INFINITY, max = Number.POSITIVE_INFINITY } = {},
+) {
   return (value: string) => {
     const n = Number(value);
-    if (value.trim() === '' || Number.isNaN(n) || (integer && !Number.isInteger(n)) || n < min) {
+    const bad = value.trim() === '' || Number.isNaN(n) || (integer && !Number.isInteger(n));
+    if (bad || n < min || n > max) {
+      const range =
+        max < Number.POSITIVE_INFINITY
+          ? ` from ${min} to ${max}`
+          : min > Number.NEGATIVE_INFINITY
+            ? ` >= ${min}`
+            : '';
       throw usageError(
-        `${flag} expects ${integer ? 'an integer' : 'a number'}${min > Number.NEGATIVE_INFINITY ? ` >= ${min}` : ''}, got "${value}"`,
+        `${flag} expects ${integer ? 'an integer' : 'a number'}${range}, got "${value}"`,
       );
     }
     return n;
   };
+}
+
+/** A commander option parser for connector flags: an integer from `min` to `max`, or a usage error. */
+export function integerFlag(flag: string, min: number, max?: number): (value: string) => number {
+  return number(flag, { integer: true, min, max });
 }
 
 function choice<T extends string>(flag: string, choices: readonly T[]) {

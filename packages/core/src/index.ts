@@ -2,6 +2,7 @@ export {
   type CliInfo,
   EXIT,
   type Flags,
+  integerFlag,
   runSinkCli,
   runSourceCli,
   sinkOptionsFromFlags,

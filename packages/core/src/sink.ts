@@ -26,6 +26,12 @@ export interface StagedPart {
   contentType: string;
   /** Object metadata for stores that keep it (`sha256`, and `dataset` when known). */
   metadata?: Record<string, string>;
+  /**
+   * Write only if nothing exists under the key yet (with `--if-exists fail|skip`), so that a
+   * concurrent writer cannot be overwritten unnoticed. Stores with conditional writes honour
+   * it and answer a taken key with a SluiceError of code CONFLICT; others may ignore it.
+   */
+  ifAbsent?: boolean;
 }
 
 /**
@@ -608,28 +614,56 @@ class SinkRun {
     const written: string[] = [];
     const dataset: Record<string, string> =
       manifest.dataset === null ? {} : { dataset: manifest.dataset };
-    for (const { key, staged } of files) {
-      if (before.get(key) !== staged.sha256) {
-        await driver.write(key, { ...staged, metadata: { sha256: staged.sha256, ...dataset } });
-        written.push(key);
+    // Reached with fail or skip only when no export was there: nothing may appear meanwhile.
+    const ifAbsent = (this.options.ifExists ?? 'overwrite') !== 'overwrite';
+    try {
+      for (const { key, staged } of files) {
+        if (before.get(key) !== staged.sha256) {
+          const metadata = { sha256: staged.sha256, ...dataset };
+          await driver.write(key, { ...staged, metadata, ifAbsent });
+          written.push(key);
+        }
+        this.stats.written++;
       }
-      this.stats.written++;
+      await this.writeManifest(driver, manifest, manifestPath, dataset, ifAbsent);
+    } catch (error) {
+      if (ifAbsent && error instanceof SluiceError && error.code === 'CONFLICT') {
+        // Another writer got there first; what was written here is not referenced by a manifest.
+        if (this.options.ifExists === 'skip') return result('skipped', written);
+        throw new SluiceError(`${driver.root}: another export appeared while writing this one`, {
+          code: 'CONFLICT',
+          connector: driver.connector,
+          hint: 'another run is writing the same location: give each run its own ({timestamp}), or pass --if-exists overwrite',
+          cause: error,
+        });
+      }
+      throw error;
     }
-    const body = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`);
-    await writeFile(manifestPath, body);
-    const sha256 = createHash('sha256').update(body).digest('hex');
-    await driver.write(MANIFEST_KEY, {
-      path: manifestPath,
-      bytes: body.length,
-      sha256,
-      contentType: 'application/json',
-      metadata: { sha256, ...dataset },
-    });
     written.push(MANIFEST_KEY);
     const current = new Set(files.map((f) => f.key));
     const removed = [...before.keys()].filter((key) => !current.has(key));
     for (const key of removed) await driver.delete(assertSafeKey(key, driver.connector));
     return result('written', written, removed);
+  }
+
+  private async writeManifest(
+    driver: SinkDriver,
+    manifest: Manifest,
+    path: string,
+    dataset: Record<string, string>,
+    ifAbsent: boolean,
+  ): Promise<void> {
+    const body = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`);
+    await writeFile(path, body);
+    const sha256 = createHash('sha256').update(body).digest('hex');
+    await driver.write(MANIFEST_KEY, {
+      path,
+      bytes: body.length,
+      sha256,
+      contentType: 'application/json',
+      metadata: { sha256, ...dataset },
+      ifAbsent,
+    });
   }
 
   private async readManifest(driver: SinkDriver): Promise<Manifest | undefined> {

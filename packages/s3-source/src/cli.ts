@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { createRequire } from 'node:module';
-import { runSourceCli, usageError } from '@sluice/core';
+import { integerFlag, runSourceCli } from '@sluice/core';
 import { quietSdkNotices, s3ConnectionFlags, s3ConnectionFromFlags } from './s3.js';
 import { s3Source } from './s3-source.js';
 
@@ -31,11 +31,10 @@ await runSourceCli(
     }),
   (program) => {
     s3ConnectionFlags(program);
-    program.option('--page-size <n>', 'keys per listing page (default 1000)', (value) => {
-      const n = Number(value);
-      if (!Number.isInteger(n) || n < 1 || n > 1000)
-        throw usageError(`--page-size must be 1 to 1000, got ${value}`);
-      return n;
-    });
+    program.option(
+      '--page-size <n>',
+      'keys per listing page (default 1000)',
+      integerFlag('--page-size', 1, 1000),
+    );
   },
 );

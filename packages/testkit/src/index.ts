@@ -1,4 +1,11 @@
-export { useS3 } from './fixtures.js';
+export { crc32c, crc32cBase64 } from './crc32c.js';
+export { useGcs, useS3 } from './fixtures.js';
+export {
+  GcsServer,
+  type GcsServerOptions,
+  serviceAccount,
+  startGcsServer,
+} from './gcs-server.js';
 export {
   hasMoto,
   runMoto,

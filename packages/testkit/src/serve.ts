@@ -1,11 +1,13 @@
 #!/usr/bin/env node
-// `npx pnpm@10.34.9 testkit serve s3 [--server s3rver|moto|stub] [--port 9000] [--bucket sluice] [--seed DIR] [--generate SPEC]`
-// Starts a local S3 server, seeds a bucket from a folder and prints how to point the S3
-// connectors at it, so the connector can be tried with no account. Runs until Ctrl-C.
-import { readdir, readFile } from 'node:fs/promises';
+// `npx pnpm@10.34.9 testkit serve s3|gcs [--port N] [--bucket sluice] [--seed DIR] ...`
+// Starts a local server, seeds a bucket from a folder and prints how to point the
+// connectors at it, so they can be tried with no account. Runs until Ctrl-C.
+import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { serviceAccount, startGcsServer } from './gcs-server.js';
 import { type S3ServerName, startS3 } from './s3.js';
 import {
   type GeneratedBucket,
@@ -26,13 +28,17 @@ async function startStubServer(buckets: GeneratedBucket[], port: number) {
 }
 
 const USAGE = `usage: testkit serve s3 [--server s3rver|moto|stub] [--port 9000] [--bucket sluice] [--seed DIR] [--generate SPEC]...
+       testkit serve gcs [--port 4443] [--bucket sluice] [--seed DIR]
 
-Starts a local S3 server on 127.0.0.1, creates the bucket, uploads every file under
---seed (keys relative to it), prints the environment for the S3 CLIs, and serves until
-Ctrl-C. s3rver (the default) needs only Node; moto needs Python's moto_server; stub is
-the in-memory benchmark server. --generate name:keys:size:ext[:prefix] adds a bucket of
+Starts a local server on 127.0.0.1, creates the bucket, uploads every file under --seed
+(keys relative to it), prints how to point the CLIs at it, and serves until Ctrl-C.
+
+s3: s3rver (the default) needs only Node; moto needs Python's moto_server; stub is the
+in-memory benchmark server. --generate name:keys:size:ext[:prefix] adds a bucket of
 generated objects (e.g. small:10000:2048:jsonl): held in memory by the stub, uploaded to
-the others.`;
+the others.
+gcs: the test kit's Cloud Storage JSON API server, in memory; it writes a service account
+key made for the run (for --media signed) to a temporary folder.`;
 
 async function* files(dir: string): AsyncGenerator<string> {
   for (const entry of await readdir(dir, { withFileTypes: true })) {
@@ -63,7 +69,7 @@ async function main(): Promise<number> {
       allowPositionals: true,
       options: {
         server: { type: 'string', default: 's3rver' },
-        port: { type: 'string', default: '9000' },
+        port: { type: 'string' },
         bucket: { type: 'string', default: 'sluice' },
         seed: { type: 'string' },
         generate: { type: 'string', multiple: true },
@@ -81,14 +87,20 @@ async function main(): Promise<number> {
     console.log(USAGE);
     return 0;
   }
+  const command = positionals.join(' ');
+  if (command !== 'serve s3' && command !== 'serve gcs') {
+    console.error(`testkit: error: expected "serve s3" or "serve gcs", got "${command}"\n${USAGE}`);
+    return 2;
+  }
+  const port = Number(values.port ?? (command === 'serve gcs' ? 4443 : 9000));
+  if (!Number.isInteger(port) || port < 0) {
+    console.error(`testkit: error: --port expects a port number, got "${values.port}"`);
+    return 2;
+  }
+  if (command === 'serve gcs') return serveGcs(port, values.bucket as string, values.seed);
   const server = values.server as S3ServerName | 'stub';
-  const port = Number(values.port);
-  if (
-    positionals.join(' ') !== 'serve s3' ||
-    !['s3rver', 'moto', 'stub'].includes(server) ||
-    !Number.isInteger(port)
-  ) {
-    console.error(USAGE);
+  if (!['s3rver', 'moto', 'stub'].includes(server)) {
+    console.error(`testkit: error: --server must be s3rver, moto or stub, got "${server}"`);
     return 2;
   }
   let generated: GeneratedBucket[];
@@ -140,12 +152,50 @@ async function main(): Promise<number> {
   console.log(
     `  node packages/s3-sink/dist/cli.js 's3://${bucket}/exports/{dataset}/' --dataset demo < examples/data/db-out/ner-news.jsonl`,
   );
+  await untilStopped();
+  await s3.stop();
+  return 0;
+}
+
+async function untilStopped(): Promise<void> {
   console.log('Press Ctrl-C to stop.');
   await new Promise<void>((resolve) => {
     process.once('SIGINT', () => resolve());
     process.once('SIGTERM', () => resolve());
   });
-  await s3.stop();
+}
+
+async function serveGcs(port: number, bucket: string, seed: string | undefined): Promise<number> {
+  const { server, url, stop } = await startGcsServer({}, port);
+  server.createBucket(bucket);
+  let seeded = 0;
+  if (seed) {
+    for await (const path of files(seed)) {
+      server.putObject(bucket, relative(seed, path).split(sep).join('/'), await readFile(path));
+      seeded++;
+    }
+  }
+  const account = serviceAccount();
+  server.addServiceAccount(account.client_email, account.public_key);
+  const keyFile = join(await mkdtemp(join(tmpdir(), 'sluice-testkit-gcs-')), 'key.json');
+  const { public_key: _, ...key } = account;
+  await writeFile(keyFile, JSON.stringify(key, null, 2), { mode: 0o600 });
+  console.log(
+    `Cloud Storage (test kit) serving on ${url}; bucket "${bucket}" holds ${seeded} seeded objects.`,
+  );
+  console.log(
+    'Point the Sluice GCS CLIs at it (the key is made for this run, for --media signed):',
+  );
+  console.log(`  export STORAGE_EMULATOR_HOST=${url}`);
+  console.log(`  node packages/gcs-source/dist/cli.js gs://${bucket}/ | head -3`);
+  console.log(
+    `  node packages/gcs-source/dist/cli.js gs://${bucket}/ --media signed --key-file ${keyFile} | head -3`,
+  );
+  console.log(
+    `  node packages/gcs-sink/dist/cli.js 'gs://${bucket}/exports/{dataset}/' --dataset demo < examples/data/db-out/ner-news.jsonl`,
+  );
+  await untilStopped();
+  await stop();
   return 0;
 }
 

@@ -55,3 +55,47 @@ describe('testkit serve s3', () => {
     expect(await server.closed).toBe(0);
   }, 60_000);
 });
+
+describe('testkit serve gcs', () => {
+  it('serves a seeded bucket that the GCS CLIs use with the environment it prints', async () => {
+    const server = startCli(serve, [
+      'serve',
+      'gcs',
+      '--port',
+      '0',
+      '--seed',
+      repo('examples/data/text'),
+    ]);
+    try {
+      await server.waitFor(({ stdout }) => stdout.includes('Press Ctrl-C to stop.'), 30_000);
+      expect(server.stdout()).toMatch(/bucket "sluice" holds 1 seeded objects/);
+      const host = /export STORAGE_EMULATOR_HOST=(\S+)/.exec(server.stdout())?.[1] ?? '';
+      const keyFile = /--key-file (\S+)/.exec(server.stdout())?.[1] ?? '';
+      const env = { STORAGE_EMULATOR_HOST: host };
+      const source = await runCli(
+        repo('packages/gcs-source/dist/cli.js'),
+        ['gs://sluice/', '--quiet'],
+        {
+          env,
+        },
+      );
+      expect(source.code).toBe(0);
+      expect(source.stdout.trim().split('\n')).toHaveLength(12);
+      const sink = await runCli(
+        repo('packages/gcs-sink/dist/cli.js'),
+        ['gs://sluice/exports/{dataset}/', '--dataset', 'demo'],
+        { input: await readFile(repo('examples/data/db-out/ner-news.jsonl')), env },
+      );
+      expect(sink.stderr).toMatch(/wrote 1 part \(24 records\)/);
+      const signed = await runCli(
+        repo('packages/gcs-source/dist/cli.js'),
+        ['gs://sluice/exports/demo/', '--include', '*.jsonl', '--quiet', '--key-file', keyFile],
+        { env },
+      );
+      expect(signed.stdout.trim().split('\n')).toHaveLength(24);
+    } finally {
+      server.child.kill('SIGINT');
+    }
+    expect(await server.closed).toBe(0);
+  }, 60_000);
+});

@@ -1,0 +1,1 @@
+export { createGcsSinkDriver, type GcsSinkOptions, gcsSink } from './gcs-sink.js';

@@ -1,0 +1,11 @@
+export {
+  createStorage,
+  GCS_CONNECTOR,
+  type GcsConnectionOptions,
+  gcsConnectionFlags,
+  gcsConnectionFromFlags,
+  gcsError,
+  isMissingObject,
+  parseGcsUrl,
+} from './gcs.js';
+export { createGcsSourceDriver, type GcsSourceOptions, gcsSource } from './gcs-source.js';
