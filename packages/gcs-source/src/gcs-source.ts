@@ -8,6 +8,7 @@ import {
   type SourceOptions,
   usageError,
 } from '@sluice/core';
+import { createFastGet, type FastGet } from './fast-get.js';
 import {
   createStorage,
   debug,
@@ -24,6 +25,12 @@ export interface GcsSourceOptions extends SourceOptions, GcsConnectionOptions {
   url: string;
   /** Objects per listing page (default 1000, the most Cloud Storage returns). */
   pageSize?: number;
+  /**
+   * Read objects with plain GETs on a keep-alive agent instead of the client library's
+   * streams (several times less CPU per object; errors still go through the library).
+   * Default: on when Sluice builds the client, off for a `storage` you pass.
+   */
+  fastGet?: boolean;
 }
 
 /** Objects asked for in the first page of a listing, so the first task comes quickly. */
@@ -53,6 +60,10 @@ export async function createGcsSourceDriver(options: GcsSourceOptions): Promise<
   }
   const storage: Storage = createStorage(options);
   const bucket = storage.bucket(bucketName);
+  const fast: FastGet | undefined =
+    (options.fastGet ?? !options.storage) && process.env.SLUICE_GCS_LIBRARY_GET !== '1'
+      ? createFastGet(storage, bucketName, Math.max(options.concurrency ?? 8, 8))
+      : undefined;
   let prefix = given === '' || given.endsWith('/') ? given : `${given}/`;
   let single: ObjectMetadata | undefined;
   if (given !== '' && !given.endsWith('/')) {
@@ -143,6 +154,14 @@ export async function createGcsSourceDriver(options: GcsSourceOptions): Promise<
       }
     },
     async open(item, { start, end, signal }) {
+      const range =
+        start !== undefined || end !== undefined ? `bytes=${start ?? 0}-${end ?? ''}` : undefined;
+      const body = await fast?.get(`${prefix}${item.key}`, {
+        generation: item.version,
+        range,
+        signal,
+      });
+      if (body) return errorsNamed(body, item.uri);
       const stream = fileOf(item).createReadStream(
         start !== undefined || end !== undefined ? { start: start ?? 0, end } : {},
       );
@@ -170,6 +189,9 @@ export async function createGcsSourceDriver(options: GcsSourceOptions): Promise<
           cause: error,
         });
       }
+    },
+    async close() {
+      fast?.close();
     },
   };
 }
