@@ -132,7 +132,7 @@ export function render(results) {
   if (s.rss) {
     out.push('\n### 4. Peak memory while streaming a stub bucket\n');
     out.push(
-      'Peak RSS (GNU time %M) of a full run over tiny objects; one run each. The SDK loop, about half as fast, runs up to 100,000 keys only, to keep the run short.\n',
+      'Peak RSS (GNU time %M) of a full run over tiny objects, with Sluice writing into a pipe that is read as it fills (as Prodigy reads it); one run each. The SDK loop, about half as fast, runs up to 100,000 keys only, to keep the run short.\n',
     );
     out.push(
       table(

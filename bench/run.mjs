@@ -5,6 +5,7 @@
 // machine's description into bench/README.md (and bench/results.json). See bench/README.md.
 import { spawn, spawnSync } from 'node:child_process';
 import {
+  existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -15,17 +16,20 @@ import {
 } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { alternate, machine, measure, nerFile, version } from './lib.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const root = join(here, '..');
 const quick = process.argv.includes('--quick');
-const only = process.argv
-  .find((a) => a.startsWith('--only='))
-  ?.slice(7)
-  .split(',');
+const listArg = (name) =>
+  process.argv
+    .find((a) => a.startsWith(`--${name}=`))
+    ?.slice(name.length + 3)
+    .split(',');
+const only = listArg('only');
+const chosenServers = listArg('servers');
 const CLI = {
   source: join(root, 'packages/s3-source/dist/cli.js'),
   sink: join(root, 'packages/s3-sink/dist/cli.js'),
@@ -85,9 +89,14 @@ function ensureRclone() {
 }
 const peers = { rclone: ensureRclone(), aws: Boolean(version('aws')) };
 if (!peers.aws) log('the AWS CLI is missing (pip install awscli): its columns are left out');
-const hasMoto = Boolean(version('moto_server', ['--version']));
-const servers = P.servers.filter((s) => s !== 'moto' || hasMoto);
-if (servers.length < P.servers.length) log('moto_server is missing: its rows are left out');
+// moto_server has no --version: look for it on the PATH, as the test kit does.
+const hasMoto = (process.env.PATH ?? '')
+  .split(delimiter)
+  .some((dir) => dir !== '' && existsSync(join(dir, 'moto_server')));
+if (!hasMoto) log('moto_server is missing: its rows are left out');
+const servers = P.servers.filter(
+  (s) => (s !== 'moto' || hasMoto) && (!chosenServers || chosenServers.includes(s)),
+);
 
 // --- servers ----------------------------------------------------------------------------
 
@@ -188,7 +197,8 @@ function countFiles(dir) {
 }
 
 /** The four ways to fetch `s3://bucket/data/` to nowhere (or to a scratch folder), checked. */
-function sourceContenders(server, bucket, expectedObjects) {
+/** `pipe`: Sluice writes into a pipe that the harness drains, as `s3-source | prodigy ...` does. */
+function sourceContenders(server, bucket, expectedObjects, { pipe = false } = {}) {
   const dir = join(work, 'copy');
   const check = (name, got) => {
     if (got !== expectedObjects)
@@ -205,9 +215,7 @@ function sourceContenders(server, bucket, expectedObjects) {
           String(CONCURRENCY),
           '--json-summary',
         ],
-        {
-          env: envFor(server),
-        },
+        { env: envFor(server), firstByte: pipe },
       );
       const summary = JSON.parse(r.stderr.trim().split('\n').pop());
       check('s3-source', summary.items);
@@ -345,7 +353,7 @@ if (want('rss')) {
   const rows = [];
   for (const keys of P.rss) {
     await withServer('stub', [`rss:${keys}:64:txt`], async (server) => {
-      const { contenders } = sourceContenders(server, 'rss', keys);
+      const { contenders } = sourceContenders(server, 'rss', keys, { pipe: true });
       // The SDK loop takes about twice Sluice's time: a peer up to 100,000 keys only (1,000,000 would add half an hour).
       const peers = keys <= 100_000 ? { sdk: contenders.sdk } : {};
       const medians = await alternate(`rss ${keys}`, { sluice: contenders.sluice, ...peers }, 1);
@@ -418,7 +426,26 @@ if (want('codec')) {
 
 // --- report ---------------------------------------------------------------------------------
 
-writeFileSync(join(here, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+// A partial run (--only, --servers) updates its rows in the last run of the same size.
+const resultsPath = join(here, 'results.json');
+if ((only || chosenServers) && existsSync(resultsPath)) {
+  const previous = JSON.parse(readFileSync(resultsPath, 'utf8'));
+  if (previous.quick === quick) {
+    const order = (row) => P.servers.indexOf(row.server ?? '');
+    const id = (row) => `${row.server ?? ''}/${row.ext ?? ''}/${row.keys ?? ''}`;
+    for (const [name, rows] of Object.entries(previous.scenarios)) {
+      const fresh = results.scenarios[name];
+      if (fresh === undefined) results.scenarios[name] = rows;
+      else if (Array.isArray(fresh) && Array.isArray(rows)) {
+        const replaced = new Set(fresh.map(id));
+        results.scenarios[name] = [...rows.filter((row) => !replaced.has(id(row))), ...fresh].sort(
+          (a, b) => order(a) - order(b),
+        );
+      }
+    }
+  }
+}
+writeFileSync(resultsPath, `${JSON.stringify(results, null, 2)}\n`);
 const report = (await import('./report.mjs')).render(results);
 const readme = join(here, 'README.md');
 const text = readFileSync(readme, 'utf8');

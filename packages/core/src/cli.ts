@@ -416,28 +416,28 @@ class Progress {
 class Delivery {
   private marks: Array<[lines: number, bytes: number]> = [];
   private lines = 0;
-  private bytes = 0;
   private safe = 0;
 
   constructor(private readonly margin: number) {}
 
   flushed(lines: number, bytes: number): void {
     this.lines = lines;
-    this.bytes = bytes;
-    if (this.margin > 0) this.marks.push([lines, bytes]);
+    if (this.margin === 0) return;
+    this.marks.push([lines, bytes]);
+    // Marks a margin behind the latest byte are delivered: only the last of them matters, so
+    // the list stays as short as the margin, however long the run.
+    const limit = bytes - this.margin;
+    let cut = 0;
+    for (const [done, at] of this.marks) {
+      if (at > limit) break;
+      this.safe = done;
+      cut++;
+    }
+    if (cut > 0) this.marks.splice(0, cut);
   }
 
   delivered(): number {
-    if (this.margin === 0) return this.lines;
-    const limit = this.bytes - this.margin;
-    let cut = 0;
-    for (const [i, [lines, bytes]] of this.marks.entries()) {
-      if (bytes > limit) break;
-      this.safe = lines;
-      cut = i;
-    }
-    this.marks.splice(0, cut);
-    return this.safe;
+    return this.margin === 0 ? this.lines : this.safe;
   }
 }
 

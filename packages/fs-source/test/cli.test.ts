@@ -136,6 +136,34 @@ describe('fs-source CLI', () => {
     ).toEqual(['first', 'second']);
   });
 
+  it('through a pipe, records what is more than a MiB back and no more', async () => {
+    const folder = join(dir, 'piped');
+    await mkdir(folder);
+    const line = `${JSON.stringify({ text: 'y'.repeat(500) })}\n`;
+    // 3 MB of output in 60 items: the items of the last MiB are not recorded.
+    for (let i = 0; i < 60; i++) await writeFile(join(folder, `${i}.jsonl`), line.repeat(100));
+    const state = join(dir, 'piped.json');
+    const child = spawn(
+      'bash',
+      ['-c', `node '${cli}' '${folder}' --state '${state}' --quiet | wc -c`],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let out = '';
+    child.stdout.on('data', (chunk) => {
+      out += chunk;
+    });
+    await new Promise((resolve) => child.on('close', resolve));
+    const bytes = Number(out.trim());
+    expect(bytes).toBeGreaterThan(3e6);
+    // Items end every bytes/60; those ending within the last MiB stay unrecorded.
+    const expected = Math.floor(60 - (1024 * 1024) / (bytes / 60));
+    const recorded = Object.keys(JSON.parse(await readFile(state, 'utf8')).items).length;
+    expect(recorded).toBeGreaterThanOrEqual(expected - 2);
+    expect(recorded).toBeLessThanOrEqual(expected);
+  });
+
   it('exits on Ctrl-C even when the reader has stopped reading', async () => {
     const folder = join(dir, 'stalled');
     await mkdir(folder);

@@ -16,6 +16,9 @@ import {
   startS3Stub,
 } from './s3-stub.js';
 
+// The AWS SDK's notice about future Node versions is noise in a server's output.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
 /** The stub with its generated buckets, shaped like the other servers for the code below. */
 async function startStubServer(buckets: GeneratedBucket[], port: number) {
   const { endpoint, stop } = await startS3Stub(buckets, port);
