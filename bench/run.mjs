@@ -457,4 +457,7 @@ const next =
     ? `${text.trimEnd()}\n\n${start}\n${report}\n${end}\n`
     : `${text.slice(0, at)}${start}\n${report}\n${text.slice(text.indexOf(end))}`;
 writeFileSync(readme, next);
+// Formatted as the repository's linter wants, so a run can be committed as it is.
+const biome = join(root, 'node_modules/.bin/biome');
+if (existsSync(biome)) spawnSync(biome, ['format', '--write', readme, resultsPath], { stdio: 'ignore' });
 console.log(report);
