@@ -459,5 +459,6 @@ const next =
 writeFileSync(readme, next);
 // Formatted as the repository's linter wants, so a run can be committed as it is.
 const biome = join(root, 'node_modules/.bin/biome');
-if (existsSync(biome)) spawnSync(biome, ['format', '--write', readme, resultsPath], { stdio: 'ignore' });
+if (existsSync(biome))
+  spawnSync(biome, ['format', '--write', readme, resultsPath], { stdio: 'ignore' });
 console.log(report);
