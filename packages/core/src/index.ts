@@ -44,6 +44,7 @@ export {
   readLines,
   writeJsonl,
 } from './jsonl.js';
+export { checkedBody, createLeanGet, type LeanGet } from './lean-get.js';
 export { fileUri, toLocalPath } from './local.js';
 export {
   DEFAULT_MEDIA_PORT,

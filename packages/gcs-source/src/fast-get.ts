@@ -1,7 +1,5 @@
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { CRC32C, type Storage } from '@google-cloud/storage';
-import { SluiceError } from '@sluice/core';
+import { checkedBody, createLeanGet } from '@sluice/core';
 import { debug, GCS_CONNECTOR } from './gcs.js';
 
 /**
@@ -31,27 +29,6 @@ interface StorageInternals {
   authClient?: { getRequestHeaders(url?: string): Promise<Headers | Record<string, string>> };
 }
 
-/** Checks a whole body against its CRC32C while passing it on. */
-async function* verified(
-  body: IncomingMessage,
-  crc32c: string,
-  uri: string,
-): AsyncGenerator<Uint8Array> {
-  const crc = new CRC32C();
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    crc.update(chunk);
-    yield chunk;
-  }
-  if (crc.toString() !== crc32c) {
-    throw new SluiceError(`${uri}: the bytes read do not match the object's CRC32C`, {
-      code: 'IO',
-      connector: GCS_CONNECTOR,
-      retryable: true,
-      hint: 'the transfer was corrupted: rerun',
-    });
-  }
-}
-
 /** Builds the fast path for one bucket, or undefined when the client's set-up is not one it knows. */
 export function createFastGet(
   storage: Storage,
@@ -70,11 +47,7 @@ export function createFastGet(
   // As the library does: an emulator's endpoint gets no credentials unless asked for.
   const authenticate = !internals.customEndpoint || internals.useAuthWithCustomEndpoint === true;
   if (authenticate && !internals.authClient) return undefined;
-  const secure = base.protocol === 'https:';
-  const agent = secure
-    ? new HttpsAgent({ keepAlive: true, maxSockets })
-    : new HttpAgent({ keepAlive: true, maxSockets });
-  const send = secure ? httpsRequest : httpRequest;
+  const http = createLeanGet(new URL(base.origin), maxSockets);
   const prefix = `${base.pathname.replace(/\/$/, '')}/b/${encodeURIComponent(bucket)}/o/`;
   debug('fast read path on: %s//%s%s', base.protocol, base.host, prefix);
 
@@ -83,56 +56,50 @@ export function createFastGet(
       const path = `${prefix}${encodeURIComponent(name)}?alt=media${generation ? `&generation=${generation}` : ''}`;
       const headers: Record<string, string> = { 'accept-encoding': 'identity' };
       if (range) headers.range = range;
-      let response: IncomingMessage;
-      try {
-        if (authenticate) {
+      const response = await http.get(
+        path,
+        async () => {
+          if (!authenticate) return headers;
           const auth = await internals.authClient?.getRequestHeaders(`${base.origin}${path}`);
           const entries =
             auth instanceof Headers ? [...auth.entries()] : Object.entries(auth ?? {});
           for (const [key, value] of entries) headers[key.toLowerCase()] = value;
-        }
-        response = await new Promise<IncomingMessage>((resolve, reject) => {
-          const request = send(
-            {
-              agent,
-              protocol: base.protocol,
-              hostname: base.hostname,
-              port: base.port,
-              path,
-              headers,
-              signal,
-            },
-            resolve,
-          );
-          request.once('error', reject);
-          request.end();
-        });
-      } catch (error) {
-        if (signal?.aborted) throw error;
-        debug(
-          'fast read of %s failed before the body (%s): through the library',
-          name,
-          (error as Error).message,
-        );
-        return undefined;
-      }
-      const status = response.statusCode ?? 0;
-      if (status !== 200 && status !== 206) {
-        response.resume();
-        debug('fast read of %s answered %d: through the library', name, status);
-        return undefined;
-      }
+          return headers;
+        },
+        {
+          signal,
+          miss: (reason) =>
+            debug(
+              'fast read of %s %s: through the library',
+              name,
+              typeof reason === 'number' ? `answered ${reason}` : `failed (${reason.message})`,
+            ),
+        },
+      );
+      if (!response) return undefined;
+      const status = response.statusCode;
       const crc32c = /(?:^|,)\s*crc32c=([^,\s]+)/.exec(
         String(response.headers['x-goog-hash'] ?? ''),
       )?.[1];
       const identity = response.headers['x-goog-stored-content-encoding'] === 'identity';
       if (status === 200 && crc32c && identity && !response.headers['content-encoding']) {
-        return verified(response, crc32c, `gs://${bucket}/${name}`);
+        const crc = new CRC32C();
+        return checkedBody(
+          response,
+          { update: (c) => crc.update(c as Buffer), result: () => crc.toString() },
+          crc32c,
+          {
+            uri: `gs://${bucket}/${name}`,
+            what: 'CRC32C',
+            connector: GCS_CONNECTOR,
+            hint: 'the transfer was corrupted: rerun',
+          },
+        );
       }
       return response;
     },
     close() {
-      agent.destroy();
+      http.close();
     },
   };
 }

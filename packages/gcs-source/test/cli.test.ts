@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { hasStackTrace, runCli, startFaultProxy, TINY_PNG } from '@sluice/core/testing';
+import { hasStackTrace, runCli, startFaultProxy, TINY_PNG, taskLines } from '@sluice/core/testing';
 import { type GcsServer, serviceAccount, startGcsServer } from '@sluice/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -17,14 +17,6 @@ const objects: Record<string, string> = {
   'data/empty.txt': '',
   [`data/${'long-'.repeat(150)}name.txt`]: 'long name\n',
 };
-
-const summary = (stdout: string) =>
-  stdout
-    .split('\n')
-    .filter(Boolean)
-    .map((line) => JSON.parse(line))
-    .map((task) => `${task.meta.source}#${task.meta.line ?? task.meta.row ?? ''}=${task.text}`)
-    .sort();
 
 // The JSON API's error body, as a fault.
 const unavailable = JSON.stringify({
@@ -61,7 +53,7 @@ describe('gcs-source CLI against the test kit server', () => {
     const run = await runCli(cli, ['gs://raw/data/', '--quiet', '--endpoint', url]);
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
-    expect(summary(run.stdout)).toEqual([
+    expect(taskLines(run.stdout)).toEqual([
       'gs://raw/data/a+b%c#d?.csv#1=Hello, world',
       `gs://raw/data/${'long-'.repeat(150)}name.txt#1=long name`,
       'gs://raw/data/nested/deeper/list.json#1=from json',
@@ -77,7 +69,7 @@ describe('gcs-source CLI against the test kit server', () => {
       env: { STORAGE_EMULATOR_HOST: url },
     });
     expect(run.code).toBe(0);
-    expect(summary(run.stdout)).toEqual([
+    expect(taskLines(run.stdout)).toEqual([
       'gs://raw/data/tickets.jsonl#1=Refund not received',
       'gs://raw/data/tickets.jsonl#2=App crashes',
     ]);
@@ -104,7 +96,7 @@ describe('gcs-source CLI against the test kit server', () => {
       ]);
       expect(faulty.stderr).toBe('');
       expect(faulty.code).toBe(0);
-      expect(summary(faulty.stdout)).toEqual(summary(clean.stdout));
+      expect(taskLines(faulty.stdout)).toEqual(taskLines(clean.stdout));
       expect(proxy.injected).toBe(5);
     } finally {
       await proxy.close();

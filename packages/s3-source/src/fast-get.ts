@@ -1,9 +1,7 @@
 import { createHash } from 'node:crypto';
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { SluiceError } from '@sluice/core';
+import { checkedBody, createLeanGet } from '@sluice/core';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { debug, S3_CONNECTOR } from './s3.js';
 
@@ -46,27 +44,6 @@ function encodeKey(key: string): string {
     .join('/');
 }
 
-/** Checks a whole body against its MD5 ETag while passing it on. */
-async function* verified(
-  body: IncomingMessage,
-  md5: string,
-  uri: string,
-): AsyncGenerator<Uint8Array> {
-  const hash = createHash('md5');
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    hash.update(chunk);
-    yield chunk;
-  }
-  if (hash.digest('hex') !== md5) {
-    throw new SluiceError(`${uri}: the bytes read do not match the object's ETag`, {
-      code: 'IO',
-      connector: S3_CONNECTOR,
-      retryable: true,
-      hint: 'the object changed while it was read, or the transfer was corrupted: rerun',
-    });
-  }
-}
-
 /** Builds the fast path for one bucket, or undefined when it cannot be set up (no credentials, odd endpoint). */
 export async function createFastGet(
   client: S3Client,
@@ -87,12 +64,7 @@ export async function createFastGet(
   const region = probe.searchParams.get('X-Amz-Credential')?.split('/')[2];
   if (!probe.pathname.endsWith(`/${PROBE_KEY}`) || !region) return undefined;
   const basePath = probe.pathname.slice(0, -PROBE_KEY.length);
-  const secure = probe.protocol === 'https:';
-  const port = probe.port ? Number(probe.port) : undefined;
-  const agent = secure
-    ? new HttpsAgent({ keepAlive: true, maxSockets })
-    : new HttpAgent({ keepAlive: true, maxSockets });
-  const send = secure ? httpsRequest : httpRequest;
+  const http = createLeanGet(new URL(probe.origin), maxSockets);
   const signer = new SignatureV4({
     credentials: client.config.credentials,
     region,
@@ -114,60 +86,56 @@ export async function createFastGet(
       };
       if (range) headers.range = range;
       if (ifMatch) headers['if-match'] = ifMatch;
-      let response: IncomingMessage;
-      try {
-        const signed = await signer.sign({
-          method: 'GET',
-          protocol: probe.protocol,
-          hostname: probe.hostname,
-          port,
-          path,
-          query: {},
-          headers,
-        });
-        response = await new Promise<IncomingMessage>((resolve, reject) => {
-          const request = send(
-            {
-              agent,
-              hostname: probe.hostname,
-              port,
-              path,
-              method: 'GET',
-              headers: signed.headers,
-              signal,
-            },
-            resolve,
-          );
-          request.once('error', reject);
-          request.end();
-        });
-      } catch (error) {
-        if (signal?.aborted) throw error;
-        debug(
-          'fast GET of %s failed before the body (%s): through the SDK',
-          key,
-          (error as Error).message,
-        );
-        return undefined;
-      }
-      const status = response.statusCode ?? 0;
-      if (status !== 200 && status !== 206) {
-        response.resume();
-        if (status >= 300 && status < 400) off = true;
-        debug('fast GET of %s answered %d: through the SDK', key, status);
-        return undefined;
-      }
+      const response = await http.get(
+        path,
+        async () => {
+          const signed = await signer.sign({
+            method: 'GET',
+            protocol: probe.protocol,
+            hostname: probe.hostname,
+            port: probe.port ? Number(probe.port) : undefined,
+            path,
+            query: {},
+            headers,
+          });
+          return signed.headers;
+        },
+        {
+          signal,
+          miss: (reason) => {
+            if (typeof reason === 'number' && reason >= 300 && reason < 400) off = true;
+            debug(
+              'fast GET of %s %s: through the SDK',
+              key,
+              typeof reason === 'number' ? `answered ${reason}` : `failed (${reason.message})`,
+            );
+          },
+        },
+      );
+      if (!response) return undefined;
+      const status = response.statusCode;
       const etag = String(response.headers.etag ?? '').replace(/"/g, '');
       const kms = String(response.headers['x-amz-server-side-encryption'] ?? '').startsWith(
         'aws:kms',
       );
       if (status === 200 && /^[0-9a-f]{32}$/.test(etag) && !kms) {
-        return verified(response, etag, `s3://${bucket}/${key}`);
+        const md5 = createHash('md5');
+        return checkedBody(
+          response,
+          { update: (c) => md5.update(c), result: () => md5.digest('hex') },
+          etag,
+          {
+            uri: `s3://${bucket}/${key}`,
+            what: 'ETag',
+            connector: S3_CONNECTOR,
+            hint: 'the object changed while it was read, or the transfer was corrupted: rerun',
+          },
+        );
       }
       return response;
     },
     close() {
-      agent.destroy();
+      http.close();
     },
   };
 }

@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { hasStackTrace, runCli, startFaultProxy } from '@sluice/core/testing';
+import { hasStackTrace, runCli, startFaultProxy, taskLines } from '@sluice/core/testing';
 import { runMoto, type S3Server, startMoto, startS3rver } from '@sluice/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -25,14 +25,6 @@ const env = (endpoint: string, extra: NodeJS.ProcessEnv = {}) => ({
   ...extra,
 });
 
-const summary = (stdout: string) =>
-  stdout
-    .split('\n')
-    .filter(Boolean)
-    .map((line) => JSON.parse(line))
-    .map((task) => `${task.meta.source}#${task.meta.line ?? task.meta.row ?? ''}=${task.text}`)
-    .sort();
-
 describe.skipIf(!runMoto)('s3-source CLI against moto_server', () => {
   let server: S3Server;
   beforeAll(async () => {
@@ -50,7 +42,7 @@ describe.skipIf(!runMoto)('s3-source CLI against moto_server', () => {
     const run = await runCli(cli, ['s3://raw/data/', '--quiet'], { env: env(server.endpoint) });
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
-    expect(summary(run.stdout)).toEqual([
+    expect(taskLines(run.stdout)).toEqual([
       's3://raw/data/a+b%c#d.csv#1=Hello, world',
       `s3://raw/data/${'long-'.repeat(150)}key.txt#1=long key`,
       's3://raw/data/nested/deeper/list.json#1=from json',
@@ -77,7 +69,7 @@ describe.skipIf(!runMoto)('s3-source CLI against moto_server', () => {
       });
       expect(faulty.stderr).toBe('');
       expect(faulty.code).toBe(0);
-      expect(summary(faulty.stdout)).toEqual(summary(clean.stdout));
+      expect(taskLines(faulty.stdout)).toEqual(taskLines(clean.stdout));
       expect(proxy.injected).toBeGreaterThan(2);
     } finally {
       await proxy.close();

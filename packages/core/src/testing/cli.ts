@@ -114,3 +114,16 @@ export function startCli(
       }),
   };
 }
+
+/**
+ * A source CLI's stdout as sorted `source#line-or-row=text` strings: what a user checks to
+ * see that every record came out once, from the right place.
+ */
+export function taskLines(stdout: string): string[] {
+  return stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line))
+    .map((task) => `${task.meta.source}#${task.meta.line ?? task.meta.row ?? ''}=${task.text}`)
+    .sort();
+}

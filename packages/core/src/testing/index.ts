@@ -5,6 +5,7 @@ export {
   type RunningCli,
   runCli,
   startCli,
+  taskLines,
 } from './cli.js';
 export { type FaultProxy, type FaultRule, startFaultProxy } from './fault-proxy.js';
 export {
