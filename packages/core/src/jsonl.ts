@@ -1,4 +1,6 @@
+import { isUtf8 } from 'node:buffer';
 import { SluiceError } from './errors.js';
+import { scanTaskLine } from './scan.js';
 
 /** Longest line accepted by default, in bytes (64 MiB): large enough for inline media, small enough to fail before memory does. */
 export const DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024;
@@ -51,29 +53,36 @@ const BAD_JSON_HINT =
   'each line must be one JSON object; use --skip-invalid to set bad lines aside';
 
 /**
- * Cuts byte chunks into decoded lines. Lines are decoded only once complete,
- * so a multi-byte character split across chunks is never torn. A line longer
- * than the limit is reported as `null` in place of its text and its bytes are
- * dropped as they arrive, so memory stays bounded by the limit plus one chunk.
+ * Cuts byte chunks into lines: decoded text, or with `bytes`, the lines' own bytes (views of
+ * the chunk: use them before the next push). Lines are decoded only once complete, so a
+ * multi-byte character split across chunks is never torn. A line longer than the limit is
+ * reported as `null` in place of its text and its bytes are dropped as they arrive, so memory
+ * stays bounded by the limit plus one chunk.
  */
-class LineSplitter {
+class LineSplitter<Line extends string | Buffer> {
   /** Lines completed by the last push() or end(); reused between calls. */
-  readonly lines: (string | null)[] = [];
+  readonly lines: (Line | null)[] = [];
   /** Line number of `lines[0]`. */
   first = 1;
+  /** In byte mode: false when some line of the last push() may not be valid UTF-8. */
+  utf8 = true;
   private next = 1;
   private readonly max: number;
   private carry: Buffer[] = [];
   private carryBytes = 0;
   private discarding = false;
 
-  constructor(maxLineBytes: number) {
+  constructor(
+    maxLineBytes: number,
+    private readonly bytes: Line extends Buffer ? true : false,
+  ) {
     this.max = maxLineBytes;
   }
 
   push(chunk: Buffer): void {
     this.lines.length = 0;
     this.first = this.next;
+    this.utf8 = true;
     const length = chunk.length;
     let start = 0;
     if (this.discarding || this.carryBytes > 0) {
@@ -88,8 +97,12 @@ class LineSplitter {
     }
     const last = chunk.lastIndexOf(NEWLINE);
     if (last >= start) {
-      if (last - start <= this.max) this.splitDecoded(chunk.toString('utf8', start, last));
-      else this.splitBytes(chunk, start, last);
+      if (last - start > this.max) this.splitBytes(chunk, start, last);
+      else if (this.bytes) {
+        // One native check for all complete lines of the chunk.
+        if (!isUtf8(chunk.subarray(start, last))) this.utf8 = false;
+        this.splitBytes(chunk, start, last);
+      } else this.splitDecoded(chunk.toString('utf8', start, last));
       start = last + 1;
     }
     if (start < length) this.hold(chunk, start, length);
@@ -102,6 +115,7 @@ class LineSplitter {
     const bytes = Buffer.concat(this.carry, this.carryBytes);
     this.carry = [];
     this.carryBytes = 0;
+    if (this.bytes) this.utf8 = isUtf8(bytes);
     this.emitBytes(bytes, 0, bytes.length);
   }
 
@@ -109,7 +123,7 @@ class LineSplitter {
   // slicing, keeps per-line work off the native boundary. Only used when no
   // line can exceed the limit, which the caller checked on the byte length.
   private splitDecoded(text: string): void {
-    const lines = this.lines;
+    const lines = this.lines as (string | null)[];
     let from = 0;
     if (this.next === 1 && text.charCodeAt(0) === BOM) from = 1;
     for (;;) {
@@ -124,7 +138,7 @@ class LineSplitter {
     }
   }
 
-  // Rare path (limit smaller than a chunk): measure each line in bytes.
+  // Byte mode, or a limit smaller than a chunk: line by line.
   private splitBytes(chunk: Buffer, start: number, last: number): void {
     let from = start;
     while (from <= last) {
@@ -138,10 +152,20 @@ class LineSplitter {
     const end = to > from && bytes[to - 1] === CR ? to - 1 : to;
     if (end - from > this.max) {
       this.lines.push(null);
+    } else if (this.bytes) {
+      if (
+        this.next === 1 &&
+        bytes[from] === 0xef &&
+        bytes[from + 1] === 0xbb &&
+        bytes[from + 2] === 0xbf
+      ) {
+        from += 3;
+      }
+      (this.lines as (Buffer | null)[]).push(bytes.subarray(from, end));
     } else {
       let text = bytes.toString('utf8', from, end);
       if (this.next === 1 && text.charCodeAt(0) === BOM) text = text.slice(1);
-      this.lines.push(text);
+      (this.lines as (string | null)[]).push(text);
     }
     this.next++;
   }
@@ -151,6 +175,7 @@ class LineSplitter {
     const bytes = Buffer.concat(this.carry, this.carryBytes + nl);
     this.carry = [];
     this.carryBytes = 0;
+    if (this.bytes && !isUtf8(bytes)) this.utf8 = false;
     this.emitBytes(bytes, 0, bytes.length);
   }
 
@@ -199,10 +224,10 @@ function lineTooLong(name: string, line: number, max: number): SluiceError {
 // Yields the splitter after each chunk and once more after the input ends.
 // Only this per-chunk layer sits between the stream and the per-line loops,
 // because every async layer a line passes through costs time on the hot path.
-async function* splitInput(
+async function* splitInput<Line extends string | Buffer>(
   input: AsyncIterable<Uint8Array | string>,
-  splitter: LineSplitter,
-): AsyncGenerator<LineSplitter> {
+  splitter: LineSplitter<Line>,
+): AsyncGenerator<LineSplitter<Line>> {
   for await (const chunk of input) {
     splitter.push(toBuffer(chunk));
     yield splitter;
@@ -218,7 +243,7 @@ export async function* readLines(
 ): AsyncGenerator<JsonlLine> {
   const max = maxLineBytesOf(options);
   const name = options.name ?? 'input';
-  for await (const { lines, first } of splitInput(input, new LineSplitter(max))) {
+  for await (const { lines, first } of splitInput(input, new LineSplitter<string>(max, false))) {
     for (let i = 0; i < lines.length; i++) {
       const text = lines[i];
       if (text == null) throw lineTooLong(name, first + i, max);
@@ -235,7 +260,7 @@ export async function* parseJsonl(
   const max = maxLineBytesOf(options);
   const name = options.name ?? 'input';
   const throwing = (options.invalid ?? 'throw') === 'throw';
-  for await (const { lines, first } of splitInput(input, new LineSplitter(max))) {
+  for await (const { lines, first } of splitInput(input, new LineSplitter<string>(max, false))) {
     for (let i = 0; i < lines.length; i++) {
       const text = lines[i];
       const line = first + i;
@@ -263,6 +288,52 @@ export async function* parseJsonl(
         continue;
       }
       yield { line, raw: text, value };
+    }
+  }
+}
+
+/** One line as a sink sees it: its own bytes, and the task fields a sink reads or why it is no task. */
+export interface ScannedRecord {
+  line: number;
+  /** The line's bytes, without its line ending (a view: copy it to keep it past the next line). */
+  bytes: Buffer;
+  task?: Record<string, unknown>;
+  problem?: string;
+}
+
+function isBlank(bytes: Buffer): boolean {
+  for (const c of bytes) if (c !== 0x20 && c !== 0x09 && c !== CR) return false;
+  return true;
+}
+
+/**
+ * Reads JSONL for a sink: each line is checked as a task without being fully parsed (see
+ * {@link scanTaskLine}), and comes with its own bytes to store as they are. Lines longer than
+ * the limit throw with `invalid: 'throw'`, or are yielded with a problem and no bytes.
+ */
+export async function* scanJsonl(
+  input: AsyncIterable<Uint8Array | string>,
+  options: ParseJsonlOptions = {},
+): AsyncGenerator<ScannedRecord> {
+  const max = maxLineBytesOf(options);
+  const name = options.name ?? 'input';
+  const throwing = (options.invalid ?? 'throw') === 'throw';
+  for await (const { lines, first, utf8 } of splitInput(
+    input,
+    new LineSplitter<Buffer>(max, true),
+  )) {
+    for (let i = 0; i < lines.length; i++) {
+      const bytes = lines[i];
+      const line = first + i;
+      if (bytes == null) {
+        if (throwing) throw lineTooLong(name, line, max);
+        yield { line, bytes: Buffer.alloc(0), problem: `line is longer than ${max} bytes` };
+      } else if (!utf8 && !isUtf8(bytes)) {
+        yield { line, bytes, problem: 'the line is not valid UTF-8 text' };
+      } else if (bytes[0] === 0x7b || !isBlank(bytes)) {
+        const { task, problem } = scanTaskLine(bytes, 0, bytes.length);
+        yield problem === undefined ? { line, bytes, task } : { line, bytes, problem };
+      }
     }
   }
 }

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { createWriteStream, type WriteStream } from 'node:fs';
@@ -6,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createGzip, type Gzip } from 'node:zlib';
 import { SluiceError, usageError } from './errors.js';
-import { type JsonlRecord, parseJsonl } from './jsonl.js';
+import { scanJsonl } from './jsonl.js';
 import { type Answer, type Task, validateTask } from './task.js';
 import {
   assertSafeKey,
@@ -204,9 +205,13 @@ function stagingError(error: unknown): SluiceError {
   });
 }
 
-// Staged files take writes in large buffers: with the default 16 KiB, each few lines wait for
-// a round trip to the file system thread, and staging idles half the time.
+// Lines are gathered into slabs before they reach the file stream: one write per line would
+// cost more than the copy, and with the stream's default 16 KiB buffer each few lines would
+// wait for a round trip to the file system thread.
+const SLAB_BYTES = 1024 * 1024;
 const STAGING_BUFFER = 4 * 1024 * 1024;
+const NEWLINE = Buffer.from('\n');
+const JSON_SEPARATOR = Buffer.from(',\n');
 
 /** One staged file being written, gzip-compressed or not, with backpressure, hashed as written. */
 class StagedFile {
@@ -217,6 +222,8 @@ class StagedFile {
   /** Rejects on the first error of either stream, so no write waits forever on a dead stream. */
   private readonly failure: Promise<never>;
   private finished: Promise<StagedPart> | undefined;
+  private slab = Buffer.allocUnsafe(SLAB_BYTES);
+  private used = 0;
 
   constructor(
     readonly path: string,
@@ -237,24 +244,55 @@ class StagedFile {
       if (this.head !== this.file) this.head.once('error', fail);
     });
     this.failure.catch(() => {});
-    if (format === 'json') this.write('[\n');
+    if (format === 'json') this.append('[\n');
   }
 
-  async add(line: string): Promise<void> {
-    const text = this.format === 'json' ? `${this.records > 0 ? ',\n' : ''}${line}` : `${line}\n`;
+  /** Adds one record; returns a promise only when the file asks to wait. */
+  add(line: Buffer | string): Promise<void> | undefined {
+    const json = this.format === 'json';
+    if (json && this.records > 0) this.append(JSON_SEPARATOR);
     this.records++;
-    if (!this.write(text)) await Promise.race([once(this.head, 'drain'), this.failure]);
+    this.append(line);
+    if (!json) this.append(NEWLINE);
+    if (this.used >= SLAB_BYTES / 2 && !this.flush()) {
+      return Promise.race([once(this.head, 'drain'), this.failure]).then(() => {});
+    }
+    return undefined;
   }
 
-  private write(text: string): boolean {
-    if (this.head === this.file) this.hash.update(text);
-    return this.head.write(text);
+  private append(data: Buffer | string): void {
+    // A UTF-16 unit never takes more than 3 UTF-8 bytes.
+    const bound = typeof data === 'string' ? data.length * 3 : data.length;
+    if (this.used + bound > this.slab.length) {
+      this.flush();
+      if (bound > this.slab.length) {
+        this.write(Buffer.from(data)); // a copy: the caller may reuse its buffer
+        return;
+      }
+    }
+    this.used +=
+      typeof data === 'string' ? this.slab.write(data, this.used) : data.copy(this.slab, this.used);
+  }
+
+  /** Hands the slab to the stream; false when the stream asks to wait. */
+  private flush(): boolean {
+    if (this.used === 0) return true;
+    const chunk = this.slab.subarray(0, this.used);
+    this.slab = Buffer.allocUnsafe(SLAB_BYTES);
+    this.used = 0;
+    return this.write(chunk);
+  }
+
+  private write(chunk: Buffer): boolean {
+    if (this.head === this.file) this.hash.update(chunk);
+    return this.head.write(chunk);
   }
 
   /** Closes the file (once). */
   finish(): Promise<StagedPart> {
     this.finished ??= (async () => {
-      if (this.format === 'json') this.write(`${this.records > 0 ? '\n' : ''}]\n`);
+      if (this.format === 'json') this.append(`${this.records > 0 ? '\n' : ''}]\n`);
+      this.flush();
       const closed = once(this.file, 'close');
       this.head.end();
       await Promise.race([closed, this.failure]);
@@ -372,7 +410,7 @@ class SinkRun {
     );
   }
 
-  async run(records: AsyncIterable<JsonlRecord>): Promise<SinkResult> {
+  async run(records: AsyncIterable<SinkRecord>): Promise<SinkResult> {
     const { options } = this;
     const now = options.now ?? new Date();
     const iso = now.toISOString();
@@ -418,7 +456,7 @@ class SinkRun {
         if (options.signal?.aborted) break;
         input.lines = record.line;
         this.stats.lines = record.line;
-        const problem = record.error ?? validateTask(record.value);
+        const { problem } = record;
         if (problem !== undefined) {
           if (!options.skipInvalid) {
             throw new SluiceError(
@@ -431,11 +469,13 @@ class SinkRun {
           }
           input.rejected++;
           rejects ??= new StagedFile(newFile(), 'jsonl');
-          await rejects.add(JSON.stringify({ line: record.line, error: problem, raw: record.raw }));
+          await rejects.add(
+            JSON.stringify({ line: record.line, error: problem, ...rawOf(record) }),
+          );
           continue;
         }
         input.valid++;
-        const task = record.value as Task;
+        const task = record.task as Task;
         if (!this.keeps(task)) {
           input.filtered++;
           continue;
@@ -468,7 +508,8 @@ class SinkRun {
           group.files.push(file);
         }
         // The line as it came (db-out's own bytes: `1.0` stays `1.0`), or the task serialized.
-        await file.add(record.raw || JSON.stringify(task));
+        const full = file.add(record.bytes ?? JSON.stringify(task));
+        if (full) await full;
       }
       if (options.signal?.aborted) {
         throw new SluiceError('interrupted: nothing was written', { code: 'INTERRUPTED' });
@@ -694,13 +735,31 @@ function sameExport(a: Manifest, b: Manifest): boolean {
   return essence(a) === essence(b);
 }
 
+/** A line (or a task given as an object) on its way into staging. */
+interface SinkRecord {
+  line: number;
+  /** The task, or with input bytes only the fields a sink reads (see scanTaskLine). */
+  task?: unknown;
+  /** Why the record is not a valid task. */
+  problem?: string;
+  /** The line's own bytes, stored as they are; absent for tasks given as objects. */
+  bytes?: Buffer;
+}
+
+/** The record as rejects.jsonl keeps it: text, or base64 when the bytes are not UTF-8. */
+function rawOf(record: SinkRecord): { raw: string } | { raw_base64: string } {
+  const { bytes } = record;
+  if (!bytes) return { raw: JSON.stringify(record.task) ?? '' };
+  return isUtf8(bytes) ? { raw: bytes.toString('utf8') } : { raw_base64: bytes.toString('base64') };
+}
+
 async function* taskRecords(
   tasks: AsyncIterable<Task> | Iterable<Task>,
-): AsyncGenerator<JsonlRecord> {
+): AsyncGenerator<SinkRecord> {
   let line = 0;
-  for await (const value of tasks) {
+  for await (const task of tasks) {
     line++;
-    yield { line, raw: '', value };
+    yield { line, task, problem: validateTask(task, { tokens: false }) };
   }
 }
 
@@ -719,7 +778,7 @@ export function createSink(
     write: (tasks) => run.run(taskRecords(tasks)),
     writeJsonl: (input) =>
       run.run(
-        parseJsonl(input, {
+        scanJsonl(input, {
           name: options.inputName ?? 'input',
           maxLineBytes: options.maxLineBytes,
           invalid: options.skipInvalid ? 'yield' : 'throw',

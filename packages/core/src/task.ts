@@ -113,9 +113,13 @@ function checkSpan(span: unknown, path: string, text: string | undefined): strin
 /**
  * Checks a value against the Prodigy task shape and returns the first problem as
  * `path: reason` (for example `spans[0].end < start`), or undefined when the task is valid.
- * Unknown fields are allowed: Prodigy keeps them.
+ * Unknown fields are allowed: Prodigy keeps them. With `tokens: false` the tokens are not
+ * checked: sinks store them as Prodigy wrote them and read nothing from them.
  */
-export function validateTask(value: unknown): string | undefined {
+export function validateTask(
+  value: unknown,
+  options: { tokens?: boolean } = {},
+): string | undefined {
   if (!isObject(value)) {
     return `a task must be a JSON object, got ${Array.isArray(value) ? 'an array' : value === null ? 'null' : typeof value}`;
   }
@@ -142,7 +146,7 @@ export function validateTask(value: unknown): string | undefined {
       if (problem) return problem;
     }
   }
-  if (value.tokens !== undefined) {
+  if (value.tokens !== undefined && options.tokens !== false) {
     if (!Array.isArray(value.tokens)) return 'tokens must be an array';
     for (let i = 0; i < value.tokens.length; i++) {
       const token = value.tokens[i];
