@@ -164,7 +164,7 @@ export function render(results) {
     const mb = s.sink[0].bytes / 1e6;
     out.push(`\n### 5. Sink, a ${mb.toFixed(0)} MB db-out file\n`);
     out.push(
-      'MB/s. `s3-sink < file` validates every line, stages parts and a manifest, and uploads them (multipart, 8 MiB parts, 4 at a time); `aws s3 cp file` uploads (8 MiB parts, max_concurrent_requests 4).\n',
+      'MB/s. `s3-sink < file` checks every line, stages parts and a manifest, and uploads them (a large part while it is staged) (multipart, 8 MiB parts, 4 at a time); `aws s3 cp file` uploads (8 MiB parts, max_concurrent_requests 4).\n',
     );
     out.push(
       table(

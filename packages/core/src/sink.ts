@@ -49,6 +49,34 @@ export interface SinkDriver {
   write(key: string, part: StagedPart): Promise<void>;
   delete(key: string): Promise<void>;
   close?(): Promise<void>;
+  /**
+   * Optional: starts writing a large part while it is still being staged, so that staging
+   * and upload overlap (S3 feeds a multipart upload). Core uses it only for a fresh export
+   * root (no earlier manifest), without {hash}, {answer} or {label} in the name, and only
+   * once a part has grown past `streamFrom` bytes. The object may appear when its stream
+   * ends, before the manifest, as staged parts do; its metadata holds what is known at the
+   * start (the dataset; the sha256 is in the manifest).
+   */
+  stream?(key: string, part: StreamedPart): PartStream;
+  /** Bytes a part must reach before it is streamed (default 8 MiB). */
+  readonly streamFrom?: number;
+}
+
+/** What a driver knows of a part when its stream starts. */
+export interface StreamedPart {
+  contentType: string;
+  metadata: Record<string, string>;
+  ifAbsent?: boolean;
+}
+
+/** A part being written as it is staged. */
+export interface PartStream {
+  /** Takes the part's bytes in order; ended by core when the part is complete. */
+  readonly body: NodeJS.WritableStream;
+  /** Settles once the object is written, or rejects with the upload's error. */
+  readonly done: Promise<void>;
+  /** Stops the upload and discards what it sent; resolves once nothing will appear. */
+  abort(): Promise<void>;
 }
 
 export type SinkFormat = 'jsonl' | 'jsonl.gz' | 'json';
@@ -224,40 +252,77 @@ class StagedFile {
   private finished: Promise<StagedPart> | undefined;
   private slab = Buffer.allocUnsafe(SLAB_BYTES);
   private used = 0;
+  /** Staged bytes kept for a stream that has not started yet, and their size. */
+  private held: Buffer[] = [];
+  private heldBytes = 0;
+  /** The part's stream once started. */
+  streamed: PartStream | undefined;
+  private readonly streamFailed: (error: unknown) => void;
 
   constructor(
     readonly path: string,
     private readonly format: SinkFormat,
+    /** Starts streaming the part once it holds `from` bytes. */
+    private readonly early?: { from: number; open: () => PartStream },
   ) {
     this.file = createWriteStream(path, { highWaterMark: STAGING_BUFFER });
     if (format === 'jsonl.gz') {
       const gzip = createGzip();
-      gzip.on('data', (chunk: Buffer) => this.hash.update(chunk));
+      gzip.on('data', (chunk: Buffer) => {
+        this.hash.update(chunk);
+        this.feed(chunk);
+      });
       gzip.pipe(this.file);
       this.head = gzip;
     } else {
       this.head = this.file;
     }
+    let fail: (error: unknown) => void = () => {};
     this.failure = new Promise<never>((_, reject) => {
-      const fail = (error: unknown) => reject(stagingError(error));
-      this.file.once('error', fail);
-      if (this.head !== this.file) this.head.once('error', fail);
+      fail = reject;
+      const broken = (error: unknown) => reject(stagingError(error));
+      this.file.once('error', broken);
+      if (this.head !== this.file) this.head.once('error', broken);
     });
     this.failure.catch(() => {});
+    this.streamFailed = fail;
     if (format === 'json') this.append('[\n');
   }
 
-  /** Adds one record; returns a promise only when the file asks to wait. */
+  /** Adds one record; returns a promise only when the file or the stream asks to wait. */
   add(line: Buffer | string): Promise<void> | undefined {
     const json = this.format === 'json';
     if (json && this.records > 0) this.append(JSON_SEPARATOR);
     this.records++;
     this.append(line);
     if (!json) this.append(NEWLINE);
-    if (this.used >= SLAB_BYTES / 2 && !this.flush()) {
-      return Promise.race([once(this.head, 'drain'), this.failure]).then(() => {});
+    if (this.used < SLAB_BYTES / 2) return undefined;
+    const waits: Promise<unknown>[] = [];
+    if (!this.flush()) waits.push(once(this.head, 'drain'));
+    const body = this.streamed?.body as { writableNeedDrain?: boolean } | undefined;
+    if (body?.writableNeedDrain)
+      waits.push(once(this.streamed?.body as NodeJS.EventEmitter, 'drain'));
+    return waits.length > 0
+      ? Promise.race([Promise.all(waits), this.failure]).then(() => {})
+      : undefined;
+  }
+
+  /** Passes staged bytes to the part's stream, starting it once the part is large enough. */
+  private feed(chunk: Buffer): void {
+    if (this.streamed) {
+      this.streamed.body.write(chunk);
+      return;
     }
-    return undefined;
+    if (!this.early) return;
+    this.held.push(chunk);
+    this.heldBytes += chunk.length;
+    if (this.heldBytes < this.early.from) return;
+    const streamed = this.early.open();
+    this.streamed = streamed;
+    // An upload that fails stops staging at the next wait.
+    streamed.done.catch(this.streamFailed);
+    for (const held of this.held) streamed.body.write(held);
+    this.held = [];
   }
 
   private append(data: Buffer | string): void {
@@ -284,7 +349,10 @@ class StagedFile {
   }
 
   private write(chunk: Buffer): boolean {
-    if (this.head === this.file) this.hash.update(chunk);
+    if (this.head === this.file) {
+      this.hash.update(chunk);
+      this.feed(chunk);
+    }
     return this.head.write(chunk);
   }
 
@@ -296,6 +364,8 @@ class StagedFile {
       const closed = once(this.file, 'close');
       this.head.end();
       await Promise.race([closed, this.failure]);
+      this.held = [];
+      this.streamed?.body.end();
       return {
         path: this.path,
         bytes: this.file.bytesWritten,
@@ -347,6 +417,8 @@ class SinkRun {
   private readonly keyTemplate: string;
   private readonly rootTemplate: string;
   private readonly groupBy: { answer: boolean; label: boolean };
+  /** Parts may stream while staged: one group at a time, keys known before the bytes. */
+  private readonly streamable: boolean;
   private readonly answers: Set<string> | undefined;
   private readonly labels: Set<string> | undefined;
 
@@ -373,6 +445,7 @@ class SinkRun {
     this.keyTemplate = key;
     const keys = new Set([...templateKeys(root), ...templateKeys(key)]);
     this.groupBy = { answer: keys.has('answer'), label: keys.has('label') };
+    this.streamable = !keys.has('answer') && !keys.has('label') && !keys.has('hash');
     if (keys.has('dataset') && !options.dataset) {
       throw usageError(
         `${url} uses {dataset} but no dataset was given`,
@@ -449,6 +522,28 @@ class SinkRun {
     let files = 0;
     let rejects: StagedFile | undefined;
     const newFile = () => join(staging, `${files++}`);
+    // A fresh root has nothing to compare with or protect: large parts upload while staged.
+    const streams: PartStream[] = [];
+    const { stream } = driver;
+    const streaming = !previous && !options.dryRun && this.streamable && stream !== undefined;
+    const dataset: Record<string, string> =
+      options.dataset === undefined ? {} : { dataset: options.dataset };
+    const ifAbsent = (options.ifExists ?? 'overwrite') !== 'overwrite';
+    const early = (values: Group['values'], index: number) =>
+      streaming
+        ? {
+            from: driver.streamFrom ?? 8 * 1024 * 1024,
+            open: () => {
+              const started = stream.call(driver, this.partKey(values, index), {
+                contentType: CONTENT_TYPES[this.format],
+                metadata: dataset,
+                ifAbsent,
+              });
+              streams.push(started);
+              return started;
+            },
+          }
+        : undefined;
     try {
       // Stage 1: validate, filter and serialize everything locally. A bad line stops here,
       // before anything is written to the store.
@@ -504,7 +599,7 @@ class SinkRun {
         let file = group.files.at(-1);
         if (!file || (options.maxPartRecords && file.records >= options.maxPartRecords)) {
           await file?.finish(); // a full part closes now, so open files stay one per group
-          file = new StagedFile(newFile(), this.format);
+          file = new StagedFile(newFile(), this.format, early(group.values, group.files.length));
           group.files.push(file);
         }
         // The line as it came (db-out's own bytes: `1.0` stays `1.0`), or the task serialized.
@@ -545,10 +640,12 @@ class SinkRun {
         lineage,
       };
       return await this.publish(driver, previous, manifest, join(staging, MANIFEST_KEY), [
-        ...parts.map(({ entry, staged }) => ({ key: entry.key, staged })),
+        ...parts.map(({ entry, staged, streamed }) => ({ key: entry.key, staged, streamed })),
         ...(stagedRejects ? [{ key: REJECTS_KEY, staged: stagedRejects }] : []),
       ]);
     } catch (error) {
+      // Nothing of a failed run may appear: uploads still open are dropped.
+      await Promise.allSettled(streams.map((started) => started.abort()));
       // Stopping stdin mid-read surfaces as a stream error; the user asked for it.
       if (
         options.signal?.aborted &&
@@ -575,19 +672,24 @@ class SinkRun {
     if (typeof annotator === 'string') increment(counts.annotators, annotator);
   }
 
+  private partKey(values: Group['values'], index: number, sha256 = ''): string {
+    const key = renderTemplate(this.keyTemplate, {
+      ...values,
+      part: String(index).padStart(5, '0'),
+      hash: sha256.slice(0, 16),
+    });
+    return assertSafeKey(key);
+  }
+
   private async finishParts(groups: Map<string, Group>) {
-    const parts: Array<{ entry: ManifestPart; staged: StagedPart }> = [];
+    const parts: Array<{ entry: ManifestPart; staged: StagedPart; streamed?: PartStream }> = [];
     const sorted = [...groups.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     for (const group of sorted) {
       for (const [i, file] of group.files.entries()) {
         const staged = await file.finish();
-        const key = renderTemplate(this.keyTemplate, {
-          ...group.values,
-          part: String(i).padStart(5, '0'),
-          hash: staged.sha256.slice(0, 16),
-        });
-        assertSafeKey(key);
+        const key = this.partKey(group.values, i, staged.sha256);
         parts.push({
+          streamed: file.streamed,
           entry: {
             key,
             records: file.records,
@@ -618,7 +720,7 @@ class SinkRun {
     previous: Manifest | undefined,
     manifest: Manifest,
     manifestPath: string,
-    files: Array<{ key: string; staged: StagedPart }>,
+    files: Array<{ key: string; staged: StagedPart; streamed?: PartStream }>,
   ): Promise<SinkResult> {
     manifest.root = driver.root;
     const result = (
@@ -658,8 +760,11 @@ class SinkRun {
     // Reached with fail or skip only when no export was there: nothing may appear meanwhile.
     const ifAbsent = (this.options.ifExists ?? 'overwrite') !== 'overwrite';
     try {
-      for (const { key, staged } of files) {
-        if (before.get(key) !== staged.sha256) {
+      for (const { key, staged, streamed } of files) {
+        if (streamed) {
+          await streamed.done;
+          written.push(key);
+        } else if (before.get(key) !== staged.sha256) {
           const metadata = { sha256: staged.sha256, ...dataset };
           await driver.write(key, { ...staged, metadata, ifAbsent });
           written.push(key);

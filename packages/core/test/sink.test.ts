@@ -43,6 +43,21 @@ describe('sink counts', () => {
     expect((store.get(`mem://x/${part?.key}`) as Buffer).toString()).toBe(lines);
   });
 
+  it('sets aside lines that are not UTF-8 with their exact bytes, and keeps unusual tokens', async () => {
+    const store = new Map<string, Buffer>();
+    const latin1 = Buffer.from('{"text": "caf\xe9"}\n', 'latin1');
+    const odd = '{"text":"ab","tokens":[{"text":"a","start":5,"end":1}],"answer":"accept"}\n';
+    const result = await createSink(memoryDriver(store), 'mem://x', {
+      skipInvalid: true,
+    }).writeJsonl(Readable.from([Buffer.from(odd), latin1]));
+    expect(result.manifest.input).toMatchObject({ lines: 2, valid: 1, rejected: 1 });
+    const [reject] = (store.get('mem://x/rejects.jsonl') as Buffer).toString().trim().split('\n');
+    const parsed = JSON.parse(reject as string);
+    expect(parsed).toMatchObject({ line: 2, error: 'the line is not valid UTF-8 text' });
+    expect(Buffer.from(parsed.raw_base64, 'base64').equals(latin1.subarray(0, -1))).toBe(true);
+    expect((store.get(`mem://x/${result.manifest.parts[0]?.key}`) as Buffer).toString()).toBe(odd);
+  });
+
   it('refuses part names that would collide', async () => {
     const sink = createSink(memoryDriver(new Map()), 'mem://x', { name: 'all', maxPartRecords: 1 });
     await expect(sink.write([{ text: 'a' }, { text: 'b' }])).rejects.toThrow(

@@ -1,7 +1,14 @@
 import { createReadStream } from 'node:fs';
+import { PassThrough } from 'node:stream';
 import { DeleteObjectCommand, GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { createSink, type Sink, type SinkDriver, type SinkOptions } from '@sluice/core';
+import {
+  createSink,
+  type Sink,
+  type SinkDriver,
+  type SinkOptions,
+  SluiceError,
+} from '@sluice/core';
 import {
   createS3Client,
   isMissingObject,
@@ -28,6 +35,30 @@ export function createS3SinkDriver(rootUrl: string, options: S3SinkOptions): Sin
   const client: S3Client = createS3Client(options);
   const owned = !options.client;
   const keyOf = (key: string) => `${prefix}${key}`;
+  const partSize = options.partSize ?? 8 * 1024 * 1024;
+  const transfer = (
+    key: string,
+    body: NodeJS.ReadableStream,
+    contentType: string,
+    metadata: Record<string, string> | undefined,
+  ) =>
+    new Upload({
+      client,
+      params: {
+        Bucket: bucket,
+        Key: keyOf(key),
+        Body: body as import('node:stream').Readable,
+        ContentType: contentType,
+        // Header values must be ASCII: a dataset named in any script survives percent-encoded.
+        Metadata:
+          metadata &&
+          Object.fromEntries(
+            Object.entries(metadata).map(([name, value]) => [name, encodeURIComponent(value)]),
+          ),
+      },
+      partSize,
+      queueSize: options.queueSize ?? 4,
+    });
   return {
     connector: S3_CONNECTOR,
     root: `s3://${bucket}${prefix ? `/${prefix.replace(/\/$/, '')}` : ''}`,
@@ -46,31 +77,38 @@ export function createS3SinkDriver(rootUrl: string, options: S3SinkOptions): Sin
     },
     async write(key, part) {
       // An S3 PUT is atomic: readers see the old object or the whole new one.
-      const upload = new Upload({
-        client,
-        params: {
-          Bucket: bucket,
-          Key: keyOf(key),
-          Body: createReadStream(part.path),
-          ContentType: part.contentType,
-          // Header values must be ASCII: a dataset named in any script survives percent-encoded.
-          Metadata:
-            part.metadata &&
-            Object.fromEntries(
-              Object.entries(part.metadata).map(([name, value]) => [
-                name,
-                encodeURIComponent(value),
-              ]),
-            ),
-        },
-        partSize: options.partSize ?? 8 * 1024 * 1024,
-        queueSize: options.queueSize ?? 4,
-      });
+      const upload = transfer(key, createReadStream(part.path), part.contentType, part.metadata);
       try {
         await upload.done();
       } catch (error) {
         throw s3Error(error, `s3://${bucket}/${keyOf(key)}`);
       }
+    },
+    // Multipart parts stay invisible until the upload completes, and a failed or aborted
+    // upload is aborted on the server, so a part fed while staged appears whole or not at all.
+    streamFrom: partSize,
+    stream(key, part) {
+      const body = new PassThrough({ highWaterMark: partSize });
+      const done = transfer(key, body, part.contentType, part.metadata)
+        .done()
+        .then(
+          () => undefined,
+          (error: unknown) => {
+            throw error instanceof SluiceError
+              ? error
+              : s3Error(error, `s3://${bucket}/${keyOf(key)}`);
+          },
+        );
+      done.catch(() => {});
+      return {
+        body,
+        done,
+        async abort() {
+          // A body that fails makes the upload abort its multipart upload before done() settles.
+          body.destroy(new SluiceError('export abandoned', { code: 'INTERRUPTED' }));
+          await done.catch(() => {});
+        },
+      };
     },
     async delete(key) {
       try {
