@@ -30,7 +30,7 @@ def test_streams_a_folder_with_flags_from_the_query_string(tmp_path):
     write_jsonl(tmp_path / "a.jsonl", [{"text": "alpha"}, {"text": "beta"}])
     write_jsonl(tmp_path / "b.jsonl", [{"text": "gamma"}])
     write_jsonl(tmp_path / "skip.jsonl", [{"text": "skipped"}])
-    tasks = list(load(f"{tmp_path}?include=[ab].jsonl"))
+    tasks = list(load(f"{tmp_path}?include=[ab].jsonl&order=listing"))
     assert [t["text"] for t in tasks] == ["alpha", "beta", "gamma"]
     assert tasks[0]["meta"]["source"] == (tmp_path / "a.jsonl").as_uri()
     assert all(isinstance(t["_input_hash"], int) and isinstance(t["_task_hash"], int) for t in tasks)
