@@ -42,6 +42,8 @@ export {
   type JsonlRecord,
   parseJsonl,
   readLines,
+  type ScannedRecord,
+  scanJsonl,
   writeJsonl,
 } from './jsonl.js';
 export { checkedBody, createLeanGet, type LeanGet } from './lean-get.js';
@@ -61,6 +63,7 @@ export {
   MANIFEST_KEY,
   type Manifest,
   type ManifestPart,
+  type PartStream,
   SINK_FORMATS,
   type Sink,
   type SinkDriver,
@@ -69,6 +72,7 @@ export {
   type SinkResult,
   type SinkStats,
   type StagedPart,
+  type StreamedPart,
 } from './sink.js';
 export {
   type Bytes,
