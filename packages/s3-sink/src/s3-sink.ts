@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import { PassThrough } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { DeleteObjectCommand, GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import {
@@ -38,7 +38,7 @@ export function createS3SinkDriver(rootUrl: string, options: S3SinkOptions): Sin
   const partSize = options.partSize ?? 8 * 1024 * 1024;
   const transfer = (
     key: string,
-    body: NodeJS.ReadableStream,
+    body: Readable,
     contentType: string,
     metadata: Record<string, string> | undefined,
   ) =>
@@ -47,7 +47,7 @@ export function createS3SinkDriver(rootUrl: string, options: S3SinkOptions): Sin
       params: {
         Bucket: bucket,
         Key: keyOf(key),
-        Body: body as import('node:stream').Readable,
+        Body: body,
         ContentType: contentType,
         // Header values must be ASCII: a dataset named in any script survives percent-encoded.
         Metadata:
