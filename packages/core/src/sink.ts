@@ -419,6 +419,10 @@ class SinkRun {
   private readonly groupBy: { answer: boolean; label: boolean };
   /** Parts may stream while staged: one group at a time, keys known before the bytes. */
   private readonly streamable: boolean;
+  /** Object metadata every part and the manifest carry. */
+  private readonly dataset: Record<string, string>;
+  /** With fail or skip, writes happen only when no export was there: nothing may appear meanwhile. */
+  private readonly ifAbsent: boolean;
   private readonly answers: Set<string> | undefined;
   private readonly labels: Set<string> | undefined;
 
@@ -446,6 +450,8 @@ class SinkRun {
     const keys = new Set([...templateKeys(root), ...templateKeys(key)]);
     this.groupBy = { answer: keys.has('answer'), label: keys.has('label') };
     this.streamable = !keys.has('answer') && !keys.has('label') && !keys.has('hash');
+    this.dataset = options.dataset === undefined ? {} : { dataset: options.dataset };
+    this.ifAbsent = (options.ifExists ?? 'overwrite') !== 'overwrite';
     if (keys.has('dataset') && !options.dataset) {
       throw usageError(
         `${url} uses {dataset} but no dataset was given`,
@@ -526,9 +532,6 @@ class SinkRun {
     const streams: PartStream[] = [];
     const { stream } = driver;
     const streaming = !previous && !options.dryRun && this.streamable && stream !== undefined;
-    const dataset: Record<string, string> =
-      options.dataset === undefined ? {} : { dataset: options.dataset };
-    const ifAbsent = (options.ifExists ?? 'overwrite') !== 'overwrite';
     const early = (values: Group['values'], index: number) =>
       streaming
         ? {
@@ -536,8 +539,8 @@ class SinkRun {
             open: () => {
               const started = stream.call(driver, this.partKey(values, index), {
                 contentType: CONTENT_TYPES[this.format],
-                metadata: dataset,
-                ifAbsent,
+                metadata: this.dataset,
+                ifAbsent: this.ifAbsent,
               });
               streams.push(started);
               return started;
@@ -755,10 +758,7 @@ class SinkRun {
     // The old manifest goes first, so no reader trusts it while parts change under it.
     if (previous) await driver.delete(MANIFEST_KEY);
     const written: string[] = [];
-    const dataset: Record<string, string> =
-      manifest.dataset === null ? {} : { dataset: manifest.dataset };
-    // Reached with fail or skip only when no export was there: nothing may appear meanwhile.
-    const ifAbsent = (this.options.ifExists ?? 'overwrite') !== 'overwrite';
+    const { dataset, ifAbsent } = this;
     try {
       for (const { key, staged, streamed } of files) {
         if (streamed) {
@@ -771,7 +771,7 @@ class SinkRun {
         }
         this.stats.written++;
       }
-      await this.writeManifest(driver, manifest, manifestPath, dataset, ifAbsent);
+      await this.writeManifest(driver, manifest, manifestPath);
     } catch (error) {
       if (ifAbsent && error instanceof SluiceError && error.code === 'CONFLICT') {
         // Another writer got there first; what was written here is not referenced by a manifest.
@@ -792,13 +792,7 @@ class SinkRun {
     return result('written', written, removed);
   }
 
-  private async writeManifest(
-    driver: SinkDriver,
-    manifest: Manifest,
-    path: string,
-    dataset: Record<string, string>,
-    ifAbsent: boolean,
-  ): Promise<void> {
+  private async writeManifest(driver: SinkDriver, manifest: Manifest, path: string): Promise<void> {
     const body = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`);
     await writeFile(path, body);
     const sha256 = createHash('sha256').update(body).digest('hex');
@@ -807,8 +801,8 @@ class SinkRun {
       bytes: body.length,
       sha256,
       contentType: 'application/json',
-      metadata: { sha256, ...dataset },
-      ifAbsent,
+      metadata: { sha256, ...this.dataset },
+      ifAbsent: this.ifAbsent,
     });
   }
 

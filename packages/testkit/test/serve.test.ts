@@ -6,19 +6,30 @@ import { describe, expect, it } from 'vitest';
 const serve = fileURLToPath(new URL('../dist/serve.js', import.meta.url));
 const repo = (path: string) => fileURLToPath(new URL(`../../../${path}`, import.meta.url));
 
+/** Starts `testkit serve KIND` seeded with the example text folder, once it says it is ready. */
+async function serveSeeded(kind: 's3' | 'gcs') {
+  const server = startCli(serve, [
+    'serve',
+    kind,
+    '--port',
+    '0',
+    '--seed',
+    repo('examples/data/text'),
+  ]);
+  try {
+    await server.waitFor(({ stdout }) => stdout.includes('Press Ctrl-C to stop.'), 30_000);
+    expect(server.stdout()).toMatch(/bucket "sluice" holds 1 seeded objects/);
+  } catch (error) {
+    server.child.kill('SIGINT');
+    throw error;
+  }
+  return server;
+}
+
 describe('testkit serve s3', () => {
   it('serves a seeded bucket that the S3 CLIs use with the environment it prints', async () => {
-    const server = startCli(serve, [
-      'serve',
-      's3',
-      '--port',
-      '0',
-      '--seed',
-      repo('examples/data/text'),
-    ]);
+    const server = await serveSeeded('s3');
     try {
-      await server.waitFor(({ stdout }) => stdout.includes('Press Ctrl-C to stop.'), 30_000);
-      expect(server.stdout()).toMatch(/bucket "sluice" holds 1 seeded objects/);
       const exported = /export (.+)/.exec(server.stdout())?.[1] ?? '';
       const env = Object.fromEntries(
         exported.split(' ').map((pair) => pair.split('=') as [string, string]),
@@ -58,17 +69,8 @@ describe('testkit serve s3', () => {
 
 describe('testkit serve gcs', () => {
   it('serves a seeded bucket that the GCS CLIs use with the environment it prints', async () => {
-    const server = startCli(serve, [
-      'serve',
-      'gcs',
-      '--port',
-      '0',
-      '--seed',
-      repo('examples/data/text'),
-    ]);
+    const server = await serveSeeded('gcs');
     try {
-      await server.waitFor(({ stdout }) => stdout.includes('Press Ctrl-C to stop.'), 30_000);
-      expect(server.stdout()).toMatch(/bucket "sluice" holds 1 seeded objects/);
       const host = /export STORAGE_EMULATOR_HOST=(\S+)/.exec(server.stdout())?.[1] ?? '';
       const keyFile = /--key-file (\S+)/.exec(server.stdout())?.[1] ?? '';
       const env = { STORAGE_EMULATOR_HOST: host };
