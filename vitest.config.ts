@@ -11,6 +11,7 @@ export default defineConfig({
       { find: /^@sluice\/core$/, replacement: src('core/src/index.ts') },
       { find: /^@sluice\/s3-source$/, replacement: src('s3-source/src/index.ts') },
       { find: /^@sluice\/gcs-source$/, replacement: src('gcs-source/src/index.ts') },
+      { find: /^@sluice\/gdrive-source$/, replacement: src('gdrive-source/src/index.ts') },
     ],
   },
   test: {

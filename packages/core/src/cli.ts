@@ -4,6 +4,13 @@ import { debuglog } from 'node:util';
 import cliProgress from 'cli-progress';
 import { Command, CommanderError, Option } from 'commander';
 import { FORMATS, type Format } from './convert.js';
+import {
+  type FetchedImage,
+  type LabelEntry,
+  selfContainedHtml,
+  writeGuidelines,
+  writeLabelFiles,
+} from './documents.js';
 import { isSluiceError, toSluiceError, usageError } from './errors.js';
 import { writeJsonl } from './jsonl.js';
 import { MEDIA_MODES, type MediaMode } from './media.js';
@@ -140,6 +147,11 @@ function sourceFlags(program: Command): void {
     .option('--min-size <size>', 'only items of at least this size (bytes, 64k, 5MB)')
     .option('--max-size <size>', 'only items of at most this size')
     .option(
+      '--type <types>',
+      'only items of these content types, comma-separated (image/*, text/csv)',
+      list,
+    )
+    .option(
       '--limit <n>',
       'stop after this many items',
       number('--limit', { integer: true, min: 0 }),
@@ -158,9 +170,10 @@ function sourceFlags(program: Command): void {
       ).argParser(choice('--format', FORMATS)),
     )
     .addOption(
-      new Option('--text-mode <mode>', '.txt items: a task per line or per file')
-        .argParser(choice('--text-mode', ['line', 'file'] as const))
-        .default('line'),
+      new Option(
+        '--text-mode <mode>',
+        'text items: a task per line or per file (default: line; a file for documents a connector exports, such as Google Docs)',
+      ).argParser(choice('--text-mode', ['line', 'file'] as const)),
     )
     .addOption(
       new Option(
@@ -218,12 +231,13 @@ export function sourceOptionsFromFlags(flags: Flags): SourceOptions {
     modifiedBefore: f.before ? parseTime(f.before, '--before') : undefined,
     minSize: f.minSize ? parseSize(f.minSize, '--min-size') : undefined,
     maxSize: f.maxSize ? parseSize(f.maxSize, '--max-size') : undefined,
+    types: flags.type as string[] | undefined,
     limit: flags.limit as number | undefined,
     sample: flags.sample as number | undefined,
     seed: f.seed,
     shard: f.shard ? parseShard(f.shard) : undefined,
     format: flags.format as Format | undefined,
-    textMode: flags.textMode as 'line' | 'file',
+    textMode: flags.textMode as 'line' | 'file' | undefined,
     media: flags.media as MediaMode,
     mediaHost: f.mediaHost,
     mediaPort: flags.mediaPort as number,
@@ -286,6 +300,11 @@ function sinkFlags(program: Command): void {
       number('--max-part-records', { integer: true, min: 1 }),
     )
     .option('--skip-invalid', 'set bad lines aside in rejects.jsonl instead of failing')
+    .option(
+      '--review',
+      `a review package: adds review.csv (for Google Sheets or Excel) next to the JSONL, and, unless filters are given, keeps flagged, ignored and low-score (at most ${REVIEW_SCORE}) examples`,
+    )
+    .option('--csv', 'also write the kept examples as review.csv, one row each')
     .addOption(
       new Option(
         '--if-exists <policy>',
@@ -299,6 +318,9 @@ function sinkFlags(program: Command): void {
     .option('--max-line-bytes <size>', 'longest input line accepted', '64MB');
 }
 
+/** Highest score `--review` sends to review when no filters are given. */
+const REVIEW_SCORE = 0.5;
+
 /** Turns parsed core sink flags into sink options. */
 export function sinkOptionsFromFlags(flags: Flags, info: CliInfo): SinkOptions {
   const answers = flags.answer as string[] | undefined;
@@ -310,16 +332,24 @@ export function sinkOptionsFromFlags(flags: Flags, info: CliInfo): SinkOptions {
       );
     }
   }
-  return {
-    dataset: flags.dataset as string | undefined,
-    name: flags.name as string,
-    format: flags.format as SinkFormat,
+  const filters = {
     answer: answers as Answer[] | undefined,
     flagged: flags.flagged === true ? true : undefined,
     minScore: flags.minScore as number | undefined,
     maxScore: flags.maxScore as number | undefined,
     label: flags.label as string[] | undefined,
-    match: flags.match === 'any' ? 'any' : undefined,
+    match: flags.match === 'any' ? ('any' as const) : undefined,
+  };
+  const review = flags.review === true;
+  const unfiltered = Object.values(filters).every((value) => value === undefined);
+  return {
+    dataset: flags.dataset as string | undefined,
+    name: flags.name as string,
+    format: flags.format as SinkFormat,
+    ...(review && unfiltered
+      ? { answer: ['ignore'], flagged: true, maxScore: REVIEW_SCORE, match: 'any' }
+      : filters),
+    csv: review || flags.csv === true,
     maxPartRecords: flags.maxPartRecords as number | undefined,
     skipInvalid: flags.skipInvalid === true,
     ifExists: flags.ifExists as SinkOptions['ifExists'],
@@ -712,6 +742,102 @@ export async function runSinkCli(
   } finally {
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);
+  }
+  io.exit(code);
+  return code;
+}
+
+/** What a connector offers for `guidelines` and `labels` (documents it can read). */
+export interface DocumentCommands {
+  /** The document at the URL as HTML, its images still linked; `fetchImage` when images need the store's credentials. */
+  guidelines?(
+    url: string,
+    flags: Flags,
+  ): Promise<{ html: string; name: string; fetchImage?: (url: string) => Promise<FetchedImage> }>;
+  /** The labels listed by the document at the URL (a list, or a table's column with `flags.column`). */
+  labels?(url: string, flags: Flags): Promise<{ entries: LabelEntry[]; name: string }>;
+}
+
+/**
+ * Runs `BIN guidelines URL --out FILE` or `BIN labels URL --out FILE` when the arguments
+ * name one of them; returns undefined otherwise, so the caller runs its main command.
+ */
+export async function runDocumentCli(
+  info: CliInfo,
+  commands: DocumentCommands,
+  configure?: (program: Command) => void,
+  io: Io = defaultIo(),
+): Promise<number | undefined> {
+  const name = io.argv[2];
+  if (name !== 'guidelines' && name !== 'labels') return undefined;
+  if (!commands[name]) return undefined;
+  const program = baseCommand(
+    {
+      ...info,
+      bin: `${info.bin} ${name}`,
+      description:
+        name === 'guidelines'
+          ? 'Write a document as one self-contained HTML file (images inlined) for Prodigy\'s "instructions" setting.'
+          : 'Write the labels a document lists as a Prodigy label file (one per line, for --label), with descriptions in a JSON side file when it has them.',
+      examples: info.examples.filter((line) => line.includes(` ${name} `)),
+    },
+    io,
+  ).requiredOption(
+    '-o, --out <path>',
+    name === 'guidelines' ? 'HTML file to write' : 'label file to write',
+  );
+  if (name === 'labels') {
+    program
+      .option(
+        '--column <name>',
+        'column of a sheet or table holding the labels (default: label, name, tag, category, else the first)',
+      )
+      .option(
+        '--description-column <name>',
+        'column holding descriptions (default: description, definition, meaning, notes)',
+      )
+      .option(
+        '--descriptions <path>',
+        'JSON side file for descriptions (default: the label file with .json)',
+      );
+  }
+  configure?.(program);
+  let code: number = EXIT.ok;
+  try {
+    await program.parseAsync([io.argv[0] as string, io.argv[1] as string, ...io.argv.slice(3)]);
+    const url = program.args[0] as string;
+    const flags = program.opts();
+    const quiet = flags.quiet === true;
+    const say = (line: string) => {
+      if (!quiet) io.stderr.write(`${info.bin}: ${line}\n`);
+    };
+    const out = flags.out as string;
+    if (name === 'guidelines') {
+      const doc = await (commands.guidelines as NonNullable<DocumentCommands['guidelines']>)(
+        url,
+        flags,
+      );
+      const html = await selfContainedHtml(doc.html, {
+        name: doc.name,
+        fetchImage: doc.fetchImage,
+      });
+      await writeGuidelines(html, out);
+      say(
+        `wrote ${out} from ${doc.name} (${formatBytes(Buffer.byteLength(html))}); use it as "instructions" in prodigy.json`,
+      );
+    } else {
+      const doc = await (commands.labels as NonNullable<DocumentCommands['labels']>)(url, flags);
+      const written = await writeLabelFiles(doc.entries, out, {
+        name: doc.name,
+        descriptions: flags.descriptions as string | undefined,
+        onWarning: (message) => say(`warning: ${message}`),
+      });
+      say(
+        `wrote ${plural(written.labels, 'label')} to ${out}${written.descriptions ? ` and descriptions to ${written.descriptions}` : ''}; pass --label ${out} to a recipe`,
+      );
+    }
+  } catch (error) {
+    code = report(io, `${info.bin} ${name}`, error);
   }
   io.exit(code);
   return code;

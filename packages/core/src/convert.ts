@@ -182,7 +182,15 @@ async function* fromJson(input: Bytes, options: ConvertOptions): AsyncGenerator<
 }
 
 // Prodigy's CSV convention: `text`/`Text` and `label`/`Label` columns become task fields;
-// every other column (including Prodigy's `meta`) becomes a key of `meta`.
+// every other column (including Prodigy's `meta`) becomes a key of `meta`. Hash columns,
+// as a review package's CSV has them, stay task fields, so that a corrected row keeps the
+// hashes of the example it corrects.
+const HASH_COLUMNS = new Set(['_input_hash', '_task_hash']);
+
+/** Undoes the quote a spreadsheet-safe CSV puts before a leading =, +, - or @ (see sheetCell). */
+function unquoteCell(value: string): string {
+  return /^'[=+\-@]/.test(value) ? value.slice(1) : value;
+}
 async function* fromCsv(input: Bytes, options: ConvertOptions): AsyncGenerator<Converted> {
   const delimiter = options.delimiter ?? (/\.tsv(\.gz)?$/i.test(options.name) ? '\t' : ',');
   const parser = parseCsv({ bom: true, delimiter, skip_empty_lines: true });
@@ -203,13 +211,15 @@ async function* fromCsv(input: Bytes, options: ConvertOptions): AsyncGenerator<C
         continue;
       }
       row++;
-      const task: Task = { text: record[textColumn] ?? '' };
+      const task: Task = { text: unquoteCell(record[textColumn] ?? '') };
       const meta: Record<string, string> = {};
       header.forEach((name, i) => {
         if (i === textColumn) return;
-        const value = record[i] ?? '';
+        const value = unquoteCell(record[i] ?? '');
         if (name.toLowerCase() === 'label') {
           if (value !== '') task.label = value;
+        } else if (HASH_COLUMNS.has(name) && /^-?\d+$/.test(value)) {
+          task[name] = Number(value);
         } else if (name !== '') {
           meta[name.toLowerCase() === 'meta' ? 'meta' : name] = value;
         }
@@ -233,7 +243,8 @@ async function* fromCsv(input: Bytes, options: ConvertOptions): AsyncGenerator<C
 
 async function* fromText(input: Bytes, options: ConvertOptions): AsyncGenerator<Converted> {
   if (options.textMode === 'file') {
-    const text = await readAll(input, options);
+    // Line ends as in line mode: CRLF (Windows files, Google Docs exports) becomes LF.
+    const text = (await readAll(input, options)).replace(/\r\n/g, '\n');
     if (text.trim() !== '') yield { task: { text } };
     return;
   }

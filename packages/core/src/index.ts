@@ -1,8 +1,10 @@
 export {
   type CliInfo,
+  type DocumentCommands,
   EXIT,
   type Flags,
   integerFlag,
+  runDocumentCli,
   runSinkCli,
   runSourceCli,
   sinkOptionsFromFlags,
@@ -19,6 +21,17 @@ export {
   gunzip,
   type TextMode,
 } from './convert.js';
+export {
+  descriptionsPath,
+  type FetchedImage,
+  type LabelEntry,
+  labelsFromCsv,
+  labelsFromTable,
+  labelsFromText,
+  selfContainedHtml,
+  type TableLabelOptions,
+  writeLabelFiles,
+} from './documents.js';
 export {
   isSluiceError,
   SluiceError,
@@ -64,6 +77,7 @@ export {
   type Manifest,
   type ManifestPart,
   type PartStream,
+  REVIEW_KEY,
   SINK_FORMATS,
   type Sink,
   type SinkDriver,
@@ -73,10 +87,12 @@ export {
   type SinkStats,
   type StagedPart,
   type StreamedPart,
+  sheetCell,
 } from './sink.js';
 export {
   type Bytes,
   createSource,
+  type ListOptions,
   type OpenOptions,
   type Source,
   type SourceDriver,

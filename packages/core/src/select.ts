@@ -16,6 +16,8 @@ export interface Selection {
   minSize?: number;
   /** Only items of at most this many bytes. */
   maxSize?: number;
+  /** Only items of these content types; `image/*` matches a whole family. */
+  types?: string[];
   /** Stop after this many items. */
   limit?: number;
   /** Keep this fraction (0-1] of items, chosen by a stable hash of key and seed. */
@@ -31,6 +33,7 @@ export interface SelectableItem {
   key: string;
   size?: number;
   modified?: Date;
+  contentType?: string;
 }
 
 function unitHash(text: string): number {
@@ -46,11 +49,24 @@ function globs(patterns: string[] | undefined): ((key: string) => boolean) | und
   return (key) => matchers.some((match) => match(key));
 }
 
+/** Matches content types (parameters ignored, case-insensitive); `image/*` matches the family. */
+function contentTypes(
+  patterns: string[] | undefined,
+): ((type: string | undefined) => boolean) | undefined {
+  if (!patterns?.length) return undefined;
+  const wanted = patterns.map((pattern) => pattern.trim().toLowerCase());
+  return (type) => {
+    const bare = (type ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
+    return wanted.some((w) => (w.endsWith('/*') ? bare.startsWith(w.slice(0, -1)) : bare === w));
+  };
+}
+
 /** Builds the predicate of a selection (everything but `limit`, which the source loop counts). */
 export function createSelector(selection: Selection): (item: SelectableItem) => boolean {
   const include = globs(selection.include);
   const exclude = globs(selection.exclude);
   const { modifiedSince, modifiedBefore, minSize, maxSize, sample, seed = '', shard } = selection;
+  const types = contentTypes(selection.types);
   if (sample !== undefined && !(sample > 0 && sample <= 1)) {
     throw usageError(
       `--sample must be a fraction in (0, 1], got ${sample}`,
@@ -70,6 +86,7 @@ export function createSelector(selection: Selection): (item: SelectableItem) => 
     if (modifiedBefore && !(item.modified && item.modified < modifiedBefore)) return false;
     if (minSize !== undefined && !(item.size !== undefined && item.size >= minSize)) return false;
     if (maxSize !== undefined && !(item.size !== undefined && item.size <= maxSize)) return false;
+    if (types && !types(item.contentType)) return false;
     if (sample !== undefined && sample < 1 && unitHash(`${seed}\u0000${item.key}`) >= sample)
       return false;
     if (shard && Math.floor(unitHash(item.key) * shard.count) !== shard.index - 1) return false;

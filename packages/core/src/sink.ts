@@ -105,6 +105,12 @@ export interface SinkOptions {
   maxPartRecords?: number;
   /** Set bad lines aside in a rejects part instead of failing. */
   skipInvalid?: boolean;
+  /**
+   * Also write the kept examples as review.csv, one row each (text, label, answer, score,
+   * flagged, spans, hashes, source), safe to open in Google Sheets or Excel. Read back by a
+   * source, its rows keep their hashes.
+   */
+  csv?: boolean;
   /** When the export root holds a different export: overwrite (default), fail or skip. */
   ifExists?: 'overwrite' | 'fail' | 'skip';
   /** Compute everything, write nothing. */
@@ -151,6 +157,8 @@ export interface Manifest {
   };
   parts: ManifestPart[];
   rejects: ManifestPart | null;
+  /** review.csv, with `csv`. */
+  review: ManifestPart | null;
   /** Where the records came from, by `meta.source`. */
   lineage: { sources: Record<string, number>; truncated: boolean };
 }
@@ -187,6 +195,7 @@ export interface Sink {
 
 export const MANIFEST_KEY = 'manifest.json';
 export const REJECTS_KEY = 'rejects.jsonl';
+export const REVIEW_KEY = 'review.csv';
 const MAX_LINEAGE_SOURCES = 10_000;
 const CONTENT_TYPES: Record<SinkFormat, string> = {
   jsonl: 'application/x-ndjson',
@@ -240,6 +249,58 @@ const SLAB_BYTES = 1024 * 1024;
 const STAGING_BUFFER = 4 * 1024 * 1024;
 const NEWLINE = Buffer.from('\n');
 const JSON_SEPARATOR = Buffer.from(',\n');
+
+const REVIEW_COLUMNS = [
+  'text',
+  'label',
+  'answer',
+  'score',
+  'flagged',
+  'spans',
+  'accept',
+  '_input_hash',
+  '_task_hash',
+  'source',
+  'annotator',
+] as const;
+
+/**
+ * A CSV cell a spreadsheet shows as written: quoted as RFC 4180 needs, and text that a
+ * spreadsheet would run as a formula (a leading =, +, - or @) behind a `'`, which
+ * spreadsheets hide and the source's CSV reader takes off again.
+ */
+export function sheetCell(value: unknown): string {
+  if (value === undefined || value === null) return '';
+  let text = typeof value === 'string' ? value : JSON.stringify(value);
+  if (/^[=+\-@]/.test(text) && !/^-?\d+(\.\d+)?(e-?\d+)?$/i.test(text)) text = `'${text}`;
+  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+/** A review.csv row: what a reviewer reads and corrects, plus the hashes that tie it to the example. */
+function reviewRow(task: Task): string {
+  const text = typeof task.text === 'string' ? task.text : '';
+  const spans = (task.spans ?? [])
+    .map((span) =>
+      typeof span.start === 'number' && typeof span.end === 'number'
+        ? `${span.label ?? ''}: ${text.slice(span.start, span.end)}`
+        : String(span.label ?? ''),
+    )
+    .join('; ');
+  const values: Record<(typeof REVIEW_COLUMNS)[number], unknown> = {
+    text,
+    label: task.label,
+    answer: task.answer,
+    score: scoreOf(task),
+    flagged: task.flagged === true ? 'true' : '',
+    spans,
+    accept: Array.isArray(task.accept) ? task.accept.join(', ') : '',
+    _input_hash: task._input_hash,
+    _task_hash: task._task_hash,
+    source: task.meta?.source,
+    annotator: task._annotator_id ?? task._session_id,
+  };
+  return REVIEW_COLUMNS.map((column) => sheetCell(values[column])).join(',');
+}
 
 /** One staged file being written, gzip-compressed or not, with backpressure, hashed as written. */
 class StagedFile {
@@ -528,6 +589,8 @@ class SinkRun {
     let files = 0;
     let rejects: StagedFile | undefined;
     const newFile = () => join(staging, `${files++}`);
+    const review = options.csv ? new StagedFile(newFile(), 'jsonl') : undefined;
+    review?.add(REVIEW_COLUMNS.join(','));
     // A fresh root has nothing to compare with or protect: large parts upload while staged.
     const streams: PartStream[] = [];
     const { stream } = driver;
@@ -579,6 +642,7 @@ class SinkRun {
           continue;
         }
         this.count(task, counts);
+        if (review) await review.add(reviewRow(task));
         const source = task.meta?.source;
         if (typeof source === 'string') {
           const seen = lineage.sources[source];
@@ -621,6 +685,9 @@ class SinkRun {
       const parts = await this.finishParts(groups);
       this.stats.parts = parts.length;
       const stagedRejects = rejects ? await rejects.finish() : undefined;
+      const stagedReview = review
+        ? { ...(await review.finish()), contentType: 'text/csv; charset=utf-8' }
+        : undefined;
       const manifest: Manifest = {
         sluice: 'manifest/1',
         dataset: options.dataset ?? null,
@@ -640,11 +707,20 @@ class SinkRun {
               sha256: stagedRejects.sha256,
             }
           : null,
+        review: stagedReview
+          ? {
+              key: REVIEW_KEY,
+              records: counts.records,
+              bytes: stagedReview.bytes,
+              sha256: stagedReview.sha256,
+            }
+          : null,
         lineage,
       };
       return await this.publish(driver, previous, manifest, join(staging, MANIFEST_KEY), [
         ...parts.map(({ entry, staged, streamed }) => ({ key: entry.key, staged, streamed })),
         ...(stagedRejects ? [{ key: REJECTS_KEY, staged: stagedRejects }] : []),
+        ...(stagedReview ? [{ key: REVIEW_KEY, staged: stagedReview }] : []),
       ]);
     } catch (error) {
       // Nothing of a failed run may appear: uploads still open are dropped.
@@ -707,9 +783,9 @@ class SinkRun {
     }
     const keys = new Set<string>();
     for (const { entry } of parts) {
-      if (keys.has(entry.key) || entry.key === MANIFEST_KEY || entry.key === REJECTS_KEY) {
+      if (keys.has(entry.key) || [MANIFEST_KEY, REJECTS_KEY, REVIEW_KEY].includes(entry.key)) {
         throw usageError(
-          `part key ${entry.key} would overwrite another part, ${MANIFEST_KEY} or ${REJECTS_KEY}`,
+          `part key ${entry.key} would overwrite another part, ${MANIFEST_KEY}, ${REJECTS_KEY} or ${REVIEW_KEY}`,
           'put {part} (or {hash}) in --name so that every part gets a key of its own',
         );
       }
@@ -752,6 +828,7 @@ class SinkRun {
     for (const part of [
       ...(previous?.parts ?? []),
       ...(previous?.rejects ? [previous.rejects] : []),
+      ...(previous?.review ? [previous.review] : []),
     ]) {
       before.set(part.key, part.sha256);
     }
@@ -829,6 +906,7 @@ function sameExport(a: Manifest, b: Manifest): boolean {
       m.counts,
       m.parts,
       m.rejects,
+      m.review ?? null,
       m.lineage,
     ]);
   return essence(a) === essence(b);

@@ -14,7 +14,7 @@ import {
   type TextMode,
 } from './convert.js';
 import { SluiceError, toSluiceError, usageError } from './errors.js';
-import { setHashes } from './hash.js';
+import { murmurhash3_32, setHashes } from './hash.js';
 import {
   DEFAULT_INLINE_MAX_BYTES,
   type MediaItem,
@@ -38,6 +38,12 @@ export interface SourceItem {
   /** Store version (ETag, generation, revision id); stamped into `meta.version` and kept in state. */
   version?: string;
   contentType?: string;
+  /** The path the item was seen at, stamped into `meta.path`, when the URI does not show it (Drive ids). */
+  path?: string;
+  /** How the item converts, when the connector knows better than its name (an exported Google Doc). */
+  format?: Format;
+  /** Text mode of this item unless the user chose one (an exported document is one task). */
+  textMode?: TextMode;
 }
 
 /** An item's bytes: a stream, or chunks already in memory. */
@@ -51,6 +57,20 @@ export interface OpenOptions {
   signal?: AbortSignal;
 }
 
+export interface ListOptions {
+  signal: AbortSignal;
+  /**
+   * A change-feed position saved by an earlier pass or run (a driver that has a feed): the
+   * driver may then list only what changed since. Undefined means list everything.
+   */
+  cursor?: string;
+  /**
+   * Called by a driver with a change feed once a listing has gone through everything up to a
+   * position; core saves it with the checkpoint when every item listed is delivered.
+   */
+  setCursor?(cursor: string): void;
+}
+
 /**
  * What a connector implements to be a source: lazy listing, byte access and a stat by key.
  * Everything else (selection, conversion, media, state, watch, retries of broken reads) is core's.
@@ -61,11 +81,16 @@ export interface SourceDriver<I extends SourceItem = SourceItem> {
   /** Canonical URI of the root every item key is relative to. */
   readonly root: string;
   /** Lists items under the root lazily, page by page, as they are consumed. */
-  list(options: { signal: AbortSignal }): AsyncIterable<I>;
+  list(options: ListOptions): AsyncIterable<I>;
   /** Opens an item's bytes. With `start`, must read the same version the item was listed at. */
   open(item: I, options: OpenOptions): Promise<Bytes>;
   /** Looks up one item by key (for the media proxy); undefined when it does not exist. */
   stat(key: string): Promise<I | undefined>;
+  /**
+   * For drivers whose item URIs are not the root plus the key (Drive's `gdrive://file/<id>`):
+   * looks up, for the media proxy, an item by URI, and only one that this source listed.
+   */
+  resolve?(uri: string): Promise<I | undefined>;
   /** A URL the browser can fetch directly for `signed` media mode. */
   signedUrl?(item: I, ttlSeconds: number): Promise<string>;
   close?(): Promise<void>;
@@ -278,9 +303,16 @@ class SourceRun implements Source {
     }
     await this.state.load();
     const signal = this.abort.signal;
+    // A change-feed position is only good for the same root and selection: items a different
+    // selection left out never show up as changes.
+    const cursorName = `${this.driver.root} ${selectionKey(options)}`;
+    let cursor = this.tracking ? this.state.cursor(cursorName) : undefined;
     for (;;) {
+      let reached: string | undefined;
+      const failedBefore = this.stats.failed;
+      const listing = { signal, cursor, setCursor: (value: string) => (reached = value) };
       const fetched = mapBounded(
-        this.selected(signal),
+        this.selected(listing),
         (item) => this.fetch(item),
         options.concurrency ?? 8,
         options.order === 'listing',
@@ -305,6 +337,18 @@ class SourceRun implements Source {
           this.state.complete(item.uri, versionOf(item), this.stats.tasks);
         }
       }
+      // The feed moves on only past a pass that listed everything and lost nothing, so an item
+      // that failed or was left beyond --limit comes up again.
+      if (
+        reached !== undefined &&
+        this.tracking &&
+        this.stats.failed === failedBefore &&
+        !this.limitReached() &&
+        !signal.aborted
+      ) {
+        cursor = reached;
+        this.state.setCursor(cursorName, reached, this.stats.tasks);
+      }
       if (options.autoCheckpoint !== false) await this.state.commit(this.stats.tasks);
       if (options.watch === undefined || signal.aborted || this.limitReached()) return;
       try {
@@ -320,8 +364,8 @@ class SourceRun implements Source {
   }
 
   /** Listed items that pass selection and are not in the checkpoint, up to the limit. */
-  private async *selected(signal: AbortSignal): AsyncGenerator<SourceItem> {
-    for await (const item of this.driver.list({ signal })) {
+  private async *selected(listing: ListOptions): AsyncGenerator<SourceItem> {
+    for await (const item of this.driver.list(listing)) {
       this.stats.listed++;
       if (!this.selector(item)) continue;
       // A review or export location read back holds Sluice's own files next to the tasks.
@@ -329,7 +373,7 @@ class SourceRun implements Source {
       if (name === MANIFEST_KEY || name === REJECTS_KEY) {
         this.warn(
           'export-files',
-          `skipping Sluice export files (${MANIFEST_KEY}, ${REJECTS_KEY}) such as ${item.uri}`,
+          `skipping Sluice export files (${MANIFEST_KEY}, ${REJECTS_KEY}) such as ${shown(item)}`,
         );
         continue;
       }
@@ -346,13 +390,13 @@ class SourceRun implements Source {
   /** Reads and converts a small item ahead of its turn; a large one is left to stream in order. */
   private async fetch(item: SourceItem): Promise<Fetched> {
     try {
-      const format = detectFormat(item.key, item.contentType, this.options.format);
+      const format = formatOf(item, this.options);
       if (!format) {
         this.stats.unsupported++;
         const ext = item.key.includes('.') ? item.key.slice(item.key.lastIndexOf('.')) : item.key;
         this.warn(
           `unsupported:${ext}`,
-          `skipping ${item.uri}: no converter for "${ext}" (use --format or --exclude)`,
+          `skipping ${shown(item)}: no converter for "${ext}" (use --format or --exclude)`,
         );
         return { item, tasks: [], skipped: true };
       }
@@ -372,7 +416,7 @@ class SourceRun implements Source {
     const failure = itemError(item, error, this.driver.connector);
     if (!this.options.skipErrors || this.abort.signal.aborted) throw failure;
     this.stats.failed++;
-    this.options.onWarning?.(`skipping ${item.uri}: ${failure.message}`);
+    this.options.onWarning?.(`skipping ${shown(item)}: ${failure.message}`);
   }
 
   private warn(key: string, message: string): void {
@@ -385,13 +429,10 @@ class SourceRun implements Source {
     item: SourceItem,
     bytes: AsyncIterable<Uint8Array>,
   ): AsyncIterable<Converted> {
-    const format = detectFormat(item.key, item.contentType, this.options.format) as Exclude<
-      Format,
-      MediaFormat
-    >;
+    const format = formatOf(item, this.options) as Exclude<Format, MediaFormat>;
     return convert(format, isGzipped(item.key) ? gunzip(bytes) : bytes, {
-      name: item.uri,
-      textMode: this.options.textMode,
+      name: shown(item),
+      textMode: this.options.textMode ?? item.textMode,
       maxLineBytes: this.options.maxLineBytes,
       maxDocumentBytes: this.options.maxDocumentBytes ?? DEFAULT_MAX_DOCUMENT_BYTES,
     });
@@ -464,15 +505,9 @@ class SourceRun implements Source {
    * the annotator's browser), looked up fresh so it keeps working after the stream ends.
    */
   private async resolveMedia(uri: string): Promise<MediaItem | undefined> {
-    const root = this.driver.root.endsWith('/') ? this.driver.root : `${this.driver.root}/`;
-    if (!uri.startsWith(root)) return undefined;
-    const key = uri.slice(root.length);
-    if (key === '' || key.split('/').some((part) => part === '..' || part === '.')) {
-      return undefined;
-    }
-    const item = await this.driver.stat(key);
+    const item = this.driver.resolve ? await this.driver.resolve(uri) : await this.statUri(uri);
     if (!item || !this.selector(item)) return undefined;
-    const format = detectFormat(item.key, item.contentType, this.options.format);
+    const format = formatOf(item, this.options);
     if (!format || !isMediaFormat(format)) return undefined;
     return {
       size: item.size,
@@ -480,6 +515,16 @@ class SourceRun implements Source {
       contentType: contentTypeOf(item.key, item.contentType),
       open: async (range) => this.driver.open(item, { start: range?.start, end: range?.end }),
     };
+  }
+
+  private statUri(uri: string): Promise<SourceItem | undefined> {
+    const root = this.driver.root.endsWith('/') ? this.driver.root : `${this.driver.root}/`;
+    if (!uri.startsWith(root)) return Promise.resolve(undefined);
+    const key = uri.slice(root.length);
+    if (key === '' || key.split('/').some((part) => part === '..' || part === '.')) {
+      return Promise.resolve(undefined);
+    }
+    return this.driver.stat(key);
   }
 
   private stamp(entry: Converted, item: SourceItem): Task {
@@ -491,6 +536,7 @@ class SourceRun implements Source {
       meta.origin = meta.source;
     }
     meta.source = item.uri;
+    if (item.path !== undefined) meta.path = item.path;
     if (item.version !== undefined) meta.version = item.version;
     if (entry.line !== undefined) meta.line = entry.line;
     if (entry.row !== undefined) meta.row = entry.row;
@@ -504,7 +550,7 @@ function itemError(item: SourceItem, error: unknown, connector: string): SluiceE
   const failure = toSluiceError(error, connector);
   if (failure.message.includes(item.uri)) return failure;
   const zlib = /^Z_/.test(String((error as { code?: unknown })?.code));
-  return new SluiceError(`${item.uri}: ${failure.message}`, {
+  return new SluiceError(`${shown(item)}: ${failure.message}`, {
     code: zlib ? 'CONVERT' : failure.code,
     connector: failure.connector,
     hint: zlib
@@ -513,6 +559,24 @@ function itemError(item: SourceItem, error: unknown, connector: string): SluiceE
     cause: error,
     retryable: failure.retryable,
   });
+}
+
+/** An item in messages: its URI, and its path when the URI does not show it. */
+function shown(item: SourceItem): string {
+  return item.path ? `${item.uri} (${item.path})` : item.uri;
+}
+
+function formatOf(item: SourceItem, options: SourceOptions): Format | undefined {
+  return detectFormat(item.key, item.contentType, options.format ?? item.format);
+}
+
+/** A short fingerprint of what selects items, apart from the limit. */
+function selectionKey(options: SourceOptions): string {
+  const { include, exclude, modifiedSince, modifiedBefore, minSize, maxSize, types } = options;
+  const { sample, seed, shard } = options;
+  const selection = [include, exclude, modifiedSince, modifiedBefore, minSize, maxSize, types];
+  const text = JSON.stringify([...selection, sample, seed, shard]);
+  return (murmurhash3_32(text) >>> 0).toString(16);
 }
 
 function versionOf(item: SourceItem): string {

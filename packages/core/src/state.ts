@@ -77,6 +77,8 @@ export class Checkpoint {
   private pending: Array<{ uri: string; version: string; seq: number }> = [];
   /** Items yielded by this run, delivered or not: a watch pass must not emit them again. */
   private readonly emitted = new Map<string, string>();
+  private pendingCursors: Array<{ name: string; value: string; seq: number }> = [];
+  private readonly latest: Record<string, string> = {};
   private dirty = false;
   /** Saves run one after another: two overlapping saves must not race on the file. */
   private saving: Promise<void> = Promise.resolve();
@@ -101,13 +103,15 @@ export class Checkpoint {
     this.emitted.set(uri, version);
   }
 
+  /** The newest position of a feed, delivered or not: a watch pass goes on from it. */
   cursor(name: string): string | undefined {
-    return this.cursors[name];
+    return this.latest[name] ?? this.cursors[name];
   }
 
-  setCursor(name: string, value: string): void {
-    this.cursors[name] = value;
-    this.dirty = true;
+  /** Records a feed position that counts once the first `seq` tasks are delivered. */
+  setCursor(name: string, value: string, seq: number): void {
+    this.pendingCursors.push({ name, value, seq });
+    this.latest[name] = value;
   }
 
   /** Commits items whose tasks are all among the first `delivered`, and saves if anything changed. */
@@ -121,6 +125,11 @@ export class Checkpoint {
     }
     if (n > 0) {
       this.pending.splice(0, n);
+      this.dirty = true;
+    }
+    while (this.pendingCursors[0] && this.pendingCursors[0].seq <= delivered) {
+      const { name, value } = this.pendingCursors.shift() as { name: string; value: string };
+      this.cursors[name] = value;
       this.dirty = true;
     }
     if (!this.dirty || !this.store) return;

@@ -1,6 +1,10 @@
 // Test-only helpers (they use vitest hooks); the standalone serve command does not load them.
+import { randomBytes } from 'node:crypto';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { IdempotencyStrategy, Storage } from '@google-cloud/storage';
+// The auth library googleapis itself uses (the Cloud Storage client uses a later major).
+import { OAuth2Client } from 'google-auth-library-10';
+import { drive_v3 } from 'googleapis/build/src/apis/drive/v3.js';
 import { afterAll, beforeAll } from 'vitest';
 import {
   type GcsServer,
@@ -8,6 +12,7 @@ import {
   serviceAccount,
   startGcsServer,
 } from './gcs-server.js';
+import { type DriveServer, type DriveServerOptions, startDriveServer } from './gdrive-server.js';
 import { type S3Server, type S3ServerName, startS3 } from './s3.js';
 
 /**
@@ -66,6 +71,33 @@ export function useGcs(
       // without preconditions), and retries wait at most a second.
       retryOptions: { maxRetryDelay: 1, idempotencyStrategy: IdempotencyStrategy.RetryAlways },
     });
+  });
+  afterAll(async () => {
+    await context.server?.close();
+  });
+  return context;
+}
+
+/**
+ * For a test file: starts the Drive test server with an access token registered, and a
+ * Drive client (the real googleapis one) that uses it. Read the fields inside tests.
+ */
+export function useDrive(options: DriveServerOptions = {}): {
+  server: DriveServer;
+  url: string;
+  token: string;
+  drive: drive_v3.Drive;
+} {
+  const context = {} as ReturnType<typeof useDrive>;
+  beforeAll(async () => {
+    const { server, url } = await startDriveServer(options);
+    context.server = server;
+    context.url = url;
+    context.token = `ya29.test-${randomBytes(12).toString('hex')}`;
+    server.addToken(context.token);
+    const auth = new OAuth2Client();
+    auth.setCredentials({ access_token: context.token });
+    context.drive = new drive_v3.Drive({ auth, rootUrl: `${url}/` });
   });
   afterAll(async () => {
     await context.server?.close();

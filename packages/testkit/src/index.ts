@@ -1,11 +1,17 @@
 export { crc32c, crc32cBase64 } from './crc32c.js';
-export { useGcs, useS3 } from './fixtures.js';
+export { useDrive, useGcs, useS3 } from './fixtures.js';
 export {
   GcsServer,
   type GcsServerOptions,
   serviceAccount,
   startGcsServer,
 } from './gcs-server.js';
+export {
+  type DriveFile,
+  DriveServer,
+  type DriveServerOptions,
+  startDriveServer,
+} from './gdrive-server.js';
 export {
   hasMoto,
   runMoto,

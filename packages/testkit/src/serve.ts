@@ -1,13 +1,15 @@
 #!/usr/bin/env node
-// `npx pnpm@10.34.9 testkit serve s3|gcs [--port N] [--bucket sluice] [--seed DIR] ...`
-// Starts a local server, seeds a bucket from a folder and prints how to point the
-// connectors at it, so they can be tried with no account. Runs until Ctrl-C.
+// `npx pnpm@10.34.9 testkit serve s3|gcs|gdrive [--port N] [--bucket sluice] [--seed DIR] ...`
+// Starts a local server, seeds a bucket (or Drive folder) from a folder and prints how to
+// point the connectors at it, so they can be tried with no account. Runs until Ctrl-C.
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { serviceAccount, startGcsServer } from './gcs-server.js';
+import { type DriveServer, startDriveServer } from './gdrive-server.js';
 import { type S3ServerName, startS3 } from './s3.js';
 import {
   type GeneratedBucket,
@@ -32,6 +34,7 @@ async function startStubServer(buckets: GeneratedBucket[], port: number) {
 
 const USAGE = `usage: testkit serve s3 [--server s3rver|moto|stub] [--port 9000] [--bucket sluice] [--seed DIR] [--generate SPEC]...
        testkit serve gcs [--port 4443] [--bucket sluice] [--seed DIR]
+       testkit serve gdrive [--port 4444] [--folder sluice] [--seed DIR]
 
 Starts a local server on 127.0.0.1, creates the bucket, uploads every file under --seed
 (keys relative to it), prints how to point the CLIs at it, and serves until Ctrl-C.
@@ -41,7 +44,10 @@ in-memory benchmark server. --generate name:keys:size:ext[:prefix] adds a bucket
 generated objects (e.g. small:10000:2048:jsonl): held in memory by the stub, uploaded to
 the others.
 gcs: the test kit's Cloud Storage JSON API server, in memory; it writes a service account
-key made for the run (for --media signed) to a temporary folder.`;
+key made for the run (for --media signed) to a temporary folder.
+gdrive: the test kit's Google Drive API server, in memory; --seed fills one Drive folder
+(--folder, its id printed) with a folder for each subfolder and a file for each file, and an
+access token is made for the run.`;
 
 async function* files(dir: string): AsyncGenerator<string> {
   for (const entry of await readdir(dir, { withFileTypes: true })) {
@@ -74,6 +80,7 @@ async function main(): Promise<number> {
         server: { type: 'string', default: 's3rver' },
         port: { type: 'string' },
         bucket: { type: 'string', default: 'sluice' },
+        folder: { type: 'string', default: 'sluice' },
         seed: { type: 'string' },
         generate: { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h' },
@@ -91,16 +98,24 @@ async function main(): Promise<number> {
     return 0;
   }
   const command = positionals.join(' ');
-  if (command !== 'serve s3' && command !== 'serve gcs') {
-    console.error(`testkit: error: expected "serve s3" or "serve gcs", got "${command}"\n${USAGE}`);
+  const defaultPorts: Record<string, number> = {
+    'serve s3': 9000,
+    'serve gcs': 4443,
+    'serve gdrive': 4444,
+  };
+  if (!Object.hasOwn(defaultPorts, command)) {
+    console.error(
+      `testkit: error: expected "serve s3", "serve gcs" or "serve gdrive", got "${command}"\n${USAGE}`,
+    );
     return 2;
   }
-  const port = Number(values.port ?? (command === 'serve gcs' ? 4443 : 9000));
+  const port = Number(values.port ?? defaultPorts[command]);
   if (!Number.isInteger(port) || port < 0) {
     console.error(`testkit: error: --port expects a port number, got "${values.port}"`);
     return 2;
   }
   if (command === 'serve gcs') return serveGcs(port, values.bucket as string, values.seed);
+  if (command === 'serve gdrive') return serveGdrive(port, values.folder as string, values.seed);
   const server = values.server as S3ServerName | 'stub';
   if (!['s3rver', 'moto', 'stub'].includes(server)) {
     console.error(`testkit: error: --server must be s3rver, moto or stub, got "${server}"`);
@@ -196,6 +211,45 @@ async function serveGcs(port: number, bucket: string, seed: string | undefined):
   );
   console.log(
     `  node packages/gcs-sink/dist/cli.js 'gs://${bucket}/exports/{dataset}/' --dataset demo < examples/data/db-out/ner-news.jsonl`,
+  );
+  await untilStopped();
+  await stop();
+  return 0;
+}
+
+/** Copies a local folder into a Drive folder: a folder for each subfolder, a file for each file. */
+async function seedDrive(server: DriveServer, dir: string, parentId: string): Promise<number> {
+  let seeded = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    if (entry.name.startsWith('.')) continue;
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) {
+      seeded += await seedDrive(server, path, server.createFolder(entry.name, parentId));
+    } else if (entry.isFile()) {
+      server.createFile({ name: entry.name, parentId, content: await readFile(path) });
+      seeded++;
+    }
+  }
+  return seeded;
+}
+
+async function serveGdrive(
+  port: number,
+  folder: string,
+  seed: string | undefined,
+): Promise<number> {
+  const { server, url, stop } = await startDriveServer({}, port);
+  const folderId = server.createFolder(folder);
+  const seeded = seed ? await seedDrive(server, seed, folderId) : 0;
+  const token = `ya29.sluice-${randomBytes(18).toString('base64url')}`;
+  server.addToken(token);
+  console.log(
+    `Google Drive (test kit) serving on ${url}; folder "${folder}" (id ${folderId}) holds ${seeded} seeded files.`,
+  );
+  console.log('Point the Sluice Google Drive CLIs at it (the access token is made for this run):');
+  console.log(`  export GOOGLE_OAUTH_ACCESS_TOKEN=${token}`);
+  console.log(
+    `  node packages/gdrive-source/dist/cli.js gdrive://folder/${folderId} --endpoint ${url} | head -3`,
   );
   await untilStopped();
   await stop();

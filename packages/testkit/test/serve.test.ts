@@ -7,7 +7,10 @@ const serve = fileURLToPath(new URL('../dist/serve.js', import.meta.url));
 const repo = (path: string) => fileURLToPath(new URL(`../../../${path}`, import.meta.url));
 
 /** Starts `testkit serve KIND` seeded with the example text folder, once it says it is ready. */
-async function serveSeeded(kind: 's3' | 'gcs') {
+async function serveSeeded(
+  kind: 's3' | 'gcs' | 'gdrive',
+  seeded = /bucket "sluice" holds 1 seeded objects/,
+) {
   const server = startCli(serve, [
     'serve',
     kind,
@@ -18,7 +21,7 @@ async function serveSeeded(kind: 's3' | 'gcs') {
   ]);
   try {
     await server.waitFor(({ stdout }) => stdout.includes('Press Ctrl-C to stop.'), 30_000);
-    expect(server.stdout()).toMatch(/bucket "sluice" holds 1 seeded objects/);
+    expect(server.stdout()).toMatch(seeded);
   } catch (error) {
     server.child.kill('SIGINT');
     throw error;
@@ -95,6 +98,27 @@ describe('testkit serve gcs', () => {
         { env },
       );
       expect(signed.stdout.trim().split('\n')).toHaveLength(24);
+    } finally {
+      server.child.kill('SIGINT');
+    }
+    expect(await server.closed).toBe(0);
+  }, 60_000);
+});
+
+describe('testkit serve gdrive', () => {
+  it('serves a seeded folder that the Drive source CLI reads with the token it prints', async () => {
+    const server = await serveSeeded('gdrive', /folder "sluice" \(id \S+\) holds 1 seeded files/);
+    try {
+      const token = /export GOOGLE_OAUTH_ACCESS_TOKEN=(\S+)/.exec(server.stdout())?.[1] ?? '';
+      const [, folder = '', endpoint = ''] =
+        /cli\.js (gdrive:\/\/folder\/\S+) --endpoint (\S+)/.exec(server.stdout()) ?? [];
+      const source = await runCli(
+        repo('packages/gdrive-source/dist/cli.js'),
+        [folder, '--endpoint', endpoint, '--quiet'],
+        { env: { GOOGLE_OAUTH_ACCESS_TOKEN: token } },
+      );
+      expect(source.code).toBe(0);
+      expect(source.stdout.trim().split('\n')).toHaveLength(12);
     } finally {
       server.child.kill('SIGINT');
     }

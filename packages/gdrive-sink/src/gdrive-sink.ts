@@ -1,0 +1,320 @@
+import { createHash } from 'node:crypto';
+import { open } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  createSink,
+  type Sink,
+  type SinkDriver,
+  type SinkOptions,
+  SluiceError,
+  type StagedPart,
+} from '@sluice/core';
+import {
+  createDrive,
+  type Drive,
+  type DriveConnectionOptions,
+  driveError,
+  FOLDER_TYPE,
+  GDRIVE_CONNECTOR,
+  isNotFound,
+  parseDriveUrl,
+  statusOf,
+  WRITE_SCOPE,
+} from '@sluice/gdrive-source';
+
+/** Options of the Drive sink: core sink options, the connection, and where to write. */
+export interface GdriveSinkOptions extends SinkOptions, DriveConnectionOptions {
+  /** Export root: `gdrive://folder/<id>/path`, with {dataset} {date} {timestamp} in the path. */
+  url: string;
+  /** Bytes per request of a resumable upload (default 8 MiB; a multiple of 256 KiB). */
+  chunkSize?: number;
+}
+
+const DEFAULT_CHUNK = 8 * 1024 * 1024;
+const CHUNK_MULTIPLE = 256 * 1024;
+const CHUNK_RETRIES = 5;
+/** The appProperty that marks a file Sluice wrote, with the file's name under its folder. */
+const KEY_PROPERTY = 'sluice_key';
+/** Drive limits an appProperty's key plus value to 124 bytes. */
+const PROPERTY_BYTES = 124;
+
+type Auth = {
+  request<T>(options: Record<string, unknown>): Promise<{
+    status: number;
+    data: T;
+    headers: Headers | Record<string, string>;
+  }>;
+};
+
+const quote = (value: string) => value.replaceAll('\\', '\\\\').replaceAll("'", "\\'");
+
+/** A value that fits Drive's appProperty limit; a long one becomes its sha256 prefix. */
+function propertyValue(key: string, value: string): string {
+  if (Buffer.byteLength(key) + Buffer.byteLength(value) <= PROPERTY_BYTES) return value;
+  return `sha256:${createHash('sha256').update(value).digest('hex').slice(0, 32)}`;
+}
+
+function header(headers: Headers | Record<string, string>, name: string): string | undefined {
+  if (typeof (headers as Headers).get === 'function') {
+    return (headers as Headers).get(name) ?? undefined;
+  }
+  return (headers as Record<string, string>)[name.toLowerCase()];
+}
+
+/**
+ * Builds the driver over an export root. Folders of the path are found by name, or created
+ * when a write needs them (the oldest wins if a name is doubled); files are found by the
+ * `sluice_key` appProperty, so a rerun updates its own files (Drive keeps their revisions)
+ * and never touches a file a person put there under the same name.
+ */
+export async function createGdriveSinkDriver(
+  rootUrl: string,
+  options: GdriveSinkOptions,
+): Promise<SinkDriver> {
+  const target = parseDriveUrl(rootUrl);
+  if (target.kind !== 'folder') {
+    throw new SluiceError(`${rootUrl}: a sink writes into a folder`, {
+      code: 'USAGE',
+      hint: 'use gdrive://folder/<id>/exports/{dataset}',
+    });
+  }
+  const chunkSize = options.chunkSize ?? DEFAULT_CHUNK;
+  if (chunkSize < CHUNK_MULTIPLE || chunkSize % CHUNK_MULTIPLE !== 0) {
+    throw new Error(`chunkSize must be a multiple of ${CHUNK_MULTIPLE} bytes, got ${chunkSize}`);
+  }
+  const drive: Drive = createDrive(options, WRITE_SCOPE);
+  const auth = drive.context._options.auth as unknown as Auth;
+  const apiRoot = (drive.context._options.rootUrl ?? 'https://www.googleapis.com/').replace(
+    /\/?$/,
+    '/',
+  );
+  const root = `gdrive://folder/${target.id}${target.path.map((s) => `/${s}`).join('')}`;
+  // The Drive folder must exist and be one: a wrong id fails before stdin is read.
+  try {
+    const { data } = await drive.files.get({
+      fileId: target.id,
+      fields: 'id,mimeType',
+      supportsAllDrives: true,
+    });
+    if (data.mimeType !== FOLDER_TYPE) {
+      throw new SluiceError(`gdrive://folder/${target.id} is a file, not a folder`, {
+        code: 'USAGE',
+        connector: GDRIVE_CONNECTOR,
+        hint: 'export into a folder: gdrive://folder/<folderId>/{dataset}',
+      });
+    }
+  } catch (error) {
+    throw driveError(error, `gdrive://folder/${target.id}`);
+  }
+  const uriOf = (key: string) => `${root}/${key}`;
+  /** Folder ids by path under the Drive folder, looked up or created once per run. */
+  const folders = new Map<string, Promise<string | undefined>>();
+
+  const findChild = async (parent: string, name: string): Promise<string | undefined> => {
+    const { data } = await drive.files.list({
+      q: `'${parent}' in parents and name = '${quote(name)}' and mimeType = '${FOLDER_TYPE}' and trashed = false`,
+      fields: 'files(id)',
+      orderBy: 'createdTime',
+      pageSize: 1,
+      supportsAllDrives: true,
+      includeItemsFromAllDrives: true,
+      corpora: 'allDrives',
+    });
+    return data.files?.[0]?.id ?? undefined;
+  };
+
+  /**
+   * The id of the folder at `segments` under the Drive folder, created when `create` is set.
+   * Found folders are remembered; one looked up and missing is looked up again.
+   */
+  const folderAt = (segments: string[], create: boolean): Promise<string | undefined> => {
+    if (segments.length === 0) return Promise.resolve(target.id);
+    const path = segments.join('/');
+    const known = folders.get(path);
+    if (known) return known;
+    const pending = (async () => {
+      const parent = await folderAt(segments.slice(0, -1), create);
+      if (!parent) return undefined;
+      const name = segments.at(-1) as string;
+      let id = await findChild(parent, name);
+      if (!id && create) {
+        const { data } = await drive.files.create({
+          requestBody: { name, mimeType: FOLDER_TYPE, parents: [parent] },
+          fields: 'id',
+          supportsAllDrives: true,
+        });
+        id = data.id ?? undefined;
+      }
+      return id;
+    })();
+    folders.set(path, pending);
+    pending.then(
+      (id) => id === undefined && folders.delete(path),
+      () => folders.delete(path),
+    );
+    return pending;
+  };
+
+  /** Splits a key under the root into folder segments and a file name. */
+  const locate = (key: string) => {
+    const segments = [...target.path, ...key.split('/')];
+    return { segments: segments.slice(0, -1), name: segments.at(-1) as string };
+  };
+
+  /** The file Sluice wrote at `key`, if any. */
+  const find = async (key: string, create: boolean) => {
+    const { segments, name } = locate(key);
+    const folder = await folderAt(segments, create);
+    if (!folder) return { folder, name, id: undefined };
+    const { data } = await drive.files.list({
+      q: `'${folder}' in parents and trashed = false and appProperties has { key='${KEY_PROPERTY}' and value='${quote(propertyValue(KEY_PROPERTY, name))}' }`,
+      fields: 'files(id)',
+      orderBy: 'createdTime',
+      pageSize: 1,
+      supportsAllDrives: true,
+      includeItemsFromAllDrives: true,
+      corpora: 'allDrives',
+    });
+    return { folder, name, id: data.files?.[0]?.id ?? undefined };
+  };
+
+  /**
+   * A resumable upload: a session, then the staged file in chunks. A chunk that fails is
+   * asked about (`bytes *\/total`) and sent again from where the server stopped.
+   */
+  const upload = async (
+    session: { method: 'POST' | 'PATCH'; url: string; metadata: Record<string, unknown> },
+    part: StagedPart,
+  ) => {
+    const started = await auth.request<unknown>({
+      url: session.url,
+      method: session.method,
+      headers: {
+        'X-Upload-Content-Type': part.contentType,
+        'X-Upload-Content-Length': String(part.bytes),
+      },
+      data: session.metadata,
+    });
+    const location = header(started.headers, 'location');
+    if (!location) throw new Error('the upload session has no Location');
+    const file = await open(part.path, 'r');
+    try {
+      let offset = 0;
+      let failures = 0;
+      for (;;) {
+        const length = Math.min(chunkSize, part.bytes - offset);
+        const chunk = Buffer.alloc(length);
+        await file.read(chunk, 0, length, offset);
+        const range =
+          part.bytes === 0 ? 'bytes */0' : `bytes ${offset}-${offset + length - 1}/${part.bytes}`;
+        try {
+          const response = await auth.request<unknown>({
+            url: location,
+            method: 'PUT',
+            headers: { 'Content-Range': range },
+            data: chunk,
+            validateStatus: (status: number) => status < 300 || status === 308,
+            maxRedirects: 0,
+            retry: false,
+          });
+          if (response.status !== 308) return;
+          offset = nextOffset(header(response.headers, 'range'));
+          failures = 0;
+        } catch (error) {
+          const { status } = statusOf(error);
+          if ((status !== undefined && status < 500) || ++failures > CHUNK_RETRIES) throw error;
+          await sleep(200 * 2 ** failures);
+          const asked = await auth.request<unknown>({
+            url: location,
+            method: 'PUT',
+            headers: { 'Content-Range': `bytes */${part.bytes}` },
+            validateStatus: (s: number) => s < 300 || s === 308,
+            maxRedirects: 0,
+          });
+          if (asked.status !== 308) return;
+          offset = nextOffset(header(asked.headers, 'range'));
+        }
+      }
+    } finally {
+      await file.close();
+    }
+  };
+
+  return {
+    connector: GDRIVE_CONNECTOR,
+    root,
+    async read(key) {
+      try {
+        const { id } = await find(key, false);
+        if (!id) return undefined;
+        const { data } = await drive.files.get(
+          { fileId: id, alt: 'media', supportsAllDrives: true },
+          { responseType: 'arraybuffer' },
+        );
+        return Buffer.from(data as unknown as ArrayBuffer);
+      } catch (error) {
+        throw driveError(error, uriOf(key));
+      }
+    },
+    async write(key, part) {
+      try {
+        const { folder, name, id } = await find(key, true);
+        if (id && part.ifAbsent) {
+          throw new SluiceError(`${uriOf(key)}: already exists`, {
+            code: 'CONFLICT',
+            connector: GDRIVE_CONNECTOR,
+          });
+        }
+        const appProperties: Record<string, string> = {
+          [KEY_PROPERTY]: propertyValue(KEY_PROPERTY, name),
+        };
+        for (const [k, v] of Object.entries(part.metadata ?? {})) {
+          appProperties[k] = propertyValue(k, v);
+        }
+        const query = 'uploadType=resumable&supportsAllDrives=true&fields=id';
+        await upload(
+          id
+            ? {
+                method: 'PATCH',
+                url: `${apiRoot}upload/drive/v3/files/${id}?${query}`,
+                metadata: { mimeType: part.contentType, appProperties },
+              }
+            : {
+                method: 'POST',
+                url: `${apiRoot}upload/drive/v3/files?${query}`,
+                metadata: { name, parents: [folder], mimeType: part.contentType, appProperties },
+              },
+          part,
+        );
+      } catch (error) {
+        throw driveError(error, uriOf(key));
+      }
+    },
+    async delete(key) {
+      // To the bin, not gone: Drive keeps trashed files 30 days, and people can restore them.
+      try {
+        const { id } = await find(key, false);
+        if (!id) return;
+        await drive.files.update({
+          fileId: id,
+          requestBody: { trashed: true },
+          supportsAllDrives: true,
+        });
+      } catch (error) {
+        if (isNotFound(error)) return;
+        throw driveError(error, uriOf(key));
+      }
+    },
+  };
+}
+
+/** Where to go on after a 308: the byte after the last one the server holds. */
+function nextOffset(range: string | undefined): number {
+  const match = /bytes=0-(\d+)/.exec(range ?? '');
+  return match ? Number(match[1]) + 1 : 0;
+}
+
+/** Exports Prodigy tasks to a Drive folder: parts, then a manifest. */
+export function gdriveSink(options: GdriveSinkOptions): Sink {
+  return createSink((root) => createGdriveSinkDriver(root, options), options.url, options);
+}

@@ -1,0 +1,1 @@
+export { createGdriveSinkDriver, type GdriveSinkOptions, gdriveSink } from './gdrive-sink.js';
