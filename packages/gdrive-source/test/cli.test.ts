@@ -1,0 +1,231 @@
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { hasStackTrace, runCli, startCli } from '@sluice/core/testing';
+import { type DriveServer, startDriveServer } from '@sluice/testkit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const source = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+const sink = fileURLToPath(new URL('../../gdrive-sink/dist/cli.js', import.meta.url));
+const dbOut = fileURLToPath(
+  new URL('../../../examples/data/db-out/ner-news.jsonl', import.meta.url),
+);
+const PNG = Buffer.from(
+  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGP4z8DwHwAFAAH/iZk9HQAAAABJRU5ErkJggg==',
+  'base64',
+);
+
+const tasksOf = (stdout: string) =>
+  stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line));
+
+describe('gdrive CLIs against the test kit Drive server', () => {
+  let server: DriveServer;
+  let env: NodeJS.ProcessEnv;
+  let dir: string;
+  /** The tree the source reads: nested folders, Google files, images, a shortcut cycle, 130 files. */
+  const ids: Record<string, string> = {};
+  beforeAll(async () => {
+    let url: string;
+    ({ server, url } = await startDriveServer());
+    const token = 'ya29.cli-test-token';
+    server.addToken(token);
+    env = { GOOGLE_OAUTH_ACCESS_TOKEN: token, SLUICE_GDRIVE_ENDPOINT: url };
+    dir = await mkdtemp(join(tmpdir(), 'sluice-gdrive-cli-'));
+    const root = server.createFolder('Support inbox');
+    ids.root = root;
+    const tickets = server.createFolder('tickets', root);
+    const archive = server.createFolder('2025', tickets);
+    for (let i = 0; i < 130; i++) {
+      server.createFile({
+        name: `ticket-${String(i).padStart(3, '0')}.txt`,
+        parentId: i % 2 ? archive : tickets,
+        content: `Ticket ${i}: cannot log in\n`,
+      });
+    }
+    ids.doc = server.createDoc('Escalation policy', root, { text: 'Escalate after 2 days.' });
+    ids.sheet = server.createSheet(
+      'Backlog',
+      root,
+      'text,label\nRefund please,BILLING\nApp crashes,BUG\n',
+    );
+    ids.slides = server.createSlides('Kickoff', root, 'Welcome to labelling');
+    const photos = server.createFolder('photos', root);
+    ids.photo = server.createFile({
+      name: 'dent.png',
+      parentId: photos,
+      content: PNG,
+      mimeType: 'image/png',
+    });
+    server.createShortcut('back to inbox', archive, root);
+    server.createShortcut('photos again', tickets, photos);
+  });
+  afterAll(async () => {
+    await server?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('streams the whole tree once (pages, nested folders, Google files, a shortcut cycle)', async () => {
+    const run = await runCli(
+      source,
+      [`gdrive://folder/${ids.root}`, '--recursive', '--media', 'inline'],
+      { env },
+    );
+    expect(run.stderr).not.toMatch(/error/);
+    expect(run.code).toBe(0);
+    const tasks = tasksOf(run.stdout);
+    const texts = tasks.map((t) => t.text).filter(Boolean);
+    expect(texts.filter((t: string) => t.startsWith('Ticket '))).toHaveLength(130);
+    expect(new Set(texts).size).toBe(texts.length);
+    expect(texts).toEqual(
+      expect.arrayContaining([
+        'Escalate after 2 days.',
+        'Refund please',
+        'App crashes',
+        'Welcome to labelling',
+      ]),
+    );
+    const images = tasks.filter((t) => t.image);
+    expect(images).toHaveLength(1);
+    expect(images[0].image).toBe(`data:image/png;base64,${PNG.toString('base64')}`);
+    expect(images[0].meta).toMatchObject({
+      source: `gdrive://file/${ids.photo}`,
+      path: 'photos/dent.png',
+    });
+    const row = tasks.find((t) => t.text === 'App crashes');
+    expect(row).toMatchObject({
+      label: 'BUG',
+      meta: { source: `gdrive://file/${ids.sheet}`, row: 2 },
+    });
+    const ticket = tasks.find((t) => t.text === 'Ticket 1: cannot log in');
+    expect(ticket.meta.path).toBe('tickets/2025/ticket-001.txt');
+  });
+
+  it('emits only new or changed files on a rerun with --state', async () => {
+    const state = join(dir, 'state.json');
+    const out = join(dir, 'tasks.jsonl');
+    // Into a file, as `> tasks.jsonl`: on a pipe the last MiB counts as delivered only once
+    // more output follows, so the checkpoint would (rightly) hold back.
+    const command = `node '${source}' 'gdrive://folder/${ids.root}' --recursive --state '${state}' --include '*.txt' --quiet > '${out}'`;
+    const run = async () => {
+      const child = spawn('bash', ['-c', command], {
+        env: { ...process.env, ...env },
+        stdio: 'inherit',
+      });
+      expect(await new Promise((resolve) => child.on('close', resolve))).toBe(0);
+      return tasksOf(await readFile(out, 'utf8'));
+    };
+    expect(await run()).toHaveLength(130);
+    expect(await run()).toEqual([]);
+    server.createFile({ name: 'ticket-new.txt', parentId: ids.root, content: 'A new ticket\n' });
+    const tickets = server.children(ids.root).find((f) => f.name === 'tickets');
+    const edited = server.children(tickets?.id as string).find((f) => f.name === 'ticket-000.txt');
+    server.updateContent(edited?.id as string, 'Ticket 0: fixed\n');
+    expect((await run()).map((t) => t.text).sort()).toEqual(['A new ticket', 'Ticket 0: fixed']);
+    const saved = JSON.parse(await readFile(state, 'utf8'));
+    expect(Object.keys(saved.items)).toHaveLength(131);
+  });
+
+  it('--watch picks up a file added after it started, once', async () => {
+    const watched = server.createFolder('watched');
+    server.createFile({ name: 'a.txt', parentId: watched, content: 'before start\n' });
+    const running = startCli(source, [`gdrive://folder/${watched}`, '--watch', '0.3'], { env });
+    try {
+      await running.waitFor(({ stdout }) => stdout.includes('before start'));
+      server.createFile({ name: 'b.txt', parentId: watched, content: 'after start\n' });
+      await running.waitFor(({ stdout }) => stdout.includes('after start'));
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      expect(tasksOf(running.stdout()).map((t) => t.text)).toEqual(['before start', 'after start']);
+    } finally {
+      running.child.kill('SIGINT');
+      await running.closed;
+    }
+  });
+
+  it('writes guidelines with images inlined, and labels with descriptions', async () => {
+    const image = server.addImage('logo.png', PNG, 'image/png');
+    const doc = server.createDoc('Guidelines', ids.root, {
+      text: 'Mark every product.',
+      html: `<html><head><style>.c0{font-weight:700}</style></head><body class="doc-content"><p class="c0">Mark every product.</p><img src="${image}"></body></html>`,
+    });
+    const out = join(dir, 'instructions.html');
+    const guidelines = await runCli(source, ['guidelines', `gdrive://file/${doc}`, '--out', out], {
+      env,
+    });
+    expect(guidelines.stderr).toMatch(/wrote .*instructions\.html/);
+    expect(guidelines.code).toBe(0);
+    const html = await readFile(out, 'utf8');
+    expect(html).toContain('.c0{font-weight:700}');
+    expect(html).toContain('<p class="c0">Mark every product.</p>');
+    expect(html).toContain(`src="data:image/png;base64,${PNG.toString('base64')}"`);
+    expect(html).not.toContain('http://');
+
+    const sheet = server.createSheet(
+      'Labels',
+      ids.root,
+      'label,description\nBUG,Something broke\nBILLING,Money\n',
+    );
+    const labels = join(dir, 'labels.txt');
+    const run = await runCli(source, ['labels', `gdrive://file/${sheet}`, '--out', labels], {
+      env,
+    });
+    expect(run.code).toBe(0);
+    expect(await readFile(labels, 'utf8')).toBe('BUG\nBILLING\n');
+    expect(JSON.parse(await readFile(join(dir, 'labels.json'), 'utf8'))).toEqual([
+      { label: 'BUG', description: 'Something broke' },
+      { label: 'BILLING', description: 'Money' },
+    ]);
+  });
+
+  it('fails with one clear line and a hint: bad URL, missing folder, no credentials', async () => {
+    const bad = await runCli(source, ['gdrive://folders/x'], { env });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/gdrive-source: error: not a Drive URL/);
+    const missing = await runCli(source, ['gdrive://folder/nope123'], { env });
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/gdrive:\/\/folder\/nope123: not found/);
+    expect(missing.stderr).toMatch(/hint: /);
+    const refused = await runCli(source, [`gdrive://folder/${ids.root}`], {
+      env: { ...env, GOOGLE_OAUTH_ACCESS_TOKEN: 'ya29.revoked-token' },
+    });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/access refused \(401/);
+    expect(refused.stderr).not.toContain('revoked-token');
+    for (const run of [bad, missing, refused]) expect(hasStackTrace(run.stderr)).toBe(false);
+  });
+
+  it('exports db-out into a folder path it creates, and reruns without duplicating anything', async () => {
+    const exports = server.createFolder('Exports');
+    const input = await readFile(dbOut);
+    const args = [`gdrive://folder/${exports}/{dataset}/final`, '--dataset', 'news', '--review'];
+    const run = await runCli(sink, args, { env, input });
+    expect(run.stderr).toMatch(/gdrive-sink: wrote 1 part/);
+    expect(run.code).toBe(0);
+    const [news] = server.children(exports);
+    const [final] = server.children(news?.id as string);
+    const names = server
+      .children(final?.id as string)
+      .map((f) => f.name)
+      .sort();
+    expect(names).toEqual(['manifest.json', 'part-00000.jsonl', 'review.csv']);
+    const again = await runCli(sink, args, { env, input });
+    expect(again.stderr).toMatch(/unchanged/);
+    expect(server.children(exports)).toHaveLength(1);
+    expect(server.children(final?.id as string)).toHaveLength(3);
+    // The review folder read back by the source: the JSONL keeps its hashes.
+    const back = await runCli(source, [`gdrive://folder/${final?.id}`, '--include', '*.jsonl'], {
+      env,
+    });
+    const manifest = JSON.parse(
+      server
+        .children(final?.id as string)
+        .find((f) => f.name === 'manifest.json')
+        ?.content?.toString() ?? '{}',
+    );
+    expect(tasksOf(back.stdout)).toHaveLength(manifest.counts.records);
+  });
+});
