@@ -77,7 +77,12 @@
  * "location","locationType"}]}}`, with its reasons (notFound, invalid, required, badRequest,
  * invalidParameter, fileNotDownloadable, fileNotExportable, exportSizeLimitExceeded, authError,
  * teamDriveIncludeItemsRequired, teamDriveIdRequiresTeamDriveCorpora, fieldNotWritable,
- * cannotAddParent, requestedRangeNotSatisfiable).
+ * cannotAddParent, badContent, parseError, requestedRangeNotSatisfiable); 401s also carry
+ * `"status":"UNAUTHENTICATED"` and a WWW-Authenticate challenge.
+ * https://developers.google.com/drive/api/guides/handle-errors
+ *
+ * googleapis (176) sends uploads to a URL made from the call's own `rootUrl` option, not the
+ * client's: pass `{ rootUrl }` to files.create / files.update calls that carry media.
  * Not covered: permissions and sharing, revisions, comments, files.copy, the drives resource
  * (shared drives are made with `createSharedDrive`), fullText and the other q terms, push
  * notifications, batch requests, Docs/Sheets/Slides content beyond their text exports.
@@ -141,7 +146,7 @@ class ApiError extends Error {
     readonly reason: string,
     message: string,
     readonly location?: { location: string; locationType: string },
-    /** For 401s: the item's own message, the RPC status and the WWW-Authenticate header. */
+    /** For 401s: the error item's own message and the WWW-Authenticate challenge. */
     readonly auth?: { itemMessage: string; challenge: string },
   ) {
     super(message);
