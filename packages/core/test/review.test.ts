@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { convert } from '../src/convert.js';
 import { createSelector } from '../src/select.js';
@@ -19,7 +20,9 @@ describe('review.csv cells', () => {
     const header = 'text,label,_input_hash,_task_hash,source';
     const row = [sheetCell('=1+1, said "she"'), 'BUG', sheetCell(-5), sheetCell(17), 'x'].join(',');
     const tasks = [];
-    for await (const entry of convert('csv', [`${header}\n${row}\n`], { name: 'review.csv' })) {
+    for await (const entry of convert('csv', Readable.from([`${header}\n${row}\n`]), {
+      name: 'review.csv',
+    })) {
       tasks.push(entry.task);
     }
     expect(tasks).toEqual([

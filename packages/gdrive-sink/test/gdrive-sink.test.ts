@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import { collect, sampleExport, testSink } from '@sluice/core/testing';
 import { gdriveSource } from '@sluice/gdrive-source';
 import { type DriveServer, useDrive } from '@sluice/testkit';
@@ -47,7 +48,7 @@ describe('on the test kit server', () => {
 });
 
 describe('gdrive sink', () => {
-  const lines = () => sampleExport().map((task) => `${JSON.stringify(task)}\n`);
+  const lines = () => Readable.from(sampleExport().map((task) => `${JSON.stringify(task)}\n`));
 
   it('creates the folder path once, reuses it, and records dataset and sha256 in appProperties', async () => {
     const { server } = kit;
@@ -122,7 +123,7 @@ describe('gdrive sink', () => {
       url: `gdrive://folder/${root}`,
       drive: kit.drive,
       chunkSize: 256 * 1024,
-    }).writeJsonl(big.map((line) => `${line}\n`));
+    }).writeJsonl(Readable.from(big.map((line) => `${line}\n`)));
     const puts = server.requests.slice(before).filter((r) => r.method === 'PUT');
     expect(puts.length).toBeGreaterThanOrEqual(4);
     const id = tree(server, root).files.get('part-00000.jsonl') as string;

@@ -28,7 +28,7 @@ describe('gdrive CLIs against the test kit Drive server', () => {
   let env: NodeJS.ProcessEnv;
   let dir: string;
   /** The tree the source reads: nested folders, Google files, images, a shortcut cycle, 130 files. */
-  const ids: Record<string, string> = {};
+  const ids = {} as Record<'root' | 'doc' | 'sheet' | 'slides' | 'photo', string>;
   beforeAll(async () => {
     let url: string;
     ({ server, url } = await startDriveServer());
@@ -122,7 +122,7 @@ describe('gdrive CLIs against the test kit Drive server', () => {
     expect(await run()).toHaveLength(130);
     expect(await run()).toEqual([]);
     server.createFile({ name: 'ticket-new.txt', parentId: ids.root, content: 'A new ticket\n' });
-    const tickets = server.children(ids.root).find((f) => f.name === 'tickets');
+    const tickets = server.children(ids.root as string).find((f) => f.name === 'tickets');
     const edited = server.children(tickets?.id as string).find((f) => f.name === 'ticket-000.txt');
     server.updateContent(edited?.id as string, 'Ticket 0: fixed\n');
     expect((await run()).map((t) => t.text).sort()).toEqual(['A new ticket', 'Ticket 0: fixed']);

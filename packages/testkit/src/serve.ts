@@ -248,8 +248,12 @@ async function serveGdrive(
   );
   console.log('Point the Sluice Google Drive CLIs at it (the access token is made for this run):');
   console.log(`  export GOOGLE_OAUTH_ACCESS_TOKEN=${token}`);
+  console.log(`  export SLUICE_GDRIVE_ENDPOINT=${url}`);
   console.log(
-    `  node packages/gdrive-source/dist/cli.js gdrive://folder/${folderId} --endpoint ${url} | head -3`,
+    `  node packages/gdrive-source/dist/cli.js gdrive://folder/${folderId} --recursive | head -3`,
+  );
+  console.log(
+    `  node packages/gdrive-sink/dist/cli.js 'gdrive://folder/${folderId}/exports/{dataset}' --dataset news < examples/data/db-out/ner-news.jsonl`,
   );
   await untilStopped();
   await stop();

@@ -110,12 +110,13 @@ describe('testkit serve gdrive', () => {
     const server = await serveSeeded('gdrive', /folder "sluice" \(id \S+\) holds 1 seeded files/);
     try {
       const token = /export GOOGLE_OAUTH_ACCESS_TOKEN=(\S+)/.exec(server.stdout())?.[1] ?? '';
-      const [, folder = '', endpoint = ''] =
-        /cli\.js (gdrive:\/\/folder\/\S+) --endpoint (\S+)/.exec(server.stdout()) ?? [];
+      const endpoint = /export SLUICE_GDRIVE_ENDPOINT=(\S+)/.exec(server.stdout())?.[1] ?? '';
+      const folder =
+        /cli\.js (gdrive:\/\/folder\/\S+) --recursive/.exec(server.stdout())?.[1] ?? '';
       const source = await runCli(
         repo('packages/gdrive-source/dist/cli.js'),
-        [folder, '--endpoint', endpoint, '--quiet'],
-        { env: { GOOGLE_OAUTH_ACCESS_TOKEN: token } },
+        [folder, '--recursive', '--quiet'],
+        { env: { GOOGLE_OAUTH_ACCESS_TOKEN: token, SLUICE_GDRIVE_ENDPOINT: endpoint } },
       );
       expect(source.code).toBe(0);
       expect(source.stdout.trim().split('\n')).toHaveLength(12);
