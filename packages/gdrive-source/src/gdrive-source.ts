@@ -195,7 +195,7 @@ export async function createGdriveSourceDriver(
       uri: `gdrive://file/${file.id}`,
       size: file.size ? Number(file.size) : undefined,
       modified: file.modifiedTime ? new Date(file.modifiedTime) : undefined,
-      version: version ?? undefined,
+      version,
       contentType: exported?.type ?? mimeType,
       ...(exported
         ? { exportType: exported.type, format: exported.format, textMode: exported.textMode }
@@ -226,7 +226,7 @@ export async function createGdriveSourceDriver(
       })) {
         const path = `${folder.path}${segment(file.name ?? '')}`;
         if (file.mimeType === FOLDER_TYPE || file.mimeType === SHORTCUT_TYPE) {
-          const next = await follow(file, path);
+          const next = follow(file, path);
           if (next) queue.push(next);
           else if (file.mimeType === SHORTCUT_TYPE && !foldersOnly) {
             const item = await shortcutTarget(file, path);
@@ -240,10 +240,7 @@ export async function createGdriveSourceDriver(
   }
 
   /** A folder (or shortcut to one) to walk next, once only; undefined for anything else. */
-  async function follow(
-    file: DriveFile,
-    path: string,
-  ): Promise<{ id: string; path: string } | undefined> {
+  function follow(file: DriveFile, path: string): { id: string; path: string } | undefined {
     const id =
       file.mimeType === FOLDER_TYPE
         ? file.id
@@ -331,7 +328,7 @@ export async function createGdriveSourceDriver(
         if (file.mimeType !== FOLDER_TYPE && file.mimeType !== SHORTCUT_TYPE) continue;
         const parent = file.parents?.find((id) => folders.has(id));
         if (parent === undefined) continue;
-        const next = await follow(file, `${folders.get(parent)}${segment(file.name ?? '')}`);
+        const next = follow(file, `${folders.get(parent)}${segment(file.name ?? '')}`);
         if (next) fresh.push(next);
       }
       for (const file of files) {
@@ -400,7 +397,7 @@ export async function createGdriveSourceDriver(
             );
         const body = data as unknown as AsyncIterable<Uint8Array>;
         // Exports have no ranges: a resumed export skips what was read.
-        return item.exportType && from ? skip(body, from) : errorsNamed(body, item.uri);
+        return errorsNamed(item.exportType && from ? skip(body, from) : body, item.uri);
       } catch (error) {
         if (statusOf(error).reason === 'exportSizeLimitExceeded') {
           throw new SluiceError(`${item.uri}: too large for Drive to export`, {
