@@ -55,8 +55,18 @@ import {
   randomBytes,
   verify,
 } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { crc32cBase64 } from './crc32c.js';
+import {
+  closeServer,
+  listenLoopback,
+  multipartParts,
+  parseFields,
+  readBody,
+  resumeIncomplete,
+  selectFields,
+  takeChunk,
+} from './google-api.js';
 
 interface StoredObject {
   name: string;
@@ -121,6 +131,10 @@ class ApiError extends Error {
   }
 }
 
+/** What a handler threw, as an API error: anything unexpected is a 500 backendError. */
+const asApiError = (error: unknown) =>
+  error instanceof ApiError ? error : new ApiError(500, 'backendError', (error as Error).message);
+
 const notFoundBucket = () => new ApiError(404, 'notFound', 'The specified bucket does not exist.');
 const notFoundObject = (bucket: string, name: string) =>
   new ApiError(404, 'notFound', `No such object: ${bucket}/${name}`);
@@ -132,95 +146,10 @@ const conditionNotMet = () =>
     { locationType: 'header', location: 'If-Match' },
   );
 
-const CHUNK_MULTIPLE = 256 * 1024;
 const MAX_RESULTS = 1000;
 const STATUS_CLIENT_CLOSED = 499;
 
-function readBody(req: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
-}
-
 const md5Base64 = (data: Buffer) => createHash('md5').update(data).digest('base64');
-
-/** Parses a `fields` selector such as `items(name,size),nextPageToken` into a tree. */
-type FieldTree = Map<string, FieldTree | true>;
-
-function parseFields(spec: string): FieldTree {
-  let at = 0;
-  const list = (): FieldTree => {
-    const tree: FieldTree = new Map();
-    for (;;) {
-      let name = '';
-      while (at < spec.length && !',()'.includes(spec[at] as string)) name += spec[at++];
-      const path = name.trim().split('/');
-      let node = tree;
-      for (const [i, part] of path.entries()) {
-        const last = i === path.length - 1;
-        if (last && spec[at] === '(') {
-          at++;
-          const sub = list();
-          at++; // ')'
-          node.set(part, sub);
-        } else if (last) {
-          if (part) node.set(part, true);
-        } else {
-          let next = node.get(part);
-          if (!(next instanceof Map)) {
-            next = new Map();
-            node.set(part, next);
-          }
-          node = next;
-        }
-      }
-      if (spec[at] === ',') {
-        at++;
-        continue;
-      }
-      return tree;
-    }
-  };
-  return list();
-}
-
-function selectFields(value: unknown, tree: FieldTree): unknown {
-  if (Array.isArray(value)) return value.map((item) => selectFields(item, tree));
-  if (typeof value !== 'object' || value === null) return value;
-  const out: Record<string, unknown> = {};
-  for (const [key, sub] of tree) {
-    const item = (value as Record<string, unknown>)[key];
-    if (item === undefined) continue;
-    out[key] = sub === true ? item : selectFields(item, sub);
-  }
-  return out;
-}
-
-/** Splits a multipart/related body into its parts (headers, then bytes). */
-function multipartParts(body: Buffer, boundary: string): Array<{ type: string; data: Buffer }> {
-  const delimiter = Buffer.from(`--${boundary}`);
-  const parts: Array<{ type: string; data: Buffer }> = [];
-  let at = body.indexOf(delimiter);
-  while (at >= 0) {
-    const start = at + delimiter.length;
-    if (body.subarray(start, start + 2).toString() === '--') break;
-    const next = body.indexOf(delimiter, start);
-    if (next < 0) break;
-    const part = body.subarray(start, next);
-    const headerEnd = part.indexOf('\r\n\r\n');
-    const headers = part.subarray(0, headerEnd).toString('latin1');
-    let data = part.subarray(headerEnd + 4);
-    // The CRLF before the next delimiter belongs to the delimiter.
-    if (data.subarray(-2).toString() === '\r\n') data = data.subarray(0, -2);
-    const type = /content-type:\s*([^\r\n]+)/i.exec(headers)?.[1]?.trim() ?? '';
-    parts.push({ type, data });
-    at = next;
-  }
-  return parts;
-}
 
 /** RFC 3986 encoding, as the V4 canonical request wants it. */
 const encodeRfc3986 = (s: string) =>
@@ -287,29 +216,21 @@ export class GcsServer {
   }
 
   async listen(port = 0, host = '127.0.0.1'): Promise<string> {
-    const server = createServer((req, res) => {
-      this.handle(req, res).catch((error: unknown) => {
-        if (error instanceof ApiError) this.sendError(res, error);
-        else if (!res.headersSent) {
-          this.sendError(res, new ApiError(500, 'backendError', (error as Error).message));
-        } else res.destroy();
-      });
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, resolve);
-    });
+    const { server, url } = await listenLoopback(
+      (req, res) => this.handle(req, res),
+      (res, error) => this.sendError(res, asApiError(error)),
+      port,
+      host,
+    );
     this.server = server;
-    this.url = `http://${host}:${(server.address() as { port: number }).port}`;
-    return this.url;
+    this.url = url;
+    return url;
   }
 
   async close(): Promise<void> {
     const server = this.server;
-    if (!server) return;
     this.server = undefined;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    if (server) await closeServer(server);
   }
 
   private count(operation: string): void {
@@ -547,7 +468,12 @@ export class GcsServer {
 
   private respond(body: Record<string, unknown>, q: URLSearchParams): unknown {
     const fields = q.get('fields');
-    return fields ? selectFields(body, parseFields(fields)) : body;
+    return fields
+      ? selectFields(
+          body,
+          parseFields(fields, () => new ApiError(400, 'invalid', 'Invalid field selection')),
+        )
+      : body;
   }
 
   private checkConditions(object: StoredObject | undefined, c: Conditions): void {
@@ -763,47 +689,12 @@ export class GcsServer {
       this.sendJson(res, 200, this.resource(upload.bucket, upload.done));
       return;
     }
-    const range = String(req.headers['content-range'] ?? '');
-    const status = /^bytes \*\/(\d+|\*)$/.exec(range);
-    const chunk = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(range);
-    let total: number | undefined;
-    if (status) {
-      total = status[1] === '*' ? undefined : Number(status[1]);
-    } else if (chunk) {
-      const start = Number(chunk[1]);
-      const end = Number(chunk[2]);
-      total = chunk[3] === '*' ? undefined : Number(chunk[3]);
-      if (end - start + 1 !== body.length) {
-        throw new ApiError(
-          400,
-          'badRequest',
-          `Invalid request. The Content-Range header says ${end - start + 1} bytes, the body has ${body.length}.`,
-        );
-      }
-      if (start > upload.received) {
-        throw new ApiError(
-          400,
-          'badRequest',
-          `Invalid request. The upload offset is ${start}, but only ${upload.received} bytes were persisted.`,
-        );
-      }
-      const last = total !== undefined && end + 1 === total;
-      if (!last && body.length % CHUNK_MULTIPLE !== 0) {
-        throw new ApiError(
-          400,
-          'badRequest',
-          `Invalid request. The number of bytes uploaded is required to be equal or greater than 262144, except for the final request (it's recommended to be the exact multiple of 262144). The received request contained ${body.length} bytes, which does not meet this requirement.`,
-        );
-      }
-      // Bytes sent again after a lost answer are skipped.
-      const fresh = body.subarray(upload.received - start);
-      if (fresh.length) upload.chunks.push(Buffer.from(fresh));
-      upload.received += fresh.length;
-    } else if (range === '' && body.length === 0) {
-      total = undefined; // a status query without a range
-    } else {
-      throw new ApiError(400, 'badRequest', `Invalid Content-Range: ${range}`);
-    }
+    const total = takeChunk(
+      upload,
+      String(req.headers['content-range'] ?? ''),
+      body,
+      (message) => new ApiError(400, 'badRequest', message),
+    );
     if (total !== undefined && upload.received === total) {
       this.checkConditions(bucket.objects.get(upload.resource.name as string), upload.conditions);
       const object = this.store(bucket, upload.resource, Buffer.concat(upload.chunks));
@@ -812,9 +703,7 @@ export class GcsServer {
       this.sendJson(res, 200, this.resource(upload.bucket, object));
       return;
     }
-    const headers: Record<string, string> = { 'Content-Length': '0' };
-    if (upload.received > 0) headers.Range = `bytes=0-${upload.received - 1}`;
-    res.writeHead(308, headers).end();
+    resumeIncomplete(res, upload.received);
   }
 
   private async grantToken(req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -88,8 +88,19 @@
  * notifications, batch requests, Docs/Sheets/Slides content beyond their text exports.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import mime from 'mime-types';
+import {
+  closeServer,
+  type FieldTree,
+  listenLoopback,
+  multipartParts,
+  parseFields,
+  readBody,
+  resumeIncomplete,
+  selectFields,
+  takeChunk,
+} from './google-api.js';
 
 export interface DriveServerOptions {
   /** Largest pageSize honoured by files.list (default 1000, the real limit); changes.list too. */
@@ -131,7 +142,6 @@ const DOCUMENT = 'application/vnd.google-apps.document';
 const SPREADSHEET = 'application/vnd.google-apps.spreadsheet';
 const PRESENTATION = 'application/vnd.google-apps.presentation';
 const GOOGLE_APPS = 'application/vnd.google-apps.';
-const CHUNK_MULTIPLE = 256 * 1024;
 const MAX_PAGE_SIZE = 1000;
 const DEFAULT_PAGE_SIZE = 100;
 const EXPORT_LIMIT = 10 * 1024 * 1024;
@@ -153,25 +163,21 @@ class ApiError extends Error {
   }
 }
 
+/** What a handler threw, as an API error: anything unexpected is a 500 backendError. */
+const asApiError = (error: unknown) =>
+  error instanceof ApiError ? error : new ApiError(500, 'backendError', (error as Error).message);
+
 const param = (location: string) => ({ location, locationType: 'parameter' });
 const notFound = (id: string) =>
   new ApiError(404, 'notFound', `File not found: ${id}.`, param('fileId'));
 const invalid = (name: string) => new ApiError(400, 'invalid', 'Invalid Value', param(name));
+const badFields = () => invalid('fields');
 const required = (name: string) =>
   new ApiError(400, 'required', `Required parameter: ${name}`, param(name));
 const sharedDriveNotFound = (id: string) =>
   new ApiError(404, 'notFound', `Shared drive not found: ${id}`, param('driveId'));
 const conversionNotSupported = () =>
   new ApiError(400, 'badRequest', 'The requested conversion is not supported.', param('convertTo'));
-
-function readBody(req: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
-}
 
 const newId = () => `1${randomBytes(24).toString('base64url')}`;
 /** Root folder ids (My Drive, shared drives) end in base64 "ROOT", as Drive's do. */
@@ -182,57 +188,6 @@ const flag = (q: URLSearchParams, name: string) => q.get(name) === 'true';
 
 // ---------------------------------------------------------------------------------------------
 // Partial responses: `fields`
-
-/** A `fields` selector such as `nextPageToken,files(id,name)` as a tree. */
-type FieldTree = Map<string, FieldTree | true>;
-
-function parseFields(spec: string): FieldTree {
-  let at = 0;
-  const list = (): FieldTree => {
-    const tree: FieldTree = new Map();
-    for (;;) {
-      let name = '';
-      while (at < spec.length && !',()'.includes(spec[at] as string)) name += spec[at++];
-      const path = name.trim().split('/');
-      let node = tree;
-      for (const [i, part] of path.entries()) {
-        if (i < path.length - 1) {
-          let next = node.get(part);
-          if (!(next instanceof Map)) {
-            next = new Map();
-            node.set(part, next);
-          }
-          node = next;
-        } else if (spec[at] === '(') {
-          at++;
-          node.set(part, list());
-          if (spec[at++] !== ')') throw invalid('fields');
-        } else if (part) node.set(part, true);
-      }
-      if (spec[at] !== ',') return tree;
-      at++;
-    }
-  };
-  const tree = list();
-  if (at !== spec.length) throw invalid('fields');
-  return tree;
-}
-
-function selectFields(value: unknown, tree: FieldTree): unknown {
-  if (Array.isArray(value)) return value.map((item) => selectFields(item, tree));
-  if (typeof value !== 'object' || value === null) return value;
-  const record = value as Record<string, unknown>;
-  const out: Record<string, unknown> = {};
-  // `*` selects every field; a named sub-selection still narrows its own field.
-  const keys = tree.has('*') ? Object.keys(record) : [...tree.keys()];
-  for (const key of keys) {
-    const item = record[key];
-    if (item === undefined) continue;
-    const sub = tree.get(key) ?? true;
-    out[key] = sub === true ? item : selectFields(item, sub);
-  }
-  return out;
-}
 
 /** The fields each response may select, to refuse misspelt ones as Drive does. */
 type Schema = { [field: string]: Schema | true };
@@ -332,12 +287,16 @@ const SCHEMAS = {
 
 /** What a response holds without `fields`: files are cut to kind, id, name and mimeType. */
 const DEFAULT_FIELDS: Record<keyof typeof SCHEMAS, FieldTree> = {
-  file: parseFields('kind,id,name,mimeType'),
-  fileList: parseFields('kind,nextPageToken,incompleteSearch,files(kind,id,name,mimeType)'),
+  file: parseFields('kind,id,name,mimeType', badFields),
+  fileList: parseFields(
+    'kind,nextPageToken,incompleteSearch,files(kind,id,name,mimeType)',
+    badFields,
+  ),
   changeList: parseFields(
     'kind,nextPageToken,newStartPageToken,changes(kind,changeType,type,time,removed,fileId,file(kind,id,name,mimeType))',
+    badFields,
   ),
-  startPageToken: parseFields('*'),
+  startPageToken: parseFields('*', badFields),
 };
 
 function checkFields(tree: FieldTree, schema: Schema): void {
@@ -656,29 +615,6 @@ function imported(target: string, type: string, data: Buffer): Record<string, Bu
   return undefined;
 }
 
-/** Splits a multipart/related body into its parts (content type, then bytes). */
-function multipartParts(body: Buffer, boundary: string): Array<{ type: string; data: Buffer }> {
-  const delimiter = Buffer.from(`--${boundary}`);
-  const parts: Array<{ type: string; data: Buffer }> = [];
-  let at = body.indexOf(delimiter);
-  while (at >= 0) {
-    const start = at + delimiter.length;
-    if (body.subarray(start, start + 2).toString() === '--') break;
-    const next = body.indexOf(delimiter, start);
-    if (next < 0) break;
-    const part = body.subarray(start, next);
-    const headerEnd = part.indexOf('\r\n\r\n');
-    const headers = part.subarray(0, headerEnd).toString('latin1');
-    let data = part.subarray(headerEnd + 4);
-    // The CRLF before the next delimiter belongs to the delimiter.
-    if (data.subarray(-2).toString() === '\r\n') data = data.subarray(0, -2);
-    const type = /content-type:\s*([^\r\n]+)/i.exec(headers)?.[1]?.trim() ?? '';
-    parts.push({ type, data });
-    at = next;
-  }
-  return parts;
-}
-
 /** The JSON metadata of a create or update request (the File resource's writable fields). */
 interface Metadata {
   name?: string;
@@ -899,30 +835,20 @@ export class DriveServer {
   }
 
   async listen(port = 0): Promise<string> {
-    const host = '127.0.0.1';
-    const server = createServer((req, res) => {
-      this.handle(req, res).catch((error: unknown) => {
-        if (error instanceof ApiError) this.sendError(res, error);
-        else if (!res.headersSent) {
-          this.sendError(res, new ApiError(500, 'backendError', (error as Error).message));
-        } else res.destroy();
-      });
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, resolve);
-    });
+    const { server, url } = await listenLoopback(
+      (req, res) => this.handle(req, res),
+      (res, error) => this.sendError(res, asApiError(error)),
+      port,
+    );
     this.server = server;
-    this.baseUrl = `http://${host}:${(server.address() as { port: number }).port}`;
-    return this.baseUrl;
+    this.baseUrl = url;
+    return url;
   }
 
   async close(): Promise<void> {
     const server = this.server;
-    if (!server) return;
     this.server = undefined;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    if (server) await closeServer(server);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -1198,7 +1124,7 @@ export class DriveServer {
 
   private respond(body: object, q: URLSearchParams, kind: keyof typeof SCHEMAS): unknown {
     const spec = q.get('fields');
-    const tree = spec ? parseFields(spec) : DEFAULT_FIELDS[kind];
+    const tree = spec ? parseFields(spec, badFields) : DEFAULT_FIELDS[kind];
     checkFields(tree, SCHEMAS[kind]);
     return selectFields(body, tree);
   }
@@ -1531,45 +1457,12 @@ export class DriveServer {
       this.sendJson(res, 200, this.respond(this.resource(upload.done), upload.query, 'file'));
       return;
     }
-    const range = String(req.headers['content-range'] ?? '');
-    const status = /^bytes \*\/(\d+|\*)$/.exec(range);
-    const chunk = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(range);
-    let total: number | undefined;
-    if (status) {
-      total = status[1] === '*' ? undefined : Number(status[1]);
-    } else if (chunk) {
-      const start = Number(chunk[1]);
-      const end = Number(chunk[2]);
-      total = chunk[3] === '*' ? undefined : Number(chunk[3]);
-      if (end - start + 1 !== body.length) {
-        throw new ApiError(
-          400,
-          'badRequest',
-          `Invalid request. The Content-Range header says ${end - start + 1} bytes, the body has ${body.length}.`,
-        );
-      }
-      if (start > upload.received) {
-        throw new ApiError(
-          400,
-          'badRequest',
-          `Invalid request. The upload offset is ${start}, but only ${upload.received} bytes were persisted.`,
-        );
-      }
-      const last = total !== undefined && end + 1 === total;
-      if (!last && body.length % CHUNK_MULTIPLE !== 0) {
-        throw new ApiError(
-          400,
-          'badRequest',
-          `Invalid request. The number of bytes uploaded is required to be equal or greater than 262144, except for the final request (it's recommended to be the exact multiple of 262144). The received request contained ${body.length} bytes, which does not meet this requirement.`,
-        );
-      }
-      // Bytes sent again after a lost answer are skipped.
-      const fresh = body.subarray(upload.received - start);
-      if (fresh.length) upload.chunks.push(Buffer.from(fresh));
-      upload.received += fresh.length;
-    } else if (range !== '' || body.length !== 0) {
-      throw new ApiError(400, 'badRequest', `Invalid Content-Range: ${range}`);
-    }
+    const total = takeChunk(
+      upload,
+      String(req.headers['content-range'] ?? ''),
+      body,
+      (message) => new ApiError(400, 'badRequest', message),
+    );
     if (total !== undefined && upload.received === total) {
       const { metadata, query } = upload;
       const asked = metadata.mimeType;
@@ -1585,9 +1478,7 @@ export class DriveServer {
       this.sendJson(res, 200, this.respond(this.resource(upload.done), query, 'file'));
       return;
     }
-    const headers: Record<string, string> = { 'Content-Length': '0' };
-    if (upload.received > 0) headers.Range = `bytes=0-${upload.received - 1}`;
-    res.writeHead(308, headers).end();
+    resumeIncomplete(res, upload.received);
   }
 
   /** The token for the next change: one past the last entry of the feed. */
