@@ -78,3 +78,27 @@ export function toSluiceError(error: unknown, connector = 'core'): SluiceError {
   }
   return new SluiceError(message, { code: 'INTERNAL', connector, cause: error });
 }
+
+/**
+ * The last step of a connector's error mapping, after its own cases (not found, auth): the
+ * client's error named by `what` (its first line), retryable on 429, 5xx and network
+ * failures, and with `unreachable` as the hint when the host cannot be reached. An HTTP
+ * error status makes it an `IO` error rather than an `INTERNAL` one.
+ */
+export function requestError(
+  error: unknown,
+  options: { connector: string; what: string; status?: number; unreachable: string },
+): SluiceError {
+  const { connector, what, status = 0 } = options;
+  const failure = toSluiceError(error, connector);
+  const network = /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ECONNRESET/.test(
+    `${(error as { code?: unknown })?.code} ${failure.message}`,
+  );
+  return new SluiceError(`${what}: ${failure.message.split('\n')[0]}`, {
+    code: failure.code === 'INTERNAL' && status >= 400 ? 'IO' : failure.code,
+    connector,
+    hint: network ? options.unreachable : failure.hint,
+    cause: error,
+    retryable: status >= 500 || status === 429 || network || failure.retryable,
+  });
+}

@@ -34,6 +34,7 @@ export {
 } from './documents.js';
 export {
   isSluiceError,
+  requestError,
   SluiceError,
   type SluiceErrorCode,
   type SluiceErrorOptions,
@@ -93,6 +94,7 @@ export {
   type Bytes,
   createSource,
   type ListOptions,
+  mapReadErrors,
   type OpenOptions,
   type Source,
   type SourceDriver,

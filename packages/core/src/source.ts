@@ -545,6 +545,21 @@ class SourceRun implements Source {
   }
 }
 
+/**
+ * Passes a driver's download on, turning an error that breaks it midway into the one `map`
+ * makes (a connector's error mapping, naming the item), as the errors of the request are.
+ */
+export async function* mapReadErrors(
+  body: AsyncIterable<Uint8Array>,
+  map: (error: unknown) => Error,
+): AsyncGenerator<Uint8Array> {
+  try {
+    yield* body;
+  } catch (error) {
+    throw map(error);
+  }
+}
+
 /** Every item failure names the item; a broken gzip stream is bad data, not a bug. */
 function itemError(item: SourceItem, error: unknown, connector: string): SluiceError {
   const failure = toSluiceError(error, connector);

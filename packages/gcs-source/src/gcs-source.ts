@@ -1,6 +1,7 @@
 import type { File, GetFilesOptions, Storage } from '@google-cloud/storage';
 import {
   createSource,
+  mapReadErrors,
   SluiceError,
   type Source,
   type SourceDriver,
@@ -161,7 +162,7 @@ export async function createGcsSourceDriver(options: GcsSourceOptions): Promise<
         range,
         signal,
       });
-      if (body) return errorsNamed(body, item.uri);
+      if (body) return mapReadErrors(body, (error) => readError(error, item.uri));
       const stream = fileOf(item).createReadStream(
         start !== undefined || end !== undefined ? { start: start ?? 0, end } : {},
       );
@@ -171,7 +172,7 @@ export async function createGcsSourceDriver(options: GcsSourceOptions): Promise<
         else signal.addEventListener('abort', stop, { once: true });
         stream.once('close', () => signal.removeEventListener('abort', stop));
       }
-      return errorsNamed(stream, item.uri);
+      return mapReadErrors(stream, (error) => readError(error, item.uri));
     },
     async signedUrl(item, ttlSeconds) {
       try {
@@ -196,24 +197,17 @@ export async function createGcsSourceDriver(options: GcsSourceOptions): Promise<
   };
 }
 
-/** Passes a read stream on, turning its errors into SluiceErrors that name the object. */
-async function* errorsNamed(
-  stream: AsyncIterable<Uint8Array>,
-  uri: string,
-): AsyncGenerator<Uint8Array> {
-  try {
-    yield* stream;
-  } catch (error) {
-    if (isMissingObject(error)) {
-      throw new SluiceError(`${uri}: changed or removed while it was being read`, {
-        code: 'IO',
-        connector: GCS_CONNECTOR,
-        hint: 'run again: the object was replaced since it was listed',
-        cause: error,
-      });
-    }
-    throw gcsError(error, uri);
+/** A read error named by the object; a 404 midway means the object was replaced. */
+function readError(error: unknown, uri: string): Error {
+  if (isMissingObject(error)) {
+    return new SluiceError(`${uri}: changed or removed while it was being read`, {
+      code: 'IO',
+      connector: GCS_CONNECTOR,
+      hint: 'run again: the object was replaced since it was listed',
+      cause: error,
+    });
   }
+  return gcsError(error, uri);
 }
 
 /** Streams Prodigy tasks from Cloud Storage. */

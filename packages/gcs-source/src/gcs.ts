@@ -1,6 +1,6 @@
 import { debuglog } from 'node:util';
 import { IdempotencyStrategy, Storage, type StorageOptions } from '@google-cloud/storage';
-import { SluiceError, toSluiceError, usageError } from '@sluice/core';
+import { requestError, SluiceError, usageError } from '@sluice/core';
 
 export const GCS_CONNECTOR = 'gcs';
 
@@ -128,16 +128,11 @@ export function gcsError(error: unknown, what: string): SluiceError {
       cause: error,
     });
   }
-  const failure = toSluiceError(error, GCS_CONNECTOR);
-  const network = /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ECONNRESET/.test(
-    `${(error as { code?: unknown })?.code} ${message}`,
-  );
-  return new SluiceError(`${what}: ${firstLine(failure.message)}`, {
-    code: failure.code === 'INTERNAL' && (status ?? 0) >= 500 ? 'IO' : failure.code,
+  return requestError(error, {
     connector: GCS_CONNECTOR,
-    hint: network ? 'cannot reach Cloud Storage: check --endpoint and the network' : failure.hint,
-    cause: error,
-    retryable: (status ?? 0) >= 500 || status === 429 || network || failure.retryable,
+    what,
+    status,
+    unreachable: 'cannot reach Cloud Storage: check --endpoint and the network',
   });
 }
 

@@ -110,9 +110,10 @@ export async function createGdriveSinkDriver(
   /** Folder ids by path under the Drive folder, looked up or created once per run. */
   const folders = new Map<string, Promise<string | undefined>>();
 
-  const findChild = async (parent: string, name: string): Promise<string | undefined> => {
+  /** The oldest file in `parent` that `match` (a files.list query) picks, if any. */
+  const oldest = async (parent: string, match: string): Promise<string | undefined> => {
     const { data } = await drive.files.list({
-      q: `'${parent}' in parents and name = '${quote(name)}' and mimeType = '${FOLDER_TYPE}' and trashed = false`,
+      q: `'${parent}' in parents and trashed = false and ${match}`,
       fields: 'files(id)',
       orderBy: 'createdTime',
       pageSize: 1,
@@ -136,7 +137,7 @@ export async function createGdriveSinkDriver(
       const parent = await folderAt(segments.slice(0, -1), create);
       if (!parent) return undefined;
       const name = segments.at(-1) as string;
-      let id = await findChild(parent, name);
+      let id = await oldest(parent, `name = '${quote(name)}' and mimeType = '${FOLDER_TYPE}'`);
       if (!id && create) {
         const { data } = await drive.files.create({
           requestBody: { name, mimeType: FOLDER_TYPE, parents: [parent] },
@@ -166,16 +167,12 @@ export async function createGdriveSinkDriver(
     const { segments, name } = locate(key);
     const folder = await folderAt(segments, create);
     if (!folder) return { folder, name, id: undefined };
-    const { data } = await drive.files.list({
-      q: `'${folder}' in parents and trashed = false and appProperties has { key='${KEY_PROPERTY}' and value='${quote(propertyValue(KEY_PROPERTY, name))}' }`,
-      fields: 'files(id)',
-      orderBy: 'createdTime',
-      pageSize: 1,
-      supportsAllDrives: true,
-      includeItemsFromAllDrives: true,
-      corpora: 'allDrives',
-    });
-    return { folder, name, id: data.files?.[0]?.id ?? undefined };
+    const value = quote(propertyValue(KEY_PROPERTY, name));
+    const id = await oldest(
+      folder,
+      `appProperties has { key='${KEY_PROPERTY}' and value='${value}' }`,
+    );
+    return { folder, name, id };
   };
 
   /**

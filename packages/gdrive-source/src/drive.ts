@@ -1,5 +1,5 @@
 import { debuglog } from 'node:util';
-import { SluiceError, toSluiceError, usageError } from '@sluice/core';
+import { requestError, SluiceError, usageError } from '@sluice/core';
 import { GoogleAuth, OAuth2Client } from 'google-auth-library';
 // The Drive client alone: `googleapis` itself loads every Google API (seconds, and 200 MB).
 import { drive_v3 } from 'googleapis/build/src/apis/drive/v3.js';
@@ -161,16 +161,11 @@ export function driveError(error: unknown, what: string): SluiceError {
       cause: error,
     });
   }
-  const failure = toSluiceError(error, GDRIVE_CONNECTOR);
-  const network = /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ECONNRESET/.test(
-    `${(error as { code?: unknown })?.code} ${message}`,
-  );
-  return new SluiceError(`${what}: ${firstLine(failure.message)}`, {
-    code: failure.code === 'INTERNAL' && (status ?? 0) >= 400 ? 'IO' : failure.code,
+  return requestError(error, {
     connector: GDRIVE_CONNECTOR,
-    hint: network ? 'cannot reach Google Drive: check --endpoint and the network' : failure.hint,
-    cause: error,
-    retryable: (status ?? 0) >= 500 || status === 429 || network || failure.retryable,
+    what,
+    status,
+    unreachable: 'cannot reach Google Drive: check --endpoint and the network',
   });
 }
 

@@ -2,6 +2,7 @@ import {
   createSource,
   type Format,
   type ListOptions,
+  mapReadErrors,
   SluiceError,
   type Source,
   type SourceDriver,
@@ -397,7 +398,9 @@ export async function createGdriveSourceDriver(
             );
         const body = data as unknown as AsyncIterable<Uint8Array>;
         // Exports have no ranges: a resumed export skips what was read.
-        return errorsNamed(item.exportType && from ? skip(body, from) : body, item.uri);
+        return mapReadErrors(item.exportType && from ? skip(body, from) : body, (error) =>
+          driveError(error, item.uri),
+        );
       } catch (error) {
         if (statusOf(error).reason === 'exportSizeLimitExceeded') {
           throw new SluiceError(`${item.uri}: too large for Drive to export`, {
@@ -436,18 +439,6 @@ async function* skip(body: AsyncIterable<Uint8Array>, bytes: number): AsyncGener
     }
     yield left > 0 ? chunk.subarray(left) : chunk;
     left = 0;
-  }
-}
-
-/** Passes a download on, turning its errors into SluiceErrors that name the file. */
-async function* errorsNamed(
-  body: AsyncIterable<Uint8Array>,
-  uri: string,
-): AsyncGenerator<Uint8Array> {
-  try {
-    yield* body;
-  } catch (error) {
-    throw driveError(error, uri);
   }
 }
 
