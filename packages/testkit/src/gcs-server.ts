@@ -65,6 +65,7 @@ import {
   readBody,
   resumeIncomplete,
   selectFields,
+  sendJson,
   takeChunk,
 } from './google-api.js';
 
@@ -321,27 +322,12 @@ export class GcsServer {
     };
   }
 
-  private sendJson(
-    res: ServerResponse,
-    status: number,
-    body: unknown,
-    headers: Record<string, string> = {},
-  ): void {
-    const text = JSON.stringify(body);
-    res.writeHead(status, {
-      'Content-Type': 'application/json; charset=UTF-8',
-      'Content-Length': Buffer.byteLength(text),
-      ...headers,
-    });
-    res.end(text);
-  }
-
   private sendError(res: ServerResponse, error: ApiError): void {
     if (res.headersSent) {
       res.destroy();
       return;
     }
-    this.sendJson(res, error.status, {
+    sendJson(res, error.status, {
       error: {
         code: error.status,
         message: error.message,
@@ -430,7 +416,7 @@ export class GcsServer {
       this.checkAuth(req, 'storage.buckets.get');
       this.count('buckets.get');
       const bucket = this.bucket(decodeURIComponent(m[1] as string));
-      return this.sendJson(res, 200, this.respond(this.bucketResource(bucket), q));
+      return sendJson(res, 200, this.respond(this.bucketResource(bucket), q));
     }
     if ((path === '/storage/v1/b' || path === '/b') && method === 'POST') {
       this.checkAuth(req, 'storage.buckets.create');
@@ -445,7 +431,7 @@ export class GcsServer {
         );
       }
       this.createBucket(body.name);
-      return this.sendJson(res, 200, this.bucketResource(this.bucket(body.name)));
+      return sendJson(res, 200, this.bucketResource(this.bucket(body.name)));
     }
     m = /^\/upload\/storage\/v1\/b\/([^/]+)\/o$/.exec(path);
     if (m) {
@@ -515,7 +501,7 @@ export class GcsServer {
     }
     this.checkConditions(object, conditionsOf(q));
     if (!media) {
-      this.sendJson(res, 200, this.respond(this.resource(bucketName, object), q));
+      sendJson(res, 200, this.respond(this.resource(bucketName, object), q));
       return;
     }
     this.sendMedia(req, res, object);
@@ -618,7 +604,7 @@ export class GcsServer {
     }
     if (prefixes.length) body.prefixes = prefixes;
     if (items.length) body.items = items;
-    this.sendJson(res, 200, this.respond(body, q));
+    sendJson(res, 200, this.respond(body, q));
   }
 
   private async insert(
@@ -672,7 +658,7 @@ export class GcsServer {
     if (!resource.name) throw new ApiError(400, 'required', 'Required');
     this.checkConditions(bucket.objects.get(resource.name), conditions);
     const object = this.store(bucket, resource, data);
-    this.sendJson(res, 200, this.respond(this.resource(bucketName, object), q));
+    sendJson(res, 200, this.respond(this.resource(bucketName, object), q));
   }
 
   private async resumeUpload(
@@ -686,7 +672,7 @@ export class GcsServer {
     if (!upload) throw new ApiError(404, 'notFound', 'No such upload session.');
     const bucket = this.bucket(upload.bucket);
     if (upload.done) {
-      this.sendJson(res, 200, this.resource(upload.bucket, upload.done));
+      sendJson(res, 200, this.resource(upload.bucket, upload.done));
       return;
     }
     const total = takeChunk(
@@ -700,7 +686,7 @@ export class GcsServer {
       const object = this.store(bucket, upload.resource, Buffer.concat(upload.chunks));
       upload.done = object;
       upload.chunks = [];
-      this.sendJson(res, 200, this.resource(upload.bucket, object));
+      sendJson(res, 200, this.resource(upload.bucket, object));
       return;
     }
     resumeIncomplete(res, upload.received);
@@ -710,7 +696,7 @@ export class GcsServer {
     this.count('token');
     const form = new URLSearchParams((await readBody(req)).toString('utf8'));
     const refuse = (description: string) =>
-      this.sendJson(res, 400, { error: 'invalid_grant', error_description: description });
+      sendJson(res, 400, { error: 'invalid_grant', error_description: description });
     if (form.get('grant_type') !== 'urn:ietf:params:oauth:grant-type:jwt-bearer') {
       return refuse('Invalid grant_type');
     }
@@ -736,7 +722,7 @@ export class GcsServer {
     }
     const token = `ya29.${randomBytes(24).toString('base64url')}`;
     this.tokens.add(token);
-    this.sendJson(res, 200, { access_token: token, expires_in: 3599, token_type: 'Bearer' });
+    sendJson(res, 200, { access_token: token, expires_in: 3599, token_type: 'Bearer' });
   }
 
   /** A V4-signed GET of the XML API: checks the signature and expiry, then serves the bytes. */

@@ -99,6 +99,7 @@ import {
   readBody,
   resumeIncomplete,
   selectFields,
+  sendJson,
   takeChunk,
 } from './google-api.js';
 
@@ -1022,7 +1023,7 @@ export class DriveServer {
       if (method === 'GET') return this.listFiles(res, q);
       if (method === 'POST') {
         const file = this.createFromApi(parseMetadata(await readBody(req)), undefined, q);
-        return this.sendJson(res, 200, this.respond(this.resource(file), q, 'file'));
+        return sendJson(res, 200, this.respond(this.resource(file), q, 'file'));
       }
     }
     m = /^\/drive\/v3\/files\/([^/]+)$/.exec(path);
@@ -1031,7 +1032,7 @@ export class DriveServer {
       if (method === 'GET') return this.getFile(req, res, id, q);
       if (method === 'PATCH') {
         const file = this.updateFromApi(id, parseMetadata(await readBody(req)), undefined, q);
-        return this.sendJson(res, 200, this.respond(this.resource(file), q, 'file'));
+        return sendJson(res, 200, this.respond(this.resource(file), q, 'file'));
       }
       if (method === 'DELETE') {
         this.remove(this.visible(id, q));
@@ -1045,7 +1046,7 @@ export class DriveServer {
       const driveId = q.get('driveId');
       if (driveId && !this.drives.has(driveId)) throw sharedDriveNotFound(driveId);
       const body = { kind: 'drive#startPageToken', startPageToken: this.nextChangeToken() };
-      return this.sendJson(res, 200, this.respond(body, q, 'startPageToken'));
+      return sendJson(res, 200, this.respond(body, q, 'startPageToken'));
     }
     if (path === '/drive/v3/changes' && method === 'GET') return this.listChanges(res, q);
     throw new ApiError(404, 'notFound', 'Not Found');
@@ -1080,21 +1081,6 @@ export class DriveServer {
     }
   }
 
-  private sendJson(
-    res: ServerResponse,
-    status: number,
-    body: unknown,
-    headers: Record<string, string> = {},
-  ): void {
-    const text = JSON.stringify(body);
-    res.writeHead(status, {
-      'Content-Type': 'application/json; charset=UTF-8',
-      'Content-Length': Buffer.byteLength(text),
-      ...headers,
-    });
-    res.end(text);
-  }
-
   private sendError(res: ServerResponse, error: ApiError): void {
     if (res.headersSent) {
       res.destroy();
@@ -1114,7 +1100,7 @@ export class DriveServer {
         ...(error.auth ? { status: 'UNAUTHENTICATED' } : {}),
       },
     };
-    this.sendJson(
+    sendJson(
       res,
       error.status,
       body,
@@ -1226,13 +1212,13 @@ export class DriveServer {
       incompleteSearch: false,
       files: page.map((f) => this.resource(f)),
     };
-    this.sendJson(res, 200, this.respond(body, q, 'fileList'));
+    sendJson(res, 200, this.respond(body, q, 'fileList'));
   }
 
   private getFile(req: IncomingMessage, res: ServerResponse, id: string, q: URLSearchParams): void {
     const file = this.visible(id, q);
     if (q.get('alt') !== 'media') {
-      this.sendJson(res, 200, this.respond(this.resource(file), q, 'file'));
+      sendJson(res, 200, this.respond(this.resource(file), q, 'file'));
       return;
     }
     const content = file.content;
@@ -1442,7 +1428,7 @@ export class DriveServer {
       fileId === undefined
         ? this.createFromApi(metadata, media, q)
         : this.updateFromApi(fileId, metadata, media, q);
-    this.sendJson(res, 200, this.respond(this.resource(file), q, 'file'));
+    sendJson(res, 200, this.respond(this.resource(file), q, 'file'));
   }
 
   private async resumeUpload(
@@ -1454,7 +1440,7 @@ export class DriveServer {
     const body = await readBody(req);
     if (!upload) throw new ApiError(404, 'notFound', 'No such upload session.');
     if (upload.done) {
-      this.sendJson(res, 200, this.respond(this.resource(upload.done), upload.query, 'file'));
+      sendJson(res, 200, this.respond(this.resource(upload.done), upload.query, 'file'));
       return;
     }
     const total = takeChunk(
@@ -1475,7 +1461,7 @@ export class DriveServer {
           ? this.createFromApi(metadata, media, query)
           : this.updateFromApi(upload.fileId, metadata, media, query);
       upload.chunks = [];
-      this.sendJson(res, 200, this.respond(this.resource(upload.done), query, 'file'));
+      sendJson(res, 200, this.respond(this.resource(upload.done), query, 'file'));
       return;
     }
     resumeIncomplete(res, upload.received);
@@ -1528,14 +1514,14 @@ export class DriveServer {
       ...(next ? { nextPageToken: next } : { newStartPageToken: this.nextChangeToken() }),
       changes,
     };
-    this.sendJson(res, 200, this.respond(body, q, 'changeList'));
+    sendJson(res, 200, this.respond(body, q, 'changeList'));
   }
 
   private async grantToken(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const form = new URLSearchParams((await readBody(req)).toString('utf8'));
     const grantType = form.get('grant_type');
     if (grantType !== 'refresh_token') {
-      this.sendJson(res, 400, {
+      sendJson(res, 400, {
         error: 'unsupported_grant_type',
         error_description: `Invalid grant_type: ${grantType ?? ''}`,
       });
@@ -1543,19 +1529,19 @@ export class DriveServer {
     }
     const client = this.refreshTokens.get(form.get('refresh_token') ?? '');
     if (!client) {
-      this.sendJson(res, 400, { error: 'invalid_grant', error_description: 'Bad Request' });
+      sendJson(res, 400, { error: 'invalid_grant', error_description: 'Bad Request' });
       return;
     }
     if (
       client.clientId !== form.get('client_id') ||
       client.clientSecret !== form.get('client_secret')
     ) {
-      this.sendJson(res, 401, { error: 'invalid_client', error_description: 'Unauthorized' });
+      sendJson(res, 401, { error: 'invalid_client', error_description: 'Unauthorized' });
       return;
     }
     const token = `ya29.${randomBytes(24).toString('base64url')}`;
     this.addToken(token, this.tokenLifetimeSeconds);
-    this.sendJson(res, 200, {
+    sendJson(res, 200, {
       access_token: token,
       expires_in: this.tokenLifetimeSeconds,
       scope: 'https://www.googleapis.com/auth/drive',
