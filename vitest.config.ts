@@ -12,6 +12,7 @@ export default defineConfig({
       { find: /^@sluice\/s3-source$/, replacement: src('s3-source/src/index.ts') },
       { find: /^@sluice\/gcs-source$/, replacement: src('gcs-source/src/index.ts') },
       { find: /^@sluice\/gdrive-source$/, replacement: src('gdrive-source/src/index.ts') },
+      { find: /^@sluice\/confluence-source$/, replacement: src('confluence-source/src/index.ts') },
     ],
   },
   test: {

@@ -11,7 +11,7 @@ import {
   writeGuidelines,
   writeLabelFiles,
 } from './documents.js';
-import { isSluiceError, toSluiceError, usageError } from './errors.js';
+import { isSluiceError, SluiceError, toSluiceError, usageError } from './errors.js';
 import { writeJsonl } from './jsonl.js';
 import { MEDIA_MODES, type MediaMode } from './media.js';
 import { parseShard, parseSize, parseTime } from './select.js';
@@ -21,6 +21,7 @@ import {
   type SinkFormat,
   type SinkOptions,
   type SinkResult,
+  type TaskFilters,
 } from './sink.js';
 import type { Source, SourceOptions } from './source.js';
 import type { Answer } from './task.js';
@@ -255,20 +256,9 @@ export function sourceOptionsFromFlags(flags: Flags): SourceOptions {
   };
 }
 
-/** Adds every core sink flag to a command. */
-function sinkFlags(program: Command): void {
+/** The flags that select examples (sinks and review commands); `match` is the default of --match. */
+export function filterFlags(program: Command, match: 'all' | 'any'): void {
   program
-    .option('--dataset <name>', 'Prodigy dataset name: fills {dataset}, recorded in the manifest')
-    .option(
-      '--name <template>',
-      'part name under the export root; the extension is added',
-      'part-{part}',
-    )
-    .addOption(
-      new Option('--format <format>', 'part format')
-        .argParser(choice('--format', SINK_FORMATS))
-        .default('jsonl'),
-    )
     .option(
       '--answer <answers>',
       'keep only these answers (comma-separated: accept,reject,ignore)',
@@ -292,7 +282,24 @@ function sinkFlags(program: Command): void {
         'all: keep examples passing every filter; any: passing one (review routing)',
       )
         .argParser(choice('--match', ['all', 'any'] as const))
-        .default('all'),
+        .default(match),
+    );
+}
+
+/** Adds every core sink flag to a command. */
+function sinkFlags(program: Command): void {
+  filterFlags(program, 'all');
+  program
+    .option('--dataset <name>', 'Prodigy dataset name: fills {dataset}, recorded in the manifest')
+    .option(
+      '--name <template>',
+      'part name under the export root; the extension is added',
+      'part-{part}',
+    )
+    .addOption(
+      new Option('--format <format>', 'part format')
+        .argParser(choice('--format', SINK_FORMATS))
+        .default('jsonl'),
     )
     .option(
       '--max-part-records <n>',
@@ -321,8 +328,11 @@ function sinkFlags(program: Command): void {
 /** Highest score `--review` sends to review when no filters are given. */
 const REVIEW_SCORE = 0.5;
 
-/** Turns parsed core sink flags into sink options. */
-export function sinkOptionsFromFlags(flags: Flags, info: CliInfo): SinkOptions {
+/**
+ * The example filters the flags give. With `review` and none given, the review defaults:
+ * flagged, ignored and low-score examples.
+ */
+export function filtersFromFlags(flags: Flags, review: boolean): TaskFilters {
   const answers = flags.answer as string[] | undefined;
   for (const answer of answers ?? []) {
     if (!['accept', 'reject', 'ignore'].includes(answer)) {
@@ -338,17 +348,21 @@ export function sinkOptionsFromFlags(flags: Flags, info: CliInfo): SinkOptions {
     minScore: flags.minScore as number | undefined,
     maxScore: flags.maxScore as number | undefined,
     label: flags.label as string[] | undefined,
-    match: flags.match === 'any' ? ('any' as const) : undefined,
   };
+  if (review && Object.values(filters).every((value) => value === undefined)) {
+    return { answer: ['ignore'], flagged: true, maxScore: REVIEW_SCORE, match: 'any' };
+  }
+  return { ...filters, match: flags.match === 'any' ? 'any' : undefined };
+}
+
+/** Turns parsed core sink flags into sink options. */
+export function sinkOptionsFromFlags(flags: Flags, info: CliInfo): SinkOptions {
   const review = flags.review === true;
-  const unfiltered = Object.values(filters).every((value) => value === undefined);
   return {
     dataset: flags.dataset as string | undefined,
     name: flags.name as string,
     format: flags.format as SinkFormat,
-    ...(review && unfiltered
-      ? { answer: ['ignore'], flagged: true, maxScore: REVIEW_SCORE, match: 'any' }
-      : filters),
+    ...filtersFromFlags(flags, review),
     csv: review || flags.csv === true,
     maxPartRecords: flags.maxPartRecords as number | undefined,
     skipInvalid: flags.skipInvalid === true,
@@ -838,6 +852,111 @@ export async function runDocumentCli(
     }
   } catch (error) {
     code = report(io, `${info.bin} ${name}`, error);
+  }
+  io.exit(code);
+  return code;
+}
+
+/** A command that reads JSONL on stdin and publishes something from it (a report page). */
+export interface PublishCommand {
+  description: string;
+  /** What the URL names. */
+  url: string;
+  examples: string[];
+  /** Adds the command's flags. */
+  configure(program: Command): void;
+  /** Does the work; returns the summary line printed on stderr. */
+  run(args: {
+    url: string;
+    flags: Flags;
+    input: AsyncIterable<Uint8Array>;
+    signal: AbortSignal;
+    say: (line: string) => void;
+  }): Promise<string>;
+}
+
+/**
+ * Runs `BIN COMMAND URL [flags]` for a connector whose sink side is a set of commands
+ * (Confluence's `report` and `review`), with the flags, messages and exit codes of the sinks.
+ */
+export async function runPublishCli(
+  info: Omit<CliInfo, 'url' | 'examples'>,
+  commands: Record<string, PublishCommand>,
+  io: Io = defaultIo(),
+): Promise<number> {
+  const name = io.argv[2] ?? '';
+  const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
+  if (!command) {
+    const usage = Object.entries(commands)
+      .map(([key, c]) => `  ${info.bin} ${key} ${c.url}\n      ${c.description}`)
+      .join('\n');
+    const asked = ['-h', '--help', '-V', '--version'].includes(name);
+    if (name === '-V' || name === '--version') io.stdout.write(`${info.version}\n`);
+    else {
+      (asked ? io.stdout : io.stderr).write(
+        `${info.description}\n\nUsage:\n${usage}\n\nRun ${info.bin} COMMAND --help for its flags.\n`,
+      );
+    }
+    if (!asked) {
+      io.stderr.write(
+        `${info.bin}: error: ${name ? `unknown command "${name}"` : 'no command given'}; expected ${Object.keys(commands).join(' or ')}\n`,
+      );
+    }
+    const code = asked ? EXIT.ok : EXIT.usage;
+    io.exit(code);
+    return code;
+  }
+  const bin = `${info.bin} ${name}`;
+  const program = baseCommand(
+    {
+      ...info,
+      bin,
+      description: command.description,
+      url: command.url,
+      examples: command.examples,
+    },
+    io,
+  );
+  program.option('--dry-run', 'print what would be published, publish nothing');
+  command.configure(program);
+  const abort = new AbortController();
+  const onSignal = () => {
+    abort.abort();
+    (io.stdin as { destroy?: () => void }).destroy?.();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  let code: number = EXIT.ok;
+  try {
+    await program.parseAsync([io.argv[0] as string, io.argv[1] as string, ...io.argv.slice(3)]);
+    const url = program.args[0] as string;
+    const flags = program.opts();
+    if (io.stdin.isTTY) {
+      throw usageError(
+        `${bin} reads JSONL on stdin`,
+        `pipe an export into it: prodigy db-out DATASET | ${bin} ${url}`,
+      );
+    }
+    const quiet = flags.quiet === true;
+    const say = (line: string) => {
+      if (!quiet) io.stderr.write(`${bin}: ${line}\n`);
+    };
+    const summary = await command.run({
+      url,
+      flags,
+      input: io.stdin as AsyncIterable<Uint8Array>,
+      signal: abort.signal,
+      say,
+    });
+    if (abort.signal.aborted) {
+      throw new SluiceError('interrupted', { code: 'INTERRUPTED' });
+    }
+    say(summary);
+  } catch (error) {
+    code = report(io, bin, error);
+  } finally {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
   }
   io.exit(code);
   return code;

@@ -3,8 +3,12 @@ export {
   type DocumentCommands,
   EXIT,
   type Flags,
+  filterFlags,
+  filtersFromFlags,
   integerFlag,
+  type PublishCommand,
   runDocumentCli,
+  runPublishCli,
   runSinkCli,
   runSourceCli,
   sinkOptionsFromFlags,
@@ -70,6 +74,7 @@ export {
   mediaPath,
 } from './media.js';
 export { PyFloat, pythonJsonDumps } from './python-json.js';
+export { type Agreement, type DatasetReport, datasetReport, ReportBuilder } from './report.js';
 export { createSelector, parseShard, parseSize, parseTime, type Selection } from './select.js';
 export {
   createSink,
@@ -88,7 +93,10 @@ export {
   type SinkStats,
   type StagedPart,
   type StreamedPart,
+  scoreOf,
   sheetCell,
+  type TaskFilters,
+  taskFilter,
 } from './sink.js';
 export {
   type Bytes,

@@ -208,7 +208,8 @@ const EXTENSIONS: Record<SinkFormat, string> = {
   json: '.json',
 };
 
-function scoreOf(task: Task): number | undefined {
+/** A task's score: `score`, else `meta.score`. */
+export function scoreOf(task: Task): number | undefined {
   const score = task.score ?? task.meta?.score;
   return typeof score === 'number' ? score : undefined;
 }
@@ -220,6 +221,35 @@ export function labelsOf(task: Task): Set<string> {
   for (const span of task.spans ?? []) if (typeof span.label === 'string') labels.add(span.label);
   if (Array.isArray(task.accept)) for (const id of task.accept) labels.add(String(id));
   return labels;
+}
+
+/** The filters of an export or a review selection. */
+export type TaskFilters = Pick<
+  SinkOptions,
+  'answer' | 'flagged' | 'minScore' | 'maxScore' | 'label' | 'match'
+>;
+
+/** Whether a task passes the filters: every one given (`match: 'all'`, the default) or one. */
+export function taskFilter(filters: TaskFilters): (task: Task) => boolean {
+  const answers = filters.answer?.length ? new Set<string>(filters.answer) : undefined;
+  const labels = filters.label?.length ? new Set(filters.label) : undefined;
+  const { flagged, minScore, maxScore, match } = filters;
+  return (task) => {
+    const tests: boolean[] = [];
+    if (answers) tests.push(answers.has(task.answer ?? ''));
+    if (flagged) tests.push(task.flagged === true);
+    if (minScore !== undefined || maxScore !== undefined) {
+      const score = scoreOf(task);
+      tests.push(
+        score !== undefined &&
+          (minScore === undefined || score >= minScore) &&
+          (maxScore === undefined || score <= maxScore),
+      );
+    }
+    if (labels) tests.push([...labelsOf(task)].some((label) => labels.has(label)));
+    if (tests.length === 0) return true;
+    return match === 'any' ? tests.includes(true) : !tests.includes(false);
+  };
 }
 
 /** The value of `{label}` for one task: its single label, `mixed` for several, `none` for none. */
@@ -484,8 +514,7 @@ class SinkRun {
   private readonly dataset: Record<string, string>;
   /** With fail or skip, writes happen only when no export was there: nothing may appear meanwhile. */
   private readonly ifAbsent: boolean;
-  private readonly answers: Set<string> | undefined;
-  private readonly labels: Set<string> | undefined;
+  private readonly keeps: (task: Task) => boolean;
 
   constructor(
     private readonly openDriver: (root: string) => SinkDriver | Promise<SinkDriver>,
@@ -519,26 +548,7 @@ class SinkRun {
         'pass --dataset NAME (the Prodigy dataset you exported)',
       );
     }
-    this.answers = options.answer?.length ? new Set(options.answer) : undefined;
-    this.labels = options.label?.length ? new Set(options.label) : undefined;
-  }
-
-  private keeps(task: Task): boolean {
-    const { options } = this;
-    const tests: boolean[] = [];
-    if (this.answers) tests.push(this.answers.has(task.answer ?? ''));
-    if (options.flagged) tests.push(task.flagged === true);
-    if (options.minScore !== undefined || options.maxScore !== undefined) {
-      const score = scoreOf(task);
-      tests.push(
-        score !== undefined &&
-          (options.minScore === undefined || score >= options.minScore) &&
-          (options.maxScore === undefined || score <= options.maxScore),
-      );
-    }
-    if (this.labels) tests.push([...labelsOf(task)].some((label) => this.labels?.has(label)));
-    if (tests.length === 0) return true;
-    return options.match === 'any' ? tests.includes(true) : !tests.includes(false);
+    this.keeps = taskFilter(options);
   }
 
   private filters(): Record<string, unknown> {

@@ -91,6 +91,12 @@ export interface SourceDriver<I extends SourceItem = SourceItem> {
    * looks up, for the media proxy, an item by URI, and only one that this source listed.
    */
   resolve?(uri: string): Promise<I | undefined>;
+  /**
+   * For items a connector turns into tasks itself rather than through a converter (a
+   * Confluence page split into sections): the item's tasks, or undefined to convert its bytes
+   * as usual. Core stamps, hashes and checkpoints them as it does converted tasks.
+   */
+  tasks?(item: I, options: { signal: AbortSignal }): Promise<Task[] | undefined>;
   /** A URL the browser can fetch directly for `signed` media mode. */
   signedUrl?(item: I, ttlSeconds: number): Promise<string>;
   close?(): Promise<void>;
@@ -390,6 +396,8 @@ class SourceRun implements Source {
   /** Reads and converts a small item ahead of its turn; a large one is left to stream in order. */
   private async fetch(item: SourceItem): Promise<Fetched> {
     try {
+      const own = await this.driver.tasks?.(item, { signal: this.abort.signal });
+      if (own) return { item, tasks: own.map((task) => ({ task })) };
       const format = formatOf(item, this.options);
       if (!format) {
         this.stats.unsupported++;

@@ -1,0 +1,268 @@
+import {
+  createSource,
+  type ListOptions,
+  mapReadErrors,
+  type Source,
+  type SourceDriver,
+  type SourceItem,
+  type SourceOptions,
+  type Task,
+  usageError,
+} from '@sluice/core';
+import {
+  type Attachment,
+  CONFLUENCE_CONNECTOR,
+  Confluence,
+  type ConfluenceConnectionOptions,
+  ConfluenceHttpError,
+  confluenceError,
+  cqlString,
+  type Page,
+  parseConfluenceUrl,
+} from './confluence.js';
+import { type Split, storageSections } from './storage.js';
+
+export const SPLITS: readonly Split[] = ['page', 'section', 'paragraph'];
+
+/** Options of the Confluence source: core source options, the connection, and what to read. */
+export interface ConfluenceSourceOptions extends SourceOptions, ConfluenceConnectionOptions {
+  /** `confluence://SPACEKEY`, `confluence://page/<id>[,<id>...]` or `confluence://search` (with `cql`). */
+  url: string;
+  /** Only pages matching this CQL (`label = "policy" and created >= "2026-01-01"`). */
+  cql?: string;
+  /** Only pages with one of these labels. */
+  labels?: string[];
+  /** Only pages below this page, at any depth. */
+  ancestor?: string;
+  /** With page URLs: the pages below them too. */
+  recursive?: boolean;
+  /** A task per page (default), per section under a heading, or per paragraph. */
+  split?: Split;
+  /** HTML tasks (`html`, for Prodigy's html view) instead of plain text ones. */
+  html?: boolean;
+  /** Attachments of the pages too, through the core converters. */
+  attachments?: boolean;
+  /** Page bodies (default true; false with `attachments` reads attachments only). */
+  pages?: boolean;
+  /** A client of your own (default: one made from the connection options). */
+  client?: Confluence;
+}
+
+/** A page or an attachment as the source lists it. */
+export interface ConfluenceItem extends SourceItem {
+  page?: Page;
+  attachment?: Attachment;
+}
+
+/** Pages modified less than this before a saved position are listed again (CQL dates are in the user's time zone, to the minute). */
+const CURSOR_MARGIN_MS = 24 * 60 * 60 * 1000;
+
+/** A CQL date: `yyyy-MM-dd HH:mm`. */
+function cqlDate(date: Date): string {
+  return date.toISOString().slice(0, 16).replace('T', ' ');
+}
+
+/** Splits CQL into its filter and its `order by` clause. */
+function splitOrder(cql: string): { filter: string; order: string } {
+  const at = cql.search(/\border\s+by\b/i);
+  return at < 0
+    ? { filter: cql.trim(), order: '' }
+    : { filter: cql.slice(0, at).trim(), order: cql.slice(at).trim() };
+}
+
+export async function createConfluenceSourceDriver(
+  options: ConfluenceSourceOptions,
+): Promise<SourceDriver<ConfluenceItem>> {
+  const target = parseConfluenceUrl(options.url);
+  const split = options.split ?? 'page';
+  if (!SPLITS.includes(split)) {
+    throw usageError(`--split must be one of ${SPLITS.join(', ')}, got ${split}`);
+  }
+  if (target.kind === 'search' && !options.cql) {
+    throw usageError(
+      `${options.url} needs a query`,
+      'pass --cql, e.g. --cql \'label = "policy"\', or name a space: confluence://SPACEKEY',
+    );
+  }
+  if (options.ancestor !== undefined && !/^\d{1,20}$/.test(options.ancestor)) {
+    throw usageError(`--ancestor expects a page id (a number), got "${options.ancestor}"`);
+  }
+  if (options.pages === false && !options.attachments) {
+    throw usageError('--no-pages reads nothing without --attachments');
+  }
+  const client = options.client ?? new Confluence(options);
+  const root = options.url.replace(/\/+$/, '');
+  const wantPages = options.pages !== false;
+  /** Media attachments listed, by URI: the media proxy serves only these. */
+  const media = new Map<string, ConfluenceItem>();
+
+  // What to ask for. A space alone is listed through v2 (Cloud); any filter, and every
+  // rerun from a saved position, through CQL search.
+  const filters: string[] = [];
+  if (options.cql) {
+    const { filter, order } = splitOrder(options.cql);
+    if (order) {
+      throw usageError(
+        `--cql: leave out "${order}"`,
+        'pages are read in id order, so that a rerun can pick up where it stopped',
+      );
+    }
+    if (filter) filters.push(`(${filter})`);
+  }
+  if (options.labels?.length) {
+    filters.push(`label in (${options.labels.map((l) => `"${cqlString(l)}"`).join(', ')})`);
+  }
+  if (options.ancestor) filters.push(`ancestor = ${options.ancestor}`);
+  const scope =
+    target.kind === 'space'
+      ? `space = "${cqlString(target.key)}"`
+      : target.kind === 'pages'
+        ? options.recursive
+          ? `(id in (${target.ids.join(', ')}) or ancestor in (${target.ids.join(', ')}))`
+          : `id in (${target.ids.join(', ')})`
+        : '';
+  const query = (since?: Date) =>
+    [scope, 'type = page', ...filters, ...(since ? [`lastmodified >= "${cqlDate(since)}"`] : [])]
+      .filter(Boolean)
+      .join(' and ')
+      .concat(' order by id');
+
+  const pageItem = (page: Page): ConfluenceItem => ({
+    key: page.id,
+    uri: client.pageUrl(page.id),
+    path: page.spaceKey ? `${page.spaceKey}/${page.title}` : page.title,
+    version: String(page.version),
+    modified: page.modified,
+    size: page.body === undefined ? undefined : Buffer.byteLength(page.body),
+    contentType: 'text/html',
+    page,
+  });
+
+  const attachmentItem = (page: Page, attachment: Attachment): ConfluenceItem => {
+    const item: ConfluenceItem = {
+      key: `${page.id}/${attachment.title}`,
+      uri: client.downloadUrl(
+        `/download/attachments/${page.id}/${encodeURIComponent(attachment.title)}`,
+      ),
+      path: `${page.title}/${attachment.title}`,
+      version: String(attachment.version),
+      modified: attachment.modified,
+      size: attachment.size,
+      contentType: attachment.mediaType,
+      attachment,
+    };
+    if (/^(image|audio|video)\//.test(attachment.mediaType)) media.set(item.uri, item);
+    return item;
+  };
+
+  async function* pagesOf(signal: AbortSignal, since: Date | undefined): AsyncGenerator<Page> {
+    if (target.kind === 'space' && filters.length === 0 && !since && client.cloud) {
+      yield* client.spacePages(target.key, signal);
+    } else if (target.kind === 'pages' && filters.length === 0 && !since && !options.recursive) {
+      for (const id of target.ids) {
+        const page = await client.page(id, signal);
+        if (!page) throw notFound(id);
+        yield page;
+      }
+    } else {
+      yield* client.search(query(since), signal);
+    }
+  }
+
+  const notFound = (id: string) =>
+    confluenceError(new ConfluenceHttpError(404, ''), `confluence://page/${id}`);
+
+  // The start is checked before anything streams, so a wrong space or page fails at once.
+  try {
+    if (target.kind === 'space' && client.cloud) await client.space(target.key);
+    if (target.kind === 'pages') {
+      const first = target.ids[0] as string;
+      if (!(await client.page(first))) throw notFound(first);
+    }
+  } catch (error) {
+    throw confluenceError(error, options.url);
+  }
+
+  return {
+    connector: CONFLUENCE_CONNECTOR,
+    root,
+    async *list({ signal, cursor, setCursor }: ListOptions) {
+      const saved = cursor ? new Date(cursor) : undefined;
+      const since = [saved && new Date(saved.getTime() - CURSOR_MARGIN_MS), options.modifiedSince]
+        .filter((d): d is Date => d instanceof Date && !Number.isNaN(d.getTime()))
+        .sort((a, b) => b.getTime() - a.getTime())[0];
+      let latest = saved && !Number.isNaN(saved.getTime()) ? saved : undefined;
+      try {
+        for await (const page of pagesOf(signal, since)) {
+          if (page.modified && (!latest || page.modified > latest)) latest = page.modified;
+          if (wantPages) yield pageItem(page);
+          if (options.attachments) {
+            for await (const attachment of client.attachments(page.id, signal)) {
+              yield attachmentItem(page, attachment);
+            }
+          }
+        }
+      } catch (error) {
+        if (signal.aborted) return;
+        throw confluenceError(error, root);
+      }
+      if (latest && !signal.aborted) setCursor?.(latest.toISOString());
+    },
+    async tasks(item) {
+      const page = item.page;
+      if (!page) return undefined;
+      let body = page.body;
+      if (body === undefined) {
+        try {
+          body = (await client.page(page.id))?.body ?? '';
+        } catch (error) {
+          throw confluenceError(error, item.uri);
+        }
+      }
+      return storageSections(body, split).map((piece): Task => {
+        const meta: Record<string, unknown> = { title: page.title };
+        if (page.spaceKey) meta.space = page.spaceKey;
+        if (split !== 'page' && piece.headings.length > 0) {
+          meta.headings = piece.headings.join(' > ');
+        }
+        return options.html ? { html: piece.html, meta } : { text: piece.text, meta };
+      });
+    },
+    async open(item, { start, end, signal }) {
+      const attachment = item.attachment as Attachment;
+      try {
+        const body = await client.download(attachment, { start, end, signal });
+        return mapReadErrors(body, (error) => confluenceError(error, item.uri));
+      } catch (error) {
+        throw confluenceError(error, item.uri);
+      }
+    },
+    async stat() {
+      // Items are found by URI: see resolve.
+      return undefined;
+    },
+    async resolve(uri) {
+      const listed = media.get(uri);
+      if (!listed?.attachment) return undefined;
+      try {
+        for await (const attachment of client.attachments(
+          listed.attachment.pageId,
+          undefined,
+          listed.attachment.title,
+        )) {
+          if (attachment.title === listed.attachment.title) {
+            return { ...listed, attachment, version: String(attachment.version) };
+          }
+        }
+        return undefined;
+      } catch (error) {
+        throw confluenceError(error, uri);
+      }
+    },
+  };
+}
+
+/** Streams Prodigy tasks from Confluence pages and attachments. */
+export function confluenceSource(options: ConfluenceSourceOptions): Source {
+  return createSource(createConfluenceSourceDriver(options), options);
+}
