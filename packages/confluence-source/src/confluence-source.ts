@@ -57,6 +57,12 @@ export interface ConfluenceItem extends SourceItem {
 /** Pages modified less than this before a saved position are listed again (CQL dates are in the user's time zone, to the minute). */
 const CURSOR_MARGIN_MS = 24 * 60 * 60 * 1000;
 
+/** A title as one path segment: titles may hold `/`. */
+const segment = (title: string) => title.replaceAll('/', '%2F');
+
+/** A page's key: the titles from the top of its space down to it, as globs see them. */
+const pathOf = (page: Page) => [...(page.ancestors ?? []), page.title].map(segment).join('/');
+
 /** A CQL date: `yyyy-MM-dd HH:mm`. */
 function cqlDate(date: Date): string {
   return date.toISOString().slice(0, 16).replace('T', ' ');
@@ -96,18 +102,14 @@ export async function createConfluenceSourceDriver(
   /** Media attachments listed, by URI: the media proxy serves only these. */
   const media = new Map<string, ConfluenceItem>();
 
-  // What to ask for. A space alone is listed through v2 (Cloud); any filter, and every
-  // rerun from a saved position, through CQL search.
+  // Pages are listed through CQL search, on Cloud and Data Center alike: it takes every
+  // selection, a last-modified bound for reruns, and gives each page's ancestors (its path).
   const filters: string[] = [];
+  let order = 'order by id';
   if (options.cql) {
-    const { filter, order } = splitOrder(options.cql);
-    if (order) {
-      throw usageError(
-        `--cql: leave out "${order}"`,
-        'pages are read in id order, so that a rerun can pick up where it stopped',
-      );
-    }
-    if (filter) filters.push(`(${filter})`);
+    const parts = splitOrder(options.cql);
+    if (parts.filter) filters.push(`(${parts.filter})`);
+    if (parts.order) order = parts.order;
   }
   if (options.labels?.length) {
     filters.push(`label in (${options.labels.map((l) => `"${cqlString(l)}"`).join(', ')})`);
@@ -125,12 +127,12 @@ export async function createConfluenceSourceDriver(
     [scope, 'type = page', ...filters, ...(since ? [`lastmodified >= "${cqlDate(since)}"`] : [])]
       .filter(Boolean)
       .join(' and ')
-      .concat(' order by id');
+      .concat(` ${order}`);
 
   const pageItem = (page: Page): ConfluenceItem => ({
-    key: page.id,
+    key: pathOf(page),
     uri: client.pageUrl(page.id),
-    path: page.spaceKey ? `${page.spaceKey}/${page.title}` : page.title,
+    path: page.spaceKey ? `${page.spaceKey}/${pathOf(page)}` : pathOf(page),
     version: String(page.version),
     modified: page.modified,
     size: page.body === undefined ? undefined : Buffer.byteLength(page.body),
@@ -140,11 +142,11 @@ export async function createConfluenceSourceDriver(
 
   const attachmentItem = (page: Page, attachment: Attachment): ConfluenceItem => {
     const item: ConfluenceItem = {
-      key: `${page.id}/${attachment.title}`,
+      key: `${pathOf(page)}/${attachment.title}`,
       uri: client.downloadUrl(
         `/download/attachments/${page.id}/${encodeURIComponent(attachment.title)}`,
       ),
-      path: `${page.title}/${attachment.title}`,
+      path: `${page.spaceKey ? `${page.spaceKey}/` : ''}${pathOf(page)}/${attachment.title}`,
       version: String(attachment.version),
       modified: attachment.modified,
       size: attachment.size,
@@ -154,20 +156,6 @@ export async function createConfluenceSourceDriver(
     if (/^(image|audio|video)\//.test(attachment.mediaType)) media.set(item.uri, item);
     return item;
   };
-
-  async function* pagesOf(signal: AbortSignal, since: Date | undefined): AsyncGenerator<Page> {
-    if (target.kind === 'space' && filters.length === 0 && !since && client.cloud) {
-      yield* client.spacePages(target.key, signal);
-    } else if (target.kind === 'pages' && filters.length === 0 && !since && !options.recursive) {
-      for (const id of target.ids) {
-        const page = await client.page(id, signal);
-        if (!page) throw notFound(id);
-        yield page;
-      }
-    } else {
-      yield* client.search(query(since), signal);
-    }
-  }
 
   const notFound = (id: string) =>
     confluenceError(new ConfluenceHttpError(404, ''), `confluence://page/${id}`);
@@ -193,7 +181,7 @@ export async function createConfluenceSourceDriver(
         .sort((a, b) => b.getTime() - a.getTime())[0];
       let latest = saved && !Number.isNaN(saved.getTime()) ? saved : undefined;
       try {
-        for await (const page of pagesOf(signal, since)) {
+        for await (const page of client.search(query(since), signal)) {
           if (page.modified && (!latest || page.modified > latest)) latest = page.modified;
           if (wantPages) yield pageItem(page);
           if (options.attachments) {

@@ -35,6 +35,8 @@ export interface Page {
   version: number;
   modified?: Date;
   body?: string;
+  /** Titles of the pages above it, the top first (when the API gave them). */
+  ancestors?: string[];
 }
 
 export interface Attachment {
@@ -55,6 +57,7 @@ export interface Space {
 }
 
 const RETRIES = 4;
+/** Results asked for in the first page of a list, so the first task comes quickly. */
 const FIRST_PAGE = 25;
 const PAGE_SIZE = 100;
 
@@ -203,7 +206,7 @@ function pageOf(data: Record<string, unknown>): Page {
     | { storage?: { value?: string }; value?: string; representation?: string }
     | undefined;
   const space = data.space as { key?: string; id?: unknown } | undefined;
-  const ancestors = data.ancestors as Array<{ id: string }> | undefined;
+  const ancestors = data.ancestors as Array<{ id: string; title?: string }> | undefined;
   const when = version.createdAt ?? version.when;
   return {
     id: String(data.id),
@@ -219,6 +222,7 @@ function pageOf(data: Record<string, unknown>): Page {
     version: Number(version.number ?? 1),
     modified: when ? new Date(when) : undefined,
     body: body?.storage?.value,
+    ancestors: ancestors?.map((ancestor) => String(ancestor.title ?? ancestor.id)),
   };
 }
 
@@ -342,19 +346,6 @@ export class Confluence {
     const space = { id: String(found.id), key: found.key };
     this.spaces.set(key, space);
     return space;
-  }
-
-  /** The current pages of a space with their bodies, lazily. */
-  async *spacePages(key: string, signal?: AbortSignal): AsyncGenerator<Page> {
-    if (this.cloud) {
-      const { id } = await this.space(key);
-      const path = `/api/v2/spaces/${id}/pages?body-format=storage&limit=${FIRST_PAGE}`;
-      for await (const page of this.list<Record<string, unknown>>(path, signal)) {
-        yield { ...pageOf(page), spaceKey: key };
-      }
-    } else {
-      yield* this.search(`space = "${cqlString(key)}" and type = page order by id`, signal);
-    }
   }
 
   /** Pages matching a CQL query, with their bodies, lazily. */

@@ -7,6 +7,12 @@ import { OAuth2Client } from 'google-auth-library-10';
 import { drive_v3 } from 'googleapis/build/src/apis/drive/v3.js';
 import { afterAll, beforeAll } from 'vitest';
 import {
+  type ConfluenceServer,
+  type ConfluenceServerOptions,
+  confluenceToken,
+  startConfluenceServer,
+} from './confluence-server.js';
+import {
   type GcsServer,
   type GcsServerOptions,
   serviceAccount,
@@ -98,6 +104,40 @@ export function useDrive(options: DriveServerOptions = {}): {
     const auth = new OAuth2Client();
     auth.setCredentials({ access_token: context.token });
     context.drive = new drive_v3.Drive({ auth, rootUrl: `${url}/` });
+  });
+  afterAll(async () => {
+    await context.server?.close();
+  });
+  return context;
+}
+
+/**
+ * For a test file: starts the Confluence test server with a user (`reader@example.com` and an
+ * API token made for the run, for Basic auth) and a bearer token registered. Cloud's base is
+ * `cloudBase` (`${url}/wiki`), Data Center's `dcBase` (`${url}/confluence`). Read the fields
+ * inside tests.
+ */
+export function useConfluence(options: ConfluenceServerOptions = {}): {
+  server: ConfluenceServer;
+  url: string;
+  cloudBase: string;
+  dcBase: string;
+  email: string;
+  apiToken: string;
+  bearer: string;
+} {
+  const context = {} as ReturnType<typeof useConfluence>;
+  beforeAll(async () => {
+    const { server, url } = await startConfluenceServer(options);
+    context.server = server;
+    context.url = url;
+    context.cloudBase = `${url}/wiki`;
+    context.dcBase = `${url}/confluence`;
+    context.email = 'reader@example.com';
+    context.apiToken = confluenceToken();
+    context.bearer = `pat-${randomBytes(18).toString('base64url')}`;
+    server.addUser(context.email, context.apiToken);
+    server.addToken(context.bearer);
   });
   afterAll(async () => {
     await context.server?.close();

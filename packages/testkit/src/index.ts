@@ -1,5 +1,17 @@
+export {
+  type ConfluenceAttachment,
+  type ConfluencePage,
+  ConfluenceServer,
+  type ConfluenceServerOptions,
+  type ConfluenceSpace,
+  confluenceToken,
+  type FormPart,
+  parseCql,
+  parseFormData,
+  startConfluenceServer,
+} from './confluence-server.js';
 export { crc32c, crc32cBase64 } from './crc32c.js';
-export { useDrive, useGcs, useS3 } from './fixtures.js';
+export { useConfluence, useDrive, useGcs, useS3 } from './fixtures.js';
 export {
   GcsServer,
   type GcsServerOptions,

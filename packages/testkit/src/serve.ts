@@ -1,13 +1,18 @@
 #!/usr/bin/env node
-// `npx pnpm@10.34.9 testkit serve s3|gcs|gdrive [--port N] [--bucket sluice] [--seed DIR] ...`
-// Starts a local server, seeds a bucket (or Drive folder) from a folder and prints how to
+// `npx pnpm@10.34.9 testkit serve s3|gcs|gdrive|confluence [--port N] [--bucket sluice] [--seed DIR] ...`
+// Starts a local server, seeds a bucket (or Drive folder, or Confluence space) from a folder and prints how to
 // point the connectors at it, so they can be tried with no account. Runs until Ctrl-C.
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, relative, sep } from 'node:path';
+import { basename, extname, join, relative, sep } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  type ConfluenceServer,
+  confluenceToken,
+  startConfluenceServer,
+} from './confluence-server.js';
 import { serviceAccount, startGcsServer } from './gcs-server.js';
 import { type DriveServer, startDriveServer } from './gdrive-server.js';
 import { type S3ServerName, startS3 } from './s3.js';
@@ -35,6 +40,7 @@ async function startStubServer(buckets: GeneratedBucket[], port: number) {
 const USAGE = `usage: testkit serve s3 [--server s3rver|moto|stub] [--port 9000] [--bucket sluice] [--seed DIR] [--generate SPEC]...
        testkit serve gcs [--port 4443] [--bucket sluice] [--seed DIR]
        testkit serve gdrive [--port 4444] [--folder sluice] [--seed DIR]
+       testkit serve confluence [--port 4445] [--space SLUICE] [--seed DIR]
 
 Starts a local server on 127.0.0.1, creates the bucket, uploads every file under --seed
 (keys relative to it), prints how to point the CLIs at it, and serves until Ctrl-C.
@@ -47,7 +53,12 @@ gcs: the test kit's Cloud Storage JSON API server, in memory; it writes a servic
 key made for the run (for --media signed) to a temporary folder.
 gdrive: the test kit's Google Drive API server, in memory; --seed fills one Drive folder
 (--folder, its id printed) with a folder for each subfolder and a file for each file, and an
-access token is made for the run.`;
+access token is made for the run.
+confluence: the test kit's Confluence REST server (Cloud v2 and v1 under /wiki, Data Center
+v1 under /confluence), in memory; --seed fills the space (--space) below its homepage: each
+.html, .xml or .txt file becomes a page (its storage body the file, text wrapped in <p>), each
+subfolder a page of that name, and other files attachments on a page named after their
+folder. A user and API token are made for the run.`;
 
 async function* files(dir: string): AsyncGenerator<string> {
   for (const entry of await readdir(dir, { withFileTypes: true })) {
@@ -81,6 +92,7 @@ async function main(): Promise<number> {
         port: { type: 'string' },
         bucket: { type: 'string', default: 'sluice' },
         folder: { type: 'string', default: 'sluice' },
+        space: { type: 'string', default: 'SLUICE' },
         seed: { type: 'string' },
         generate: { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h' },
@@ -102,10 +114,11 @@ async function main(): Promise<number> {
     'serve s3': 9000,
     'serve gcs': 4443,
     'serve gdrive': 4444,
+    'serve confluence': 4445,
   };
   if (!Object.hasOwn(defaultPorts, command)) {
     console.error(
-      `testkit: error: expected "serve s3", "serve gcs" or "serve gdrive", got "${command}"\n${USAGE}`,
+      `testkit: error: expected "serve s3", "serve gcs", "serve gdrive" or "serve confluence", got "${command}"\n${USAGE}`,
     );
     return 2;
   }
@@ -116,6 +129,9 @@ async function main(): Promise<number> {
   }
   if (command === 'serve gcs') return serveGcs(port, values.bucket as string, values.seed);
   if (command === 'serve gdrive') return serveGdrive(port, values.folder as string, values.seed);
+  if (command === 'serve confluence') {
+    return serveConfluence(port, values.space as string, values.seed);
+  }
   const server = values.server as S3ServerName | 'stub';
   if (!['s3rver', 'moto', 'stub'].includes(server)) {
     console.error(`testkit: error: --server must be s3rver, moto or stub, got "${server}"`);
@@ -254,6 +270,130 @@ async function serveGdrive(
   );
   console.log(
     `  node packages/gdrive-sink/dist/cli.js 'gdrive://folder/${folderId}/exports/{dataset}' --dataset news < examples/data/db-out/ner-news.jsonl`,
+  );
+  await untilStopped();
+  await stop();
+  return 0;
+}
+
+const PAGE_FILES = new Set(['.html', '.xml', '.txt']);
+
+/**
+ * A text file as storage format, escaped: paragraphs (blank-line separated) in <p>, their line
+ * breaks as <br />; a file without blank lines has a paragraph per line.
+ */
+function textToStorage(text: string): string {
+  const escaped = (t: string) =>
+    t.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+  const blank = /\r?\n[ \t]*\r?\n/;
+  return text
+    .split(blank.test(text.trim()) ? blank : /\r?\n/)
+    .map((p) => p.trim())
+    .filter(Boolean)
+    .map((p) => `<p>${escaped(p).replace(/\r?\n/g, '<br />')}</p>`)
+    .join('');
+}
+
+/** A title not yet used in the space: the name, else the name with its folder, else numbered. */
+function freeTitle(server: ConfluenceServer, space: string, name: string, folder: string): string {
+  const taken = new Set(server.pages(space).map((p) => p.title));
+  if (!taken.has(name)) return name;
+  const withFolder = folder ? `${name} (${folder})` : name;
+  let title = withFolder;
+  for (let n = 2; taken.has(title); n++) title = `${withFolder} ${n}`;
+  return title;
+}
+
+/**
+ * Copies a local folder into a Confluence space below `parentId`: pages for .html/.xml/.txt
+ * files, a page for each subfolder (holding what it holds), other files attached to the page
+ * named after their folder (`holder`; made on first use for the top folder).
+ */
+async function seedConfluence(
+  server: ConfluenceServer,
+  space: string,
+  dir: string,
+  parentId: string,
+  holderId?: string,
+): Promise<{ pages: number; attachments: number }> {
+  const folder = basename(dir);
+  const seeded = { pages: 0, attachments: 0 };
+  const entries = (await readdir(dir, { withFileTypes: true }))
+    .filter((e) => !e.name.startsWith('.'))
+    .sort((a, b) => a.name.localeCompare(b.name));
+  let holder = holderId;
+  for (const entry of entries) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) {
+      const id = server.addPage({
+        space,
+        title: freeTitle(server, space, entry.name, folder),
+        body: `<p>Files from the folder ${entry.name}.</p>`,
+        parentId,
+      });
+      seeded.pages++;
+      const inner = await seedConfluence(server, space, path, id, id);
+      seeded.pages += inner.pages;
+      seeded.attachments += inner.attachments;
+    } else if (entry.isFile() && PAGE_FILES.has(extname(entry.name).toLowerCase())) {
+      const text = await readFile(path, 'utf8');
+      const ext = extname(entry.name).toLowerCase();
+      server.addPage({
+        space,
+        title: freeTitle(server, space, basename(entry.name, extname(entry.name)), folder),
+        body: ext === '.txt' ? textToStorage(text) : text,
+        parentId,
+      });
+      seeded.pages++;
+    } else if (entry.isFile()) {
+      if (holder === undefined) {
+        holder = server.addPage({
+          space,
+          title: freeTitle(server, space, folder, ''),
+          body: `<p>Files from the folder ${folder}.</p>`,
+          parentId,
+        });
+        seeded.pages++;
+      }
+      server.addAttachment(holder, entry.name, await readFile(path));
+      seeded.attachments++;
+    }
+  }
+  return seeded;
+}
+
+async function serveConfluence(
+  port: number,
+  space: string,
+  seed: string | undefined,
+): Promise<number> {
+  const { server, url, stop } = await startConfluenceServer({}, port);
+  server.addSpace(space, space);
+  const homeId = server.addPage({
+    space,
+    title: `${space} Home`,
+    body: `<p>Home of the ${space} space, served by the Sluice test kit.</p>`,
+  });
+  const seeded = seed
+    ? await seedConfluence(server, space, seed, homeId)
+    : { pages: 0, attachments: 0 };
+  const email = 'sluice@example.com';
+  const token = confluenceToken();
+  server.addUser(email, token);
+  console.log(
+    `Confluence (test kit) serving on ${url}; space "${space}" (homepage ${homeId}) holds ${seeded.pages} seeded pages and ${seeded.attachments} attachments.`,
+  );
+  console.log(
+    `Cloud REST v2 and v1 are under ${url}/wiki, Data Center REST v1 under ${url}/confluence (the same user).`,
+  );
+  console.log('Point the Sluice Confluence CLIs at it (the API token is made for this run):');
+  console.log(`  export CONFLUENCE_URL=${url}/wiki`);
+  console.log(`  export CONFLUENCE_EMAIL=${email}`);
+  console.log(`  export CONFLUENCE_API_TOKEN=${token}`);
+  console.log('  export CONFLUENCE_DEPLOYMENT=cloud');
+  console.log(`  node packages/confluence-source/dist/cli.js confluence://${space} | head -3`);
+  console.log(
+    `  node packages/confluence-sink/dist/cli.js report confluence://page/${homeId} --dataset news < examples/data/db-out/ner-news.jsonl`,
   );
   await untilStopped();
   await stop();

@@ -1,0 +1,2026 @@
+/**
+ * A Confluence server for tests: the parts of the Confluence REST APIs that a connector reading
+ * and writing pages and attachments uses, in memory, on 127.0.0.1. There is no Confluence
+ * emulator, so this one is written from Atlassian's public references and answers with the real
+ * APIs' shapes (cursor links, offset pages, `expand`, error bodies):
+ *   Cloud REST v2  https://developer.atlassian.com/cloud/confluence/rest/v2/
+ *   Cloud REST v1  https://developer.atlassian.com/cloud/confluence/rest/v1/
+ *   Data Center    https://docs.atlassian.com/ConfluenceServer/rest/
+ *   CQL            https://developer.atlassian.com/cloud/confluence/advanced-searching-using-cql/
+ *
+ * One store, two mounts. Cloud lives under `/wiki` (v2 at /wiki/api/v2, v1 at /wiki/rest/api,
+ * files at /wiki/download/attachments); Data Center under the context path `/confluence`
+ * (v1 at /confluence/rest/api, files at /confluence/download/attachments).
+ *
+ * Every route needs `Authorization: Basic base64(email:apiToken)` for a pair from `addUser`, or
+ * `Authorization: Bearer <token>` for a token from `addToken`; otherwise 401 with a
+ * WWW-Authenticate challenge and the API's 401 body (the credential is never echoed).
+ *
+ * Covered, Cloud v2 (cursor pages: `limit` 1..250, default 25, anything else 400; opaque
+ * `cursor`, a bad one 400; more results give `_links.next`, an origin-relative URL keeping the
+ * request's parameters, and a `Link: <next>; rel="next", <base>; rel="base"` header; every list
+ * has `_links.base`):
+ * - GET    /wiki/api/v2/spaces                  keys=, ids=, limit, cursor
+ *          https://developer.atlassian.com/cloud/confluence/rest/v2/api-group-space/#api-spaces-get
+ * - GET    /wiki/api/v2/spaces/{id}/pages       body-format, title, status, limit, cursor; by id
+ *          https://developer.atlassian.com/cloud/confluence/rest/v2/api-group-page/#api-spaces-id-pages-get
+ * - GET    /wiki/api/v2/pages                   id= (up to 250), space-id=, title, status,
+ *          body-format, sort (id only), limit, cursor; by id
+ *          https://developer.atlassian.com/cloud/confluence/rest/v2/api-group-page/#api-pages-get
+ * - GET    /wiki/api/v2/pages/{id}              body-format, version (a historic version)
+ *          https://developer.atlassian.com/cloud/confluence/rest/v2/api-group-page/#api-pages-id-get
+ * - POST   /wiki/api/v2/pages                   spaceId, status, title, parentId, body (storage);
+ *          root-level=true; without parentId the page goes under the space homepage, as on Cloud
+ *          https://developer.atlassian.com/cloud/confluence/rest/v2/api-group-page/#api-pages-post
+ * - PUT    /wiki/api/v2/pages/{id}              id, status, title, body, version.number (current
+ *          + 1, else 409), version.message, parentId (a move within the space)
+ *          https://developer.atlassian.com/cloud/confluence/rest/v2/api-group-page/#api-pages-id-put
+ * - GET    /wiki/api/v2/pages/{id}/versions     newest first
+ *          https://developer.atlassian.com/cloud/confluence/rest/v2/api-group-version/#api-pages-id-versions-get
+ * - GET    /wiki/api/v2/pages/{id}/children     by position (creation order)
+ *          https://developer.atlassian.com/cloud/confluence/rest/v2/api-group-children/#api-pages-id-children-get
+ * - GET    /wiki/api/v2/pages/{id}/labels       prefix global
+ *          https://developer.atlassian.com/cloud/confluence/rest/v2/api-group-label/#api-pages-id-labels-get
+ * - GET    /wiki/api/v2/pages/{id}/attachments  filename=, mediaType=
+ *          https://developer.atlassian.com/cloud/confluence/rest/v2/api-group-attachment/#api-pages-id-attachments-get
+ * - GET    /wiki/api/v2/attachments/{id}        one attachment
+ *          https://developer.atlassian.com/cloud/confluence/rest/v2/api-group-attachment/#api-attachments-id-get
+ * - DELETE /wiki/api/v2/attachments/{id}        204; gone from listings and downloads
+ *          https://developer.atlassian.com/cloud/confluence/rest/v2/api-group-attachment/#api-attachments-id-delete
+ *
+ * Covered, v1 (at /wiki/rest/api and /confluence/rest/api; offset pages: `start` default 0,
+ * `limit` default 25 and silently capped at `v1LimitCap` (100), the cap shown in the answer's
+ * `limit`; bodies `{results,start,limit,size,_links:{base,context,self,next?}}` with `next`
+ * relative to base; `expand` takes body.storage and ancestors; version and space are always
+ * present, as if expanded):
+ * - GET    …/rest/api/content/search            cql (grammar below), start, limit, expand
+ *          https://developer.atlassian.com/cloud/confluence/rest/v1/api-group-content/#api-wiki-rest-api-content-search-get
+ * - GET    …/rest/api/content                   spaceKey, title, type, start, limit, expand
+ *          https://developer.atlassian.com/cloud/confluence/rest/v1/api-group-content/#api-wiki-rest-api-content-get
+ * - GET    …/rest/api/content/{id}              expand, version (a historic version)
+ * - POST   …/rest/api/content                   type page, title, space.key, ancestors, body
+ * - PUT    …/rest/api/content/{id}              title, version.number (current + 1, else 409),
+ *          version.message, body (kept when left out), ancestors (a move)
+ *          https://developer.atlassian.com/cloud/confluence/rest/v1/api-group-content/#api-wiki-rest-api-content-id-put
+ * - GET    …/rest/api/content/{id}/child/page   start, limit, expand; by position
+ *          https://developer.atlassian.com/cloud/confluence/rest/v1/api-group-content---children-and-descendants/
+ * - GET    …/rest/api/content/{id}/child/attachment   filename, mediaType, start, limit
+ * - POST   …/rest/api/content/{id}/child/attachment   multipart/form-data `file` parts (one or
+ *          more), `comment` (one per file, in order), `minorEdit`; a file name in use is 400
+ * - PUT    …/rest/api/content/{id}/child/attachment   the same, adding a version to a file name
+ *          in use. Both need `X-Atlassian-Token: no-check` (or nocheck), else 403
+ *          https://developer.atlassian.com/cloud/confluence/rest/v1/api-group-content---attachments/
+ * - GET    …/rest/api/space/{key}, …/rest/api/space?spaceKey=   a space (id, key, name, homepage)
+ *          https://developer.atlassian.com/cloud/confluence/rest/v1/api-group-space/
+ * - GET    /wiki/download/attachments/{pageId}/{filename}?version=N and the same under
+ *          /confluence: the bytes (latest version without `version`), Content-Type,
+ *          Content-Length, Content-Disposition
+ *
+ * The CQL subset, keywords and field names in any case:
+ *   query   := expr? ('order' 'by' order (',' order)*)?        (an empty expr is 400)
+ *   order   := ('id' | 'title' | 'created' | 'lastmodified') ('asc' | 'desc')?
+ *   expr    := and ('or' and)*
+ *   and     := unary (('and' | 'and' 'not' | 'not') unary)*     (infix `not` means "and not")
+ *   unary   := 'not' unary | '(' expr ')' | clause
+ *   clause  := FIELD OP value | FIELD ('in' | 'not' 'in') '(' value (',' value)* ')'
+ *   value   := "…" | '…' (backslash escapes) | a bare word or number
+ * Fields and operators:
+ *   type (= != in, not in: page matches; attachment, blogpost, comment match nothing),
+ *   space / space.key, id / content, ancestor (any depth), parent, label (= != in, not in),
+ *   title (= != case-insensitive equality; ~ !~ case-insensitive substring, `*` ignored),
+ *   text (~ !~: title or tag-stripped body contains, case-insensitive),
+ *   created, lastmodified (= != > >= < <= against "yyyy-MM-dd", "yyyy/MM/dd",
+ *   "yyyy-MM-dd HH:mm" or "yyyy/MM/dd HH:mm", read as UTC and compared at minute resolution).
+ * Anything else (unknown fields, operators a field lacks, functions such as now()) is 400
+ * "Could not parse cql : <cql>". Results are current pages the caller can see, by id unless
+ * ordered.
+ *
+ * Errors: v2 `{"errors":[{"status","code","title","detail":null}]}`; v1 `{"statusCode","data":
+ * {"authorized","valid","errors":[],"successful":false},"message","reason"}`. `restrict(id)`
+ * hides a page as Confluence hides pages the caller may not see: 404 to reads (and gone from
+ * lists and search), 403 to writes.
+ *
+ * Not covered: blog posts, comments, drafts, trash and purge of pages, page deletion, other body
+ * formats (atlas_doc_format and view answer an empty body), content properties, restrictions
+ * as a resource, users and groups, space creation through the API, webhooks, the v2
+ * attachment upload (v2 has none; v1 is used, as on Cloud), sort orders other than id on v2.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import mime from 'mime-types';
+import { closeServer, listenLoopback, readBody, sendJson } from './google-api.js';
+
+export interface ConfluenceServerOptions {
+  /** Largest v1 `limit` honoured; larger ones are silently lowered to it (default 100). */
+  v1LimitCap?: number;
+}
+
+/** A page as the seeding and inspection methods see it. */
+export interface ConfluencePage {
+  id: string;
+  spaceId: string;
+  spaceKey: string;
+  title: string;
+  /** Storage-format XHTML. */
+  body: string;
+  parentId: string | null;
+  labels: string[];
+  createdAt: string;
+  /** When the current version was made. */
+  modifiedAt: string;
+  /** The current version number. */
+  version: number;
+  /** Every version, oldest first. */
+  versions: Array<{
+    number: number;
+    title: string;
+    body: string;
+    message: string;
+    createdAt: string;
+  }>;
+  restricted: boolean;
+}
+
+/** An attachment's latest version, with its bytes. */
+export interface ConfluenceAttachment {
+  id: string;
+  pageId: string;
+  filename: string;
+  mediaType: string;
+  comment: string;
+  version: number;
+  bytes: Buffer;
+  createdAt: string;
+}
+
+export interface ConfluenceSpace {
+  id: string;
+  key: string;
+  name: string;
+  homepageId: string | null;
+}
+
+interface Account {
+  accountId: string;
+  displayName: string;
+  username: string;
+}
+
+interface StoredSpace extends ConfluenceSpace {
+  createdAt: string;
+}
+
+interface PageVersion {
+  number: number;
+  title: string;
+  body: string;
+  message: string;
+  minorEdit: boolean;
+  authorId: string;
+  createdAt: string;
+}
+
+interface StoredPage {
+  id: string;
+  spaceId: string;
+  parentId: string | null;
+  position: number;
+  authorId: string;
+  createdAt: string;
+  versions: PageVersion[];
+  labels: string[];
+  restricted: boolean;
+}
+
+interface AttachmentVersion {
+  number: number;
+  bytes: Buffer;
+  mediaType: string;
+  comment: string;
+  minorEdit: boolean;
+  authorId: string;
+  createdAt: string;
+}
+
+interface StoredAttachment {
+  id: string;
+  pageId: string;
+  filename: string;
+  fileId: string;
+  status: 'current' | 'trashed';
+  createdAt: string;
+  versions: AttachmentVersion[];
+}
+
+type Api = 'v1' | 'v2';
+
+/** One request, with where it came in. */
+interface Call {
+  req: IncomingMessage;
+  res: ServerResponse;
+  url: URL;
+  api: Api;
+  /** `/wiki` (Cloud) or `/confluence` (Data Center). */
+  context: string;
+  cloud: boolean;
+  account: Account;
+}
+
+const V2_MAX_LIMIT = 250;
+const DEFAULT_LIMIT = 25;
+const MAX_IDS = 250;
+const SEED_ACCOUNT: Account = {
+  accountId: '557058:00000000-0000-4000-8000-000000000000',
+  displayName: 'Sluice Seeder',
+  username: 'seeder',
+};
+
+const REASONS: Record<number, [code: string, reason: string]> = {
+  400: ['BAD_REQUEST', 'Bad Request'],
+  401: ['UNAUTHORIZED', 'Unauthorized'],
+  403: ['FORBIDDEN', 'Forbidden'],
+  404: ['NOT_FOUND', 'Not Found'],
+  405: ['METHOD_NOT_ALLOWED', 'Method Not Allowed'],
+  409: ['CONFLICT', 'Conflict'],
+  413: ['PAYLOAD_TOO_LARGE', 'Payload Too Large'],
+  415: ['UNSUPPORTED_MEDIA_TYPE', 'Unsupported Media Type'],
+  500: ['INTERNAL_SERVER_ERROR', 'Internal Server Error'],
+};
+
+/** An error answer; rendered as a v1 or v2 body by the route it happened on. */
+class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    /** The v2 `code`, when not the status's own. */
+    readonly code?: string,
+  ) {
+    super(message);
+  }
+}
+
+const asApiError = (error: unknown) =>
+  error instanceof ApiError ? error : new ApiError(500, (error as Error).message);
+const badRequest = (message: string) => new ApiError(400, message);
+const invalidParameter = (message: string) =>
+  new ApiError(400, message, 'INVALID_REQUEST_PARAMETER');
+const notFound = (message = 'Not Found') => new ApiError(404, message);
+const cqlError = (cql: string) => badRequest(`Could not parse cql : ${cql}`);
+
+/** ISO 8601 with milliseconds and Z. */
+const iso = (time: Date | number) => new Date(time).toISOString();
+const lastOf = <T>(items: T[]) => items[items.length - 1] as T;
+const byNumber = (a: string, b: string) => Number(a) - Number(b);
+const plusEncoded = (text: string) => encodeURIComponent(text).replace(/%20/g, '+');
+const stripTags = (xml: string) => xml.replace(/<[^>]*>/g, ' ');
+
+/** Confluence's tiny link: the id's little-endian bytes in base64, trimmed. */
+function tinyLink(id: string): string {
+  const bytes = Buffer.alloc(8);
+  bytes.writeBigUInt64LE(BigInt(id));
+  let end = 8;
+  while (end > 1 && bytes[end - 1] === 0) end--;
+  const code = bytes
+    .subarray(0, end)
+    .toString('base64')
+    .replace(/=+$/, '')
+    .replace(/\//g, '-')
+    .replace(/\+/g, '_');
+  return `/x/${code.replace(/A+$/, '') || 'A'}`;
+}
+
+function mediaTypeDescription(type: string): string {
+  if (type === 'application/pdf') return 'PDF Document';
+  if (type.startsWith('image/')) return 'Image';
+  if (type.startsWith('video/')) return 'Video';
+  if (type.startsWith('audio/')) return 'Audio';
+  if (type === 'application/json') return 'JSON File';
+  if (type.startsWith('text/')) return 'Text File';
+  if (type.includes('zip')) return 'Zip Archive';
+  return 'File';
+}
+
+/** The part's own type, else one guessed from the file name (as Confluence does for octet-stream). */
+function attachmentType(filename: string, declared: string | undefined): string {
+  const type = (declared ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
+  if (type && type !== 'application/octet-stream') return type;
+  return mime.lookup(filename) || 'application/octet-stream';
+}
+
+// ---------------------------------------------------------------------------------------------
+// multipart/form-data
+
+export interface FormPart {
+  name: string;
+  filename?: string;
+  contentType?: string;
+  data: Buffer;
+}
+
+/** Splits a multipart/form-data body (RFC 7578) into its parts; binary-safe. */
+export function parseFormData(body: Buffer, contentType: string): FormPart[] {
+  const boundary = /boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(contentType);
+  const mark = boundary?.[1] ?? boundary?.[2];
+  if (!mark) throw badRequest('The multipart request has no boundary.');
+  const delimiter = Buffer.from(`--${mark}`);
+  const parts: FormPart[] = [];
+  let at = body.indexOf(delimiter);
+  if (at < 0) throw badRequest('The multipart request has no parts.');
+  for (;;) {
+    let start = at + delimiter.length;
+    if (body.subarray(start, start + 2).toString('latin1') === '--') break;
+    // The rest of the delimiter line (transport padding, then CRLF).
+    const lineEnd = body.indexOf('\r\n', start);
+    if (lineEnd < 0) throw badRequest('The multipart request is truncated.');
+    start = lineEnd + 2;
+    const next = body.indexOf(Buffer.from(`\r\n--${mark}`), start);
+    if (next < 0) throw badRequest('The multipart request is truncated.');
+    const part = body.subarray(start, next);
+    const headerEnd = part.indexOf('\r\n\r\n');
+    const rawHeaders = headerEnd < 0 ? part : part.subarray(0, headerEnd);
+    const data = headerEnd < 0 ? Buffer.alloc(0) : part.subarray(headerEnd + 4);
+    const headers = new Map<string, string>();
+    for (const line of rawHeaders.toString('utf8').split('\r\n')) {
+      const colon = line.indexOf(':');
+      if (colon > 0) headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1));
+    }
+    const disposition = headers.get('content-disposition') ?? '';
+    const parameter = (key: string) => {
+      const m = new RegExp(`;\\s*${key}="((?:[^"\\\\]|\\\\.)*)"|;\\s*${key}=([^;]*)`, 'i').exec(
+        disposition,
+      );
+      if (!m) return undefined;
+      return m[1] !== undefined ? m[1].replace(/\\(.)/g, '$1') : (m[2] as string).trim();
+    };
+    const extended = parameter('filename\\*');
+    let filename = parameter('filename');
+    if (extended) {
+      const m = /^([^']*)'[^']*'(.*)$/.exec(extended);
+      filename = m ? decodeURIComponent(m[2] as string) : extended;
+    } else if (filename !== undefined) {
+      // Browsers and undici percent-encode quotes and line breaks in the quoted name.
+      filename = filename.replace(/%22/g, '"').replace(/%0D/gi, '\r').replace(/%0A/gi, '\n');
+    }
+    parts.push({
+      name: parameter('name') ?? '',
+      ...(filename !== undefined ? { filename } : {}),
+      ...(headers.has('content-type')
+        ? { contentType: (headers.get('content-type') as string).trim() }
+        : {}),
+      data: Buffer.from(data),
+    });
+    at = next + 2;
+  }
+  return parts;
+}
+
+// ---------------------------------------------------------------------------------------------
+// CQL
+
+type Token = { kind: 'word' | 'string' | 'op' | 'punct'; text: string };
+
+function tokenizeCql(cql: string): Token[] {
+  const tokens: Token[] = [];
+  let at = 0;
+  while (at < cql.length) {
+    const c = cql[at] as string;
+    if (/\s/.test(c)) {
+      at++;
+    } else if (c === '"' || c === "'") {
+      let text = '';
+      at++;
+      for (;;) {
+        const d = cql[at++];
+        if (d === undefined) throw cqlError(cql);
+        if (d === c) break;
+        if (d === '\\') {
+          const escaped = cql[at++];
+          if (escaped === undefined) throw cqlError(cql);
+          text += escaped;
+        } else text += d;
+      }
+      tokens.push({ kind: 'string', text });
+    } else if ('(),'.includes(c)) {
+      tokens.push({ kind: 'punct', text: c });
+      at++;
+    } else {
+      const rest = cql.slice(at);
+      const op = /^(!=|!~|<=|>=|=|~|<|>)/.exec(rest)?.[1];
+      const word = /^[\p{L}\p{N}_.:*/+-]+/u.exec(rest)?.[0];
+      if (op) tokens.push({ kind: 'op', text: op });
+      else if (word) tokens.push({ kind: 'word', text: word });
+      else throw cqlError(cql);
+      at += (op ?? word ?? '').length;
+    }
+  }
+  return tokens;
+}
+
+/** What a CQL clause sees of a page. */
+interface Searchable {
+  id: string;
+  spaceKey: string;
+  title: string;
+  body: string;
+  parentId: string | null;
+  ancestors: string[];
+  labels: string[];
+  created: number;
+  modified: number;
+}
+
+type Predicate = (page: Searchable) => boolean;
+type Order = { field: 'id' | 'title' | 'created' | 'lastmodified'; desc: boolean };
+
+/** "yyyy-MM-dd", "yyyy/MM/dd", either with " HH:mm": the minute it names, in UTC. */
+function cqlMinute(text: string, cql: string): number {
+  const m = /^(\d{4})[-/](\d{1,2})[-/](\d{1,2})(?:\s+(\d{1,2}):(\d{2}))?$/.exec(text.trim());
+  if (!m) throw cqlError(cql);
+  const [, y, mo, d, h, mi] = m.map(Number) as number[];
+  if ((h || 0) > 23 || (mi || 0) > 59) throw cqlError(cql);
+  const time = Date.UTC(y as number, (mo as number) - 1, d, h || 0, mi || 0);
+  const check = new Date(time);
+  if (check.getUTCMonth() !== (mo as number) - 1 || check.getUTCDate() !== d) throw cqlError(cql);
+  return time;
+}
+
+const toMinute = (time: number) => Math.floor(time / 60_000) * 60_000;
+
+export function parseCql(cql: string): { where: Predicate; order: Order[] } {
+  const tokens = tokenizeCql(cql);
+  let at = 0;
+  const peek = () => tokens[at];
+  const isWord = (word: string, offset = 0) => {
+    const token = tokens[at + offset];
+    return token?.kind === 'word' && token.text.toLowerCase() === word;
+  };
+  const isPunct = (text: string) => peek()?.kind === 'punct' && peek()?.text === text;
+  const expectPunct = (text: string) => {
+    if (!isPunct(text)) throw cqlError(cql);
+    at++;
+  };
+  const value = (): string => {
+    const token = peek();
+    if (!token || (token.kind !== 'string' && token.kind !== 'word')) throw cqlError(cql);
+    // A bare keyword is no value.
+    if (token.kind === 'word' && /^(and|or|not|in|order|by)$/i.test(token.text)) {
+      throw cqlError(cql);
+    }
+    at++;
+    return token.text;
+  };
+
+  const setField = (op: string, values: string[], of: (page: Searchable) => string[]) => {
+    const wanted = values.map((v) => v.toLowerCase());
+    const has = (page: Searchable) => of(page).some((v) => wanted.includes(v.toLowerCase()));
+    if (op === '=' || op === 'in') return has;
+    if (op === '!=' || op === 'not in') return (page: Searchable) => !has(page);
+    throw cqlError(cql);
+  };
+  const textField = (op: string, values: string[], of: (page: Searchable) => string) => {
+    const needle = (values[0] as string).replace(/\*/g, '').toLowerCase();
+    const contains = (page: Searchable) => of(page).toLowerCase().includes(needle);
+    if (op === '~') return contains;
+    if (op === '!~') return (page: Searchable) => !contains(page);
+    throw cqlError(cql);
+  };
+  const dateField = (op: string, values: string[], of: (page: Searchable) => number) => {
+    if (!['=', '!=', '<', '<=', '>', '>='].includes(op)) throw cqlError(cql);
+    const bound = cqlMinute(values[0] as string, cql);
+    return (page: Searchable) => {
+      const t = toMinute(of(page));
+      switch (op) {
+        case '=':
+          return t === bound;
+        case '!=':
+          return t !== bound;
+        case '<':
+          return t < bound;
+        case '<=':
+          return t <= bound;
+        case '>':
+          return t > bound;
+        default:
+          return t >= bound;
+      }
+    };
+  };
+
+  const clause = (): Predicate => {
+    const token = peek();
+    if (token?.kind !== 'word') throw cqlError(cql);
+    const field = token.text.toLowerCase();
+    at++;
+    let op: string;
+    let values: string[];
+    if (isWord('in') || (isWord('not') && isWord('in', 1))) {
+      op = isWord('not') ? 'not in' : 'in';
+      at += op === 'in' ? 1 : 2;
+      expectPunct('(');
+      values = [value()];
+      while (isPunct(',')) {
+        at++;
+        values.push(value());
+      }
+      expectPunct(')');
+    } else {
+      const opToken = peek();
+      if (opToken?.kind !== 'op') throw cqlError(cql);
+      op = opToken.text;
+      at++;
+      values = [value()];
+    }
+    const list = op === 'in' || op === 'not in';
+    switch (field) {
+      case 'type':
+        return setField(op, values, () => ['page']);
+      case 'space':
+      case 'space.key':
+        return setField(op, values, (p) => [p.spaceKey]);
+      case 'id':
+      case 'content':
+        return setField(op, values, (p) => [p.id]);
+      case 'ancestor':
+        return setField(op, values, (p) => p.ancestors);
+      case 'parent':
+        return setField(op, values, (p) => (p.parentId ? [p.parentId] : []));
+      case 'label':
+        return setField(op, values, (p) => p.labels);
+      case 'title':
+        if (list || op === '=' || op === '!=') return setField(op, values, (p) => [p.title]);
+        return textField(op, values, (p) => p.title);
+      case 'text':
+        if (list) throw cqlError(cql);
+        return textField(op, values, (p) => `${p.title}\n${stripTags(p.body)}`);
+      case 'created':
+        if (list) throw cqlError(cql);
+        return dateField(op, values, (p) => p.created);
+      case 'lastmodified':
+        if (list) throw cqlError(cql);
+        return dateField(op, values, (p) => p.modified);
+      default:
+        throw cqlError(cql);
+    }
+  };
+
+  const unary = (): Predicate => {
+    if (isWord('not')) {
+      at++;
+      const inner = unary();
+      return (p) => !inner(p);
+    }
+    if (isPunct('(')) {
+      at++;
+      const inner = or();
+      expectPunct(')');
+      return inner;
+    }
+    return clause();
+  };
+  const and = (): Predicate => {
+    let left = unary();
+    for (;;) {
+      let negate = false;
+      if (isWord('and')) {
+        at++;
+        if (isWord('not') && !isWord('in', 1)) {
+          at++;
+          negate = true;
+        }
+      } else if (isWord('not')) {
+        at++;
+        negate = true;
+      } else return left;
+      const right = unary();
+      const l = left;
+      left = negate ? (p) => l(p) && !right(p) : (p) => l(p) && right(p);
+    }
+  };
+  const or = (): Predicate => {
+    let left = and();
+    while (isWord('or')) {
+      at++;
+      const right = and();
+      const l = left;
+      left = (p) => l(p) || right(p);
+    }
+    return left;
+  };
+
+  if (!tokens.length || isWord('order')) throw cqlError(cql);
+  const where = or();
+  const order: Order[] = [];
+  if (isWord('order')) {
+    at++;
+    if (!isWord('by')) throw cqlError(cql);
+    at++;
+    do {
+      if (order.length) at++;
+      const field = peek()?.kind === 'word' ? peek()?.text.toLowerCase() : undefined;
+      if (field !== 'id' && field !== 'title' && field !== 'created' && field !== 'lastmodified') {
+        throw cqlError(cql);
+      }
+      at++;
+      let desc = false;
+      if (isWord('asc') || isWord('desc')) {
+        desc = isWord('desc');
+        at++;
+      }
+      order.push({ field, desc });
+    } while (isPunct(','));
+  }
+  if (at !== tokens.length) throw cqlError(cql);
+  return { where, order };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server
+
+export class ConfluenceServer {
+  private readonly spaces = new Map<string, StoredSpace>();
+  private readonly pagesById = new Map<string, StoredPage>();
+  private readonly attachmentsById = new Map<string, StoredAttachment>();
+  private readonly labelIds = new Map<string, string>();
+  private readonly users = new Map<string, { token: string; account: Account }>();
+  private readonly tokens = new Map<string, Account>();
+  private nextId = 65537;
+  private nextPosition = 0;
+  /** Labels have ids of their own, shared by every page with that label. */
+  private nextLabelId = 1;
+  private server: Server | undefined;
+  private baseUrl = '';
+  /** Requests seen, for tests that count calls: method, path with its query, and the query. */
+  readonly requests: Array<{ method: string; path: string; query: URLSearchParams }> = [];
+
+  constructor(private readonly options: ConfluenceServerOptions = {}) {}
+
+  /** Base URL once listening, e.g. http://127.0.0.1:PORT (no trailing slash). */
+  get url(): string {
+    return this.baseUrl;
+  }
+
+  async listen(port = 0): Promise<string> {
+    const { server, url } = await listenLoopback(
+      (req, res) => this.handle(req, res),
+      (res, error) => this.sendError(res, this.apiOf(res), asApiError(error)),
+      port,
+    );
+    this.server = server;
+    this.baseUrl = url;
+    return url;
+  }
+
+  async close(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    if (server) await closeServer(server);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Seeding and inspection
+
+  /** Accepts `Authorization: Basic base64(email:token)`. */
+  addUser(email: string, token: string): void {
+    const name = email.split('@')[0] ?? email;
+    this.users.set(email, {
+      token,
+      account: { accountId: `557058:${randomUUID()}`, displayName: name, username: email },
+    });
+  }
+
+  /** Accepts `Authorization: Bearer <token>` (an OAuth access token or a personal access token). */
+  addToken(token: string): void {
+    this.tokens.set(token, {
+      accountId: `557058:${randomUUID()}`,
+      displayName: 'Token User',
+      username: `token-${this.tokens.size + 1}`,
+    });
+  }
+
+  addSpace(key: string, name = key): { id: string; key: string } {
+    if (this.spaceByKey(key)) throw new Error(`space ${key} exists`);
+    const id = this.newId();
+    this.spaces.set(id, { id, key, name, homepageId: null, createdAt: iso(Date.now()) });
+    return { id, key };
+  }
+
+  /**
+   * Adds a page as version 1, made at `modified` (default now). The space's first page without
+   * a parent becomes its homepage. Titles must be unique among the space's pages.
+   */
+  addPage(spec: {
+    space: string;
+    title: string;
+    body?: string;
+    parentId?: string;
+    labels?: string[];
+    modified?: Date;
+    created?: Date;
+  }): string {
+    const space = this.spaceByKey(spec.space);
+    if (!space) throw new Error(`no space ${spec.space}`);
+    const parent = spec.parentId ? this.pagesById.get(spec.parentId) : undefined;
+    if (spec.parentId && parent?.spaceId !== space.id) {
+      throw new Error(`no page ${spec.parentId} in ${spec.space}`);
+    }
+    if (this.titleTaken(space.id, spec.title)) throw new Error(`title in use: ${spec.title}`);
+    const modified = spec.modified ?? new Date();
+    const page = this.insertPage(
+      space.id,
+      spec.title,
+      spec.body ?? '',
+      spec.parentId ?? null,
+      SEED_ACCOUNT,
+      iso(spec.created ?? modified),
+      iso(modified),
+    );
+    page.labels = [...new Set(spec.labels ?? [])];
+    for (const label of page.labels) this.labelId(label);
+    return page.id;
+  }
+
+  /** Adds a version, as a user's edit would; `modified` (default now) is its time. */
+  updatePage(id: string, change: { title?: string; body?: string; modified?: Date }): void {
+    const page = this.pagesById.get(id);
+    if (!page) throw new Error(`no page ${id}`);
+    const current = lastOf(page.versions);
+    const title = change.title ?? current.title;
+    if (title !== current.title && this.titleTaken(page.spaceId, title, id)) {
+      throw new Error(`title in use: ${title}`);
+    }
+    page.versions.push({
+      number: current.number + 1,
+      title,
+      body: change.body ?? current.body,
+      message: '',
+      minorEdit: false,
+      authorId: SEED_ACCOUNT.accountId,
+      createdAt: iso(change.modified ?? new Date()),
+    });
+  }
+
+  /** Adds labels to a page. */
+  addLabels(id: string, ...labels: string[]): void {
+    const page = this.pagesById.get(id);
+    if (!page) throw new Error(`no page ${id}`);
+    page.labels = [...new Set([...page.labels, ...labels])];
+    for (const label of labels) this.labelId(label);
+  }
+
+  /** Attaches a file to a page (or adds a version when the name is in use). */
+  addAttachment(
+    pageId: string,
+    filename: string,
+    bytes: Buffer | string,
+    mediaType?: string,
+  ): string {
+    if (!this.pagesById.has(pageId)) throw new Error(`no page ${pageId}`);
+    return this.putAttachment(
+      pageId,
+      filename,
+      Buffer.from(bytes),
+      attachmentType(filename, mediaType),
+      '',
+      false,
+      SEED_ACCOUNT,
+    ).id;
+  }
+
+  /** Hides a page from every caller: 404 to reads, 403 to writes. */
+  restrict(pageId: string, restricted = true): void {
+    const page = this.pagesById.get(pageId);
+    if (!page) throw new Error(`no page ${pageId}`);
+    page.restricted = restricted;
+  }
+
+  page(id: string): ConfluencePage | undefined {
+    const page = this.pagesById.get(id);
+    return page && this.snapshot(page);
+  }
+
+  /** Pages (of one space), by id. */
+  pages(spaceKey?: string): ConfluencePage[] {
+    const space = spaceKey === undefined ? undefined : this.spaceByKey(spaceKey);
+    if (spaceKey !== undefined && !space) return [];
+    return [...this.pagesById.values()]
+      .filter((p) => !space || p.spaceId === space.id)
+      .sort((a, b) => byNumber(a.id, b.id))
+      .map((p) => this.snapshot(p));
+  }
+
+  /** A page's current attachments with their latest bytes, by id. */
+  attachments(pageId: string): ConfluenceAttachment[] {
+    return this.attachmentsOf(pageId).map((a) => {
+      const v = lastOf(a.versions);
+      return {
+        id: a.id,
+        pageId: a.pageId,
+        filename: a.filename,
+        mediaType: v.mediaType,
+        comment: v.comment,
+        version: v.number,
+        bytes: v.bytes,
+        createdAt: a.createdAt,
+      };
+    });
+  }
+
+  spaceByKey(key: string): ConfluenceSpace | undefined {
+    const space = [...this.spaces.values()].find((s) => s.key === key);
+    return (
+      space && { id: space.id, key: space.key, name: space.name, homepageId: space.homepageId }
+    );
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The store
+
+  private newId(): string {
+    return String(this.nextId++);
+  }
+
+  private snapshot(page: StoredPage): ConfluencePage {
+    const current = lastOf(page.versions);
+    return {
+      id: page.id,
+      spaceId: page.spaceId,
+      spaceKey: (this.spaces.get(page.spaceId) as StoredSpace).key,
+      title: current.title,
+      body: current.body,
+      parentId: page.parentId,
+      labels: [...page.labels],
+      createdAt: page.createdAt,
+      modifiedAt: current.createdAt,
+      version: current.number,
+      versions: page.versions.map((v) => ({
+        number: v.number,
+        title: v.title,
+        body: v.body,
+        message: v.message,
+        createdAt: v.createdAt,
+      })),
+      restricted: page.restricted,
+    };
+  }
+
+  private titleTaken(spaceId: string, title: string, except?: string): boolean {
+    for (const page of this.pagesById.values()) {
+      if (page.spaceId === spaceId && page.id !== except && lastOf(page.versions).title === title)
+        return true;
+    }
+    return false;
+  }
+
+  private insertPage(
+    spaceId: string,
+    title: string,
+    body: string,
+    parentId: string | null,
+    author: Account,
+    createdAt: string,
+    modifiedAt: string,
+    message = '',
+  ): StoredPage {
+    const page: StoredPage = {
+      id: this.newId(),
+      spaceId,
+      parentId,
+      position: this.nextPosition++,
+      authorId: author.accountId,
+      createdAt,
+      versions: [
+        {
+          number: 1,
+          title,
+          body,
+          message,
+          minorEdit: false,
+          authorId: author.accountId,
+          createdAt: modifiedAt,
+        },
+      ],
+      labels: [],
+      restricted: false,
+    };
+    this.pagesById.set(page.id, page);
+    const space = this.spaces.get(spaceId) as StoredSpace;
+    if (space.homepageId === null && parentId === null) space.homepageId = page.id;
+    return page;
+  }
+
+  private putAttachment(
+    pageId: string,
+    filename: string,
+    bytes: Buffer,
+    mediaType: string,
+    comment: string,
+    minorEdit: boolean,
+    author: Account,
+  ): StoredAttachment {
+    const now = iso(Date.now());
+    const existing = this.attachmentsOf(pageId).find((a) => a.filename === filename);
+    const version = {
+      bytes,
+      mediaType,
+      comment,
+      minorEdit,
+      authorId: author.accountId,
+      createdAt: now,
+    };
+    if (existing) {
+      existing.versions.push({ number: lastOf(existing.versions).number + 1, ...version });
+      return existing;
+    }
+    const id = `att${this.newId()}`;
+    const attachment: StoredAttachment = {
+      id,
+      pageId,
+      filename,
+      fileId: randomUUID(),
+      status: 'current',
+      createdAt: now,
+      versions: [{ number: 1, ...version }],
+    };
+    this.attachmentsById.set(id, attachment);
+    return attachment;
+  }
+
+  private attachmentsOf(pageId: string): StoredAttachment[] {
+    return [...this.attachmentsById.values()]
+      .filter((a) => a.pageId === pageId && a.status === 'current')
+      .sort((a, b) => byNumber(a.id.slice(3), b.id.slice(3)));
+  }
+
+  private ancestorsOf(page: StoredPage): StoredPage[] {
+    const chain: StoredPage[] = [];
+    let parentId = page.parentId;
+    while (parentId) {
+      const parent = this.pagesById.get(parentId);
+      if (!parent) break;
+      chain.unshift(parent);
+      parentId = parent.parentId;
+    }
+    return chain;
+  }
+
+  private childrenOf(id: string): StoredPage[] {
+    return [...this.pagesById.values()]
+      .filter((p) => p.parentId === id && !p.restricted)
+      .sort((a, b) => a.position - b.position);
+  }
+
+  /** A page the caller may read: a restricted one is as missing. */
+  private readable(id: string, api: Api): StoredPage {
+    const page = this.pagesById.get(id);
+    if (!page || page.restricted) {
+      throw notFound(api === 'v2' ? 'Not Found' : `No content found with id: ContentId{id=${id}}`);
+    }
+    return page;
+  }
+
+  /** A page the caller may write: a restricted one is 403. */
+  private writable(id: string, api: Api): StoredPage {
+    const page = this.pagesById.get(id);
+    if (!page) {
+      throw notFound(api === 'v2' ? 'Not Found' : `No content found with id: ContentId{id=${id}}`);
+    }
+    if (page.restricted) {
+      throw new ApiError(
+        403,
+        api === 'v2'
+          ? 'Permission denied'
+          : `Not permitted to update content with id: ContentId{id=${id}}`,
+      );
+    }
+    return page;
+  }
+
+  private searchable(page: StoredPage): Searchable {
+    const current = lastOf(page.versions);
+    return {
+      id: page.id,
+      spaceKey: (this.spaces.get(page.spaceId) as StoredSpace).key,
+      title: current.title,
+      body: current.body,
+      parentId: page.parentId,
+      ancestors: this.ancestorsOf(page).map((p) => p.id),
+      labels: page.labels,
+      created: Date.parse(page.createdAt),
+      modified: Date.parse(current.createdAt),
+    };
+  }
+
+  /** Checks a new parent for a page: in the same space, not the page or below it. */
+  private checkParent(page: StoredPage | undefined, spaceId: string, parentId: string, api: Api) {
+    const parent = this.pagesById.get(parentId);
+    if (!parent || parent.restricted) {
+      throw api === 'v2'
+        ? invalidParameter(`Parent page with id ${parentId} does not exist`)
+        : notFound(`No content found with id: ContentId{id=${parentId}}`);
+    }
+    if (parent.spaceId !== spaceId) {
+      throw badRequest('The parent page must be in the same space as the page.');
+    }
+    if (page && (parent.id === page.id || this.ancestorsOf(parent).includes(page))) {
+      throw badRequest('A page cannot be moved below itself.');
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // HTTP
+
+  private readonly apis = new WeakMap<ServerResponse, Api>();
+
+  private apiOf(res: ServerResponse): Api {
+    return this.apis.get(res) ?? 'v1';
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://placeholder');
+    const path = url.pathname;
+    const method = req.method ?? 'GET';
+    this.requests.push({ method, path: `${path}${url.search}`, query: url.searchParams });
+
+    const mount = /^\/(wiki|confluence)(\/.*)$/.exec(path);
+    const context = mount ? `/${mount[1]}` : '';
+    const rest = mount?.[2] ?? '';
+    const cloud = context === '/wiki';
+    let api: Api;
+    if (cloud && rest.startsWith('/api/v2/')) api = 'v2';
+    else if (rest.startsWith('/rest/api/') || rest.startsWith('/download/attachments/')) api = 'v1';
+    else {
+      res.writeHead(404, { 'Content-Type': 'text/plain; charset=UTF-8' }).end('Not Found');
+      return;
+    }
+    this.apis.set(res, api);
+    const account = this.authenticate(req);
+    const call: Call = { req, res, url, api, context, cloud, account };
+
+    let m = /^\/download\/attachments\/(\d+)\/([^/]+)$/.exec(rest);
+    if (m) {
+      if (method !== 'GET' && method !== 'HEAD') throw new ApiError(405, 'Method Not Allowed');
+      return this.download(call, m[1] as string, decodeURIComponent(m[2] as string));
+    }
+    if (api === 'v2') return this.routeV2(call, method, rest.slice('/api/v2'.length));
+    m = /^\/rest\/api(\/.*)$/.exec(rest);
+    return this.routeV1(call, method, (m?.[1] as string) ?? '');
+  }
+
+  private authenticate(req: IncomingMessage): Account {
+    const header = req.headers.authorization ?? '';
+    const basic = /^Basic\s+(\S+)$/i.exec(header)?.[1];
+    const bearer = /^Bearer\s+(\S+)$/i.exec(header)?.[1];
+    if (basic) {
+      const pair = Buffer.from(basic, 'base64').toString('utf8');
+      const colon = pair.indexOf(':');
+      const user = colon > 0 ? this.users.get(pair.slice(0, colon)) : undefined;
+      if (user && user.token === pair.slice(colon + 1)) return user.account;
+    } else if (bearer) {
+      const account = this.tokens.get(bearer);
+      if (account) return account;
+    }
+    throw new ApiError(401, 'This request requires authentication');
+  }
+
+  private sendError(res: ServerResponse, api: Api, error: ApiError): void {
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    const [code, reason] = REASONS[error.status] ?? ['ERROR', 'Error'];
+    const headers: Record<string, string> =
+      error.status === 401 ? { 'WWW-Authenticate': 'Basic realm="Confluence"' } : {};
+    if (api === 'v2') {
+      const title = error.status === 401 ? 'Unauthorized' : error.message;
+      sendJson(
+        res,
+        error.status,
+        { errors: [{ status: error.status, code: error.code ?? code, title, detail: null }] },
+        headers,
+      );
+      return;
+    }
+    sendJson(
+      res,
+      error.status,
+      {
+        statusCode: error.status,
+        data: {
+          authorized: error.status !== 401,
+          valid: error.status !== 400,
+          errors: [],
+          successful: false,
+        },
+        message: error.message,
+        reason,
+      },
+      headers,
+    );
+  }
+
+  private async jsonBody(call: Call): Promise<Record<string, unknown>> {
+    const type = (call.req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
+    const body = await readBody(call.req);
+    if (type !== 'application/json') {
+      throw new ApiError(415, `Unsupported Media Type: ${type || 'none'}`);
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(body.toString('utf8'));
+    } catch {
+      throw badRequest('The request body is not valid JSON.');
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      throw badRequest('The request body must be a JSON object.');
+    }
+    return parsed as Record<string, unknown>;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // v2
+
+  private async routeV2(call: Call, method: string, path: string): Promise<void> {
+    const q = call.url.searchParams;
+    let m: RegExpExecArray | null;
+    if (path === '/spaces' && method === 'GET') return this.listSpacesV2(call);
+    m = /^\/spaces\/([^/]+)\/pages$/.exec(path);
+    if (m && method === 'GET') {
+      const space = this.spaces.get(decodeURIComponent(m[1] as string));
+      if (!space) throw notFound();
+      const title = q.get('title');
+      const pages = this.currentPages(q).filter(
+        (p) => p.spaceId === space.id && (title === null || lastOf(p.versions).title === title),
+      );
+      return this.pageListV2(call, pages);
+    }
+    if (path === '/pages') {
+      if (method === 'GET') return this.listPagesV2(call);
+      if (method === 'POST') return this.createPageV2(call);
+    }
+    m = /^\/pages\/(\d+)$/.exec(path);
+    if (m) {
+      const id = m[1] as string;
+      if (method === 'GET') {
+        const page = this.readable(id, 'v2');
+        const versionParam = q.get('version');
+        let version = lastOf(page.versions);
+        if (versionParam !== null) {
+          const n = Number(versionParam);
+          if (!Number.isInteger(n) || n < 1) throw invalidParameter('Invalid version');
+          const found = page.versions.find((v) => v.number === n);
+          if (!found) throw notFound();
+          version = found;
+        }
+        return sendJson(call.res, 200, this.pageV2(page, version, this.bodyFormat(q)));
+      }
+      if (method === 'PUT') return this.updatePageV2(call, id);
+    }
+    m = /^\/pages\/(\d+)\/(versions|children|labels|attachments)$/.exec(path);
+    if (m && method === 'GET') {
+      const page = this.readable(m[1] as string, 'v2');
+      switch (m[2]) {
+        case 'versions':
+          return this.paginateV2(
+            call,
+            [...page.versions].reverse(),
+            (v) => -v.number,
+            (v) => this.versionV2(v),
+          );
+        case 'children':
+          return this.paginateV2(
+            call,
+            this.childrenOf(page.id),
+            (p) => p.position,
+            (p) => ({
+              id: p.id,
+              status: 'current',
+              title: lastOf(p.versions).title,
+              spaceId: p.spaceId,
+              childPosition: p.position,
+            }),
+          );
+        case 'labels':
+          return this.paginateV2(
+            call,
+            page.labels
+              .map((name) => ({ name, id: this.labelId(name) }))
+              .sort((a, b) => byNumber(a.id, b.id)),
+            (l) => Number(l.id),
+            (l) => ({ id: l.id, name: l.name, prefix: 'global' }),
+          );
+        default: {
+          const filename = q.get('filename');
+          const mediaType = q.get('mediaType');
+          const list = this.attachmentsOf(page.id).filter(
+            (a) =>
+              (filename === null || a.filename === filename) &&
+              (mediaType === null || lastOf(a.versions).mediaType === mediaType),
+          );
+          return this.paginateV2(
+            call,
+            list,
+            (a) => Number(a.id.slice(3)),
+            (a) => this.attachmentV2(a),
+          );
+        }
+      }
+    }
+    m = /^\/attachments\/([^/]+)$/.exec(path);
+    if (m) {
+      const attachment = this.attachmentsById.get(decodeURIComponent(m[1] as string));
+      const page =
+        attachment?.status === 'current' ? this.pagesById.get(attachment.pageId) : undefined;
+      if (!attachment || !page || page.restricted) throw notFound();
+      if (method === 'GET') return sendJson(call.res, 200, this.attachmentV2(attachment));
+      if (method === 'DELETE') {
+        attachment.status = 'trashed';
+        call.res.writeHead(204).end();
+        return;
+      }
+    }
+    throw notFound();
+  }
+
+  private labelId(name: string): string {
+    let id = this.labelIds.get(name);
+    if (!id) {
+      id = String(this.nextLabelId++);
+      this.labelIds.set(name, id);
+    }
+    return id;
+  }
+
+  /** `body-format`: storage gives the body; the API's other formats give an empty one. */
+  private bodyFormat(q: URLSearchParams): boolean {
+    const format = q.get('body-format');
+    if (format === null) return false;
+    const known = [
+      'storage',
+      'atlas_doc_format',
+      'view',
+      'export_view',
+      'anonymous_export_view',
+      'styled_view',
+      'editor',
+    ];
+    if (!known.includes(format)) throw invalidParameter(`Invalid body-format: ${format}`);
+    return format === 'storage';
+  }
+
+  /** Current, readable pages, by id; `status` other than current finds nothing. */
+  private currentPages(q: URLSearchParams): StoredPage[] {
+    const status = q.get('status');
+    if (status !== null && !status.split(',').some((s) => s === 'current' || s === 'any')) {
+      return [];
+    }
+    return [...this.pagesById.values()]
+      .filter((p) => !p.restricted)
+      .sort((a, b) => byNumber(a.id, b.id));
+  }
+
+  private listSpacesV2(call: Call): void {
+    const q = call.url.searchParams;
+    const keys = q.get('keys')?.split(',');
+    const ids = q.get('ids')?.split(',');
+    const spaces = [...this.spaces.values()]
+      .filter((s) => (!keys || keys.includes(s.key)) && (!ids || ids.includes(s.id)))
+      .sort((a, b) => byNumber(a.id, b.id));
+    this.paginateV2(
+      call,
+      spaces,
+      (s) => Number(s.id),
+      (s) => ({
+        id: s.id,
+        key: s.key,
+        name: s.name,
+        type: 'global',
+        status: 'current',
+        authorId: SEED_ACCOUNT.accountId,
+        createdAt: s.createdAt,
+        homepageId: s.homepageId,
+        description: null,
+        icon: null,
+        _links: { webui: `/spaces/${s.key}` },
+      }),
+    );
+  }
+
+  private listPagesV2(call: Call): void {
+    const q = call.url.searchParams;
+    const ids = q.get('id')?.split(',').filter(Boolean);
+    if (ids && ids.length > MAX_IDS) {
+      throw invalidParameter(`The number of ids must be at most ${MAX_IDS}`);
+    }
+    const spaceIds = q.get('space-id')?.split(',').filter(Boolean);
+    const title = q.get('title');
+    const sort = q.get('sort');
+    if (sort !== null && sort !== 'id') throw invalidParameter(`Unsupported sort: ${sort}`);
+    const pages = this.currentPages(q).filter(
+      (p) =>
+        (!ids || ids.includes(p.id)) &&
+        (!spaceIds || spaceIds.includes(p.spaceId)) &&
+        (title === null || lastOf(p.versions).title === title),
+    );
+    this.pageListV2(call, pages);
+  }
+
+  private pageListV2(call: Call, pages: StoredPage[]): void {
+    const withBody = this.bodyFormat(call.url.searchParams);
+    this.paginateV2(
+      call,
+      pages,
+      (p) => Number(p.id),
+      (p) => this.pageV2(p, lastOf(p.versions), withBody),
+    );
+  }
+
+  /** One page of a list sorted by `key`, with a cursor naming the last key given. */
+  private paginateV2<T>(
+    call: Call,
+    items: T[],
+    key: (item: T) => number,
+    render: (item: T) => unknown,
+  ): void {
+    const q = call.url.searchParams;
+    const limitParam = q.get('limit');
+    const limit = limitParam === null ? DEFAULT_LIMIT : Number(limitParam);
+    if (!/^\d+$/.test(limitParam ?? '25') || limit < 1 || limit > V2_MAX_LIMIT) {
+      throw invalidParameter(`limit must be between 1 and ${V2_MAX_LIMIT}`);
+    }
+    let start = 0;
+    const cursor = q.get('cursor');
+    if (cursor !== null) {
+      let after: unknown;
+      try {
+        after = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')).after;
+      } catch {
+        after = undefined;
+      }
+      if (typeof after !== 'number') throw invalidParameter('Invalid cursor');
+      start = items.findIndex((item) => key(item) > after);
+      if (start < 0) start = items.length;
+    }
+    const slice = items.slice(start, start + limit);
+    const base = `${this.baseUrl}${call.context}`;
+    const links: Record<string, string> = {};
+    const headers: Record<string, string> = {};
+    if (start + limit < items.length) {
+      const params = new URLSearchParams(q);
+      params.set(
+        'cursor',
+        Buffer.from(JSON.stringify({ after: key(lastOf(slice)) })).toString('base64url'),
+      );
+      links.next = `${call.url.pathname}?${params}`;
+      headers.Link = `<${links.next}>; rel="next", <${base}>; rel="base"`;
+    }
+    links.base = base;
+    sendJson(call.res, 200, { results: slice.map(render), _links: links }, headers);
+  }
+
+  private pageLinks(page: StoredPage, title: string) {
+    const space = this.spaces.get(page.spaceId) as StoredSpace;
+    return {
+      webui: `/spaces/${space.key}/pages/${page.id}/${plusEncoded(title)}`,
+      editui: `/pages/resumedraft.action?draftId=${page.id}`,
+      tinyui: tinyLink(page.id),
+    };
+  }
+
+  private versionV2(v: PageVersion) {
+    return {
+      number: v.number,
+      message: v.message,
+      minorEdit: v.minorEdit,
+      authorId: v.authorId,
+      createdAt: v.createdAt,
+    };
+  }
+
+  private pageV2(page: StoredPage, version: PageVersion, withBody: boolean) {
+    return {
+      id: page.id,
+      status: 'current',
+      title: version.title,
+      spaceId: page.spaceId,
+      parentId: page.parentId,
+      parentType: page.parentId ? 'page' : null,
+      position: page.position,
+      authorId: page.authorId,
+      ownerId: page.authorId,
+      lastOwnerId: null,
+      createdAt: page.createdAt,
+      version: this.versionV2(version),
+      body: withBody ? { storage: { representation: 'storage', value: version.body } } : {},
+      _links: this.pageLinks(page, version.title),
+    };
+  }
+
+  private storageBodyV2(body: unknown): string {
+    const b = body as { representation?: unknown; value?: unknown } | undefined;
+    if (typeof b !== 'object' || b === null) throw badRequest('body is required');
+    if (b.representation !== 'storage') {
+      throw invalidParameter(`Unsupported body representation: ${String(b.representation)}`);
+    }
+    if (typeof b.value !== 'string') throw badRequest('body.value is required');
+    return b.value;
+  }
+
+  private duplicateTitleV2() {
+    return invalidParameter(
+      'A page with this title already exists: A page already exists with the same TITLE in this space',
+    );
+  }
+
+  private async createPageV2(call: Call): Promise<void> {
+    const input = await this.jsonBody(call);
+    const q = call.url.searchParams;
+    const { spaceId, title, parentId } = input;
+    if (typeof spaceId !== 'string' && typeof spaceId !== 'number') {
+      throw badRequest('spaceId is required');
+    }
+    if (typeof title !== 'string' || !title.trim()) throw badRequest('title is required');
+    if (input.status !== undefined && input.status !== 'current') {
+      throw invalidParameter(`Unsupported status: ${String(input.status)}`);
+    }
+    const space = this.spaces.get(String(spaceId));
+    if (!space) throw notFound(`Space with id ${String(spaceId)} does not exist`);
+    const body = input.body === undefined ? '' : this.storageBodyV2(input.body);
+    let parent: string | null = null;
+    if (parentId !== undefined && parentId !== null) {
+      if (q.get('root-level') === 'true') {
+        throw badRequest('parentId cannot be set for a root-level page');
+      }
+      this.checkParent(undefined, space.id, String(parentId), 'v2');
+      this.writable(String(parentId), 'v2');
+      parent = String(parentId);
+    } else if (q.get('root-level') !== 'true') {
+      parent = space.homepageId;
+    }
+    if (this.titleTaken(space.id, title)) throw this.duplicateTitleV2();
+    const now = iso(Date.now());
+    const page = this.insertPage(space.id, title, body, parent, call.account, now, now);
+    sendJson(call.res, 200, this.pageV2(page, lastOf(page.versions), true));
+  }
+
+  private async updatePageV2(call: Call, id: string): Promise<void> {
+    const input = await this.jsonBody(call);
+    const page = this.writable(id, 'v2');
+    if (input.id !== undefined && String(input.id) !== id) {
+      throw badRequest('The id in the body does not match the id in the path');
+    }
+    if (input.status !== undefined && input.status !== 'current') {
+      throw invalidParameter(`Unsupported status: ${String(input.status)}`);
+    }
+    const { title } = input;
+    if (typeof title !== 'string' || !title.trim()) throw badRequest('title is required');
+    const version = input.version as { number?: unknown; message?: unknown } | undefined;
+    if (typeof version?.number !== 'number') throw badRequest('version.number is required');
+    const current = lastOf(page.versions);
+    if (version.number !== current.number + 1) {
+      throw new ApiError(
+        409,
+        `Version must be incremented on update. Current version is: ${current.number}`,
+      );
+    }
+    const body = input.body === undefined ? current.body : this.storageBodyV2(input.body);
+    if (title !== current.title && this.titleTaken(page.spaceId, title, id)) {
+      throw this.duplicateTitleV2();
+    }
+    if (input.parentId !== undefined && input.parentId !== null) {
+      const parentId = String(input.parentId);
+      if (parentId !== page.parentId) {
+        this.checkParent(page, page.spaceId, parentId, 'v2');
+        page.parentId = parentId;
+        page.position = this.nextPosition++;
+      }
+    }
+    page.versions.push({
+      number: version.number,
+      title,
+      body,
+      message: typeof version.message === 'string' ? version.message : '',
+      minorEdit: (input.version as { minorEdit?: unknown }).minorEdit === true,
+      authorId: call.account.accountId,
+      createdAt: iso(Date.now()),
+    });
+    sendJson(call.res, 200, this.pageV2(page, lastOf(page.versions), true));
+  }
+
+  /** Relative to the mount; Cloud adds `api=v2`, as its links do. */
+  private downloadLink(cloud: boolean, a: StoredAttachment): string {
+    const v = lastOf(a.versions);
+    const api = cloud ? '&api=v2' : '';
+    return `/download/attachments/${a.pageId}/${encodeURIComponent(a.filename)}?version=${v.number}&modificationDate=${Date.parse(v.createdAt)}${api}`;
+  }
+
+  private attachmentWebui(a: StoredAttachment): string {
+    const preview = encodeURIComponent(`/${a.pageId}/${a.id.slice(3)}/${a.filename}`);
+    return `/pages/viewpageattachments.action?pageId=${a.pageId}&preview=${preview}`;
+  }
+
+  private attachmentV2(a: StoredAttachment) {
+    const v = lastOf(a.versions);
+    const download = this.downloadLink(true, a);
+    const webui = this.attachmentWebui(a);
+    return {
+      id: a.id,
+      status: 'current',
+      title: a.filename,
+      createdAt: a.createdAt,
+      pageId: a.pageId,
+      mediaType: v.mediaType,
+      mediaTypeDescription: mediaTypeDescription(v.mediaType),
+      comment: v.comment,
+      fileId: a.fileId,
+      fileSize: v.bytes.length,
+      webuiLink: webui,
+      downloadLink: download,
+      version: {
+        number: v.number,
+        createdAt: v.createdAt,
+        message: v.comment,
+        minorEdit: v.minorEdit,
+        authorId: v.authorId,
+      },
+      _links: { download, webui },
+    };
+  }
+
+  private download(call: Call, pageId: string, filename: string): void {
+    const page = this.pagesById.get(pageId);
+    const attachment = page?.restricted
+      ? undefined
+      : this.attachmentsOf(pageId).find((a) => a.filename === filename);
+    if (!attachment) throw notFound(`Attachment not found: ${filename}`);
+    const versionParam = call.url.searchParams.get('version');
+    const version =
+      versionParam === null
+        ? lastOf(attachment.versions)
+        : attachment.versions.find((v) => String(v.number) === versionParam);
+    if (!version) throw notFound(`Attachment not found: ${filename}`);
+    call.res.writeHead(200, {
+      'Content-Type': version.mediaType,
+      'Content-Length': version.bytes.length,
+      'Content-Disposition': `attachment; filename*=UTF-8''${encodeURIComponent(filename)}`,
+      'Last-Modified': new Date(version.createdAt).toUTCString(),
+    });
+    call.res.end(call.req.method === 'HEAD' ? undefined : version.bytes);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // v1
+
+  private async routeV1(call: Call, method: string, path: string): Promise<void> {
+    const q = call.url.searchParams;
+    if (path === '/content/search' && method === 'GET') {
+      const cql = q.get('cql');
+      if (cql === null) throw badRequest('cql parameter is required');
+      const { where, order } = parseCql(cql);
+      const found = this.currentPages(new URLSearchParams())
+        .map((p) => [p, this.searchable(p)] as const)
+        .filter(([, s]) => where(s));
+      found.sort(([, a], [, b]) => {
+        for (const { field, desc } of order) {
+          let diff = 0;
+          if (field === 'id') diff = byNumber(a.id, b.id);
+          else if (field === 'title') diff = a.title.localeCompare(b.title);
+          else if (field === 'created') diff = a.created - b.created;
+          else diff = a.modified - b.modified;
+          if (diff) return desc ? -diff : diff;
+        }
+        return byNumber(a.id, b.id);
+      });
+      return this.paginateV1(
+        call,
+        found.map(([p]) => p),
+        (p) => this.contentV1(call, p),
+      );
+    }
+    if (path === '/content') {
+      if (method === 'GET') {
+        const type = q.get('type') ?? 'page';
+        const spaceKey = q.get('spaceKey');
+        const title = q.get('title');
+        const space = spaceKey === null ? undefined : this.spaceByKey(spaceKey);
+        const pages =
+          type !== 'page' || (spaceKey !== null && !space)
+            ? []
+            : this.currentPages(q).filter(
+                (p) =>
+                  (!space || p.spaceId === space.id) &&
+                  (title === null || lastOf(p.versions).title === title),
+              );
+        return this.paginateV1(call, pages, (p) => this.contentV1(call, p));
+      }
+      if (method === 'POST') return this.createContentV1(call);
+    }
+    let m = /^\/content\/(\d+)$/.exec(path);
+    if (m) {
+      const id = m[1] as string;
+      if (method === 'GET') {
+        const page = this.readable(id, 'v1');
+        const versionParam = q.get('version');
+        let version = lastOf(page.versions);
+        if (versionParam !== null) {
+          const found = page.versions.find((v) => String(v.number) === versionParam);
+          if (!found) throw notFound(`No content found with id: ContentId{id=${id}}`);
+          version = found;
+        }
+        return sendJson(call.res, 200, this.single(call, this.contentV1(call, page, version)));
+      }
+      if (method === 'PUT') return this.updateContentV1(call, id);
+    }
+    m = /^\/content\/(\d+)\/child\/page$/.exec(path);
+    if (m && method === 'GET') {
+      const page = this.readable(m[1] as string, 'v1');
+      return this.paginateV1(call, this.childrenOf(page.id), (p) => this.contentV1(call, p));
+    }
+    m = /^\/content\/(\d+)\/child\/attachment$/.exec(path);
+    if (m) {
+      const id = m[1] as string;
+      if (method === 'GET') {
+        const page = this.readable(id, 'v1');
+        const filename = q.get('filename');
+        const mediaType = q.get('mediaType');
+        const list = this.attachmentsOf(page.id).filter(
+          (a) =>
+            (filename === null || a.filename === filename) &&
+            (mediaType === null || lastOf(a.versions).mediaType === mediaType),
+        );
+        return this.paginateV1(call, list, (a) => this.attachmentV1(call, a));
+      }
+      if (method === 'POST' || method === 'PUT') return this.uploadV1(call, id, method === 'PUT');
+    }
+    m = /^\/space\/([^/]+)$/.exec(path);
+    if (m && method === 'GET') {
+      const key = decodeURIComponent(m[1] as string);
+      const space = [...this.spaces.values()].find((s) => s.key === key);
+      if (!space) throw notFound(`No space with key : ${key}`);
+      return sendJson(call.res, 200, this.single(call, this.spaceV1(call, space)));
+    }
+    if (path === '/space' && method === 'GET') {
+      const keys = q.getAll('spaceKey').flatMap((k) => k.split(','));
+      const spaces = [...this.spaces.values()]
+        .filter((s) => !keys.length || keys.includes(s.key))
+        .sort((a, b) => byNumber(a.id, b.id));
+      return this.paginateV1(call, spaces, (s) => this.spaceV1(call, s));
+    }
+    throw notFound(`null for uri: ${this.baseUrl}${call.url.pathname}`);
+  }
+
+  private base(call: Call): string {
+    return `${this.baseUrl}${call.context}`;
+  }
+
+  /** A single v1 resource: its links also name the base and context, as Confluence's do. */
+  private single<T extends { _links: Record<string, string> }>(call: Call, resource: T): T {
+    return {
+      ...resource,
+      _links: { ...resource._links, base: this.base(call), context: call.context },
+    };
+  }
+
+  private paginateV1<T>(call: Call, items: T[], render: (item: T) => unknown): void {
+    const q = call.url.searchParams;
+    const startParam = q.get('start') ?? '0';
+    const limitParam = q.get('limit') ?? String(DEFAULT_LIMIT);
+    if (!/^\d+$/.test(startParam)) throw badRequest(`Invalid start: ${startParam}`);
+    if (!/^\d+$/.test(limitParam)) throw badRequest(`Invalid limit: ${limitParam}`);
+    const start = Number(startParam);
+    const limit = Math.min(Number(limitParam), this.options.v1LimitCap ?? 100);
+    const slice = items.slice(start, start + limit);
+    const base = this.base(call);
+    const links: Record<string, string> = {
+      base,
+      context: call.context,
+      self: `${this.baseUrl}${call.url.pathname}${call.url.search}`,
+    };
+    if (limit > 0 && start + limit < items.length) {
+      const params = new URLSearchParams(q);
+      params.set('limit', String(limit));
+      params.set('start', String(start + limit));
+      links.next = `${call.url.pathname.slice(call.context.length)}?${params}`;
+    }
+    sendJson(call.res, 200, {
+      results: slice.map(render),
+      start,
+      limit,
+      size: slice.length,
+      _links: links,
+    });
+  }
+
+  private expand(call: Call): Set<string> {
+    return new Set(
+      (call.url.searchParams.get('expand') ?? '')
+        .split(',')
+        .map((e) => e.trim())
+        .filter(Boolean),
+    );
+  }
+
+  private by(call: Call, accountId: string) {
+    const account =
+      [...this.users.values()].map((u) => u.account).find((a) => a.accountId === accountId) ??
+      [...this.tokens.values()].find((a) => a.accountId === accountId) ??
+      SEED_ACCOUNT;
+    return call.cloud
+      ? {
+          type: 'known',
+          accountId: account.accountId,
+          accountType: 'atlassian',
+          displayName: account.displayName,
+          publicName: account.displayName,
+        }
+      : {
+          type: 'known',
+          username: account.username,
+          userKey: account.accountId.split(':')[1],
+          displayName: account.displayName,
+        };
+  }
+
+  private spaceV1(call: Call, space: StoredSpace) {
+    return {
+      id: Number(space.id),
+      key: space.key,
+      name: space.name,
+      type: 'global',
+      status: 'current',
+      ...(space.homepageId
+        ? {
+            homepage: {
+              id: space.homepageId,
+              type: 'page',
+              status: 'current',
+              title: lastOf((this.pagesById.get(space.homepageId) as StoredPage).versions).title,
+            },
+          }
+        : {}),
+      _links: {
+        webui: call.cloud ? `/spaces/${space.key}` : `/display/${space.key}`,
+        self: `${this.base(call)}/rest/api/space/${space.key}`,
+      },
+    };
+  }
+
+  private contentV1(
+    call: Call,
+    page: StoredPage,
+    version = lastOf(page.versions),
+    expand = this.expand(call),
+  ) {
+    const space = this.spaces.get(page.spaceId) as StoredSpace;
+    const base = this.base(call);
+    const expandable: Record<string, string> = {
+      children: `/rest/api/content/${page.id}/child`,
+      descendants: `/rest/api/content/${page.id}/descendant`,
+      history: `/rest/api/content/${page.id}/history`,
+      container: `/rest/api/space/${space.key}`,
+    };
+    if (!expand.has('ancestors')) expandable.ancestors = '';
+    if (!expand.has('body.storage')) expandable.body = '';
+    return {
+      id: page.id,
+      type: 'page',
+      status: 'current',
+      title: version.title,
+      space: {
+        id: Number(space.id),
+        key: space.key,
+        name: space.name,
+        type: 'global',
+        status: 'current',
+        _links: {
+          webui: call.cloud ? `/spaces/${space.key}` : `/display/${space.key}`,
+          self: `${base}/rest/api/space/${space.key}`,
+        },
+      },
+      version: {
+        by: this.by(call, version.authorId),
+        when: version.createdAt,
+        message: version.message,
+        number: version.number,
+        minorEdit: version.minorEdit,
+      },
+      ...(expand.has('ancestors')
+        ? {
+            ancestors: this.ancestorsOf(page).map((a) => ({
+              id: a.id,
+              type: 'page',
+              status: 'current',
+              title: lastOf(a.versions).title,
+            })),
+          }
+        : {}),
+      ...(expand.has('body.storage')
+        ? { body: { storage: { value: version.body, representation: 'storage' } } }
+        : {}),
+      _expandable: expandable,
+      _links: {
+        webui: call.cloud
+          ? `/spaces/${space.key}/pages/${page.id}/${plusEncoded(version.title)}`
+          : `/pages/viewpage.action?pageId=${page.id}`,
+        edit: `/pages/resumedraft.action?draftId=${page.id}`,
+        tinyui: tinyLink(page.id),
+        self: `${base}/rest/api/content/${page.id}`,
+      },
+    };
+  }
+
+  private storageBodyV1(body: unknown): string | undefined {
+    if (body === undefined) return undefined;
+    const storage = (body as { storage?: { value?: unknown; representation?: unknown } })?.storage;
+    if (!storage || typeof storage.value !== 'string') {
+      throw badRequest('Only body.storage is supported');
+    }
+    if (storage.representation !== undefined && storage.representation !== 'storage') {
+      throw badRequest(`Unsupported representation: ${String(storage.representation)}`);
+    }
+    return storage.value;
+  }
+
+  /** The parent an `ancestors` list names: its last entry. */
+  private ancestorParent(ancestors: unknown): string | undefined {
+    if (ancestors === undefined || ancestors === null) return undefined;
+    if (!Array.isArray(ancestors)) throw badRequest('ancestors must be a list');
+    const last = ancestors[ancestors.length - 1] as { id?: unknown } | undefined;
+    if (last === undefined) return undefined;
+    if (typeof last.id !== 'string' && typeof last.id !== 'number') {
+      throw badRequest('An ancestor needs an id');
+    }
+    return String(last.id);
+  }
+
+  private async createContentV1(call: Call): Promise<void> {
+    const input = await this.jsonBody(call);
+    if (input.type !== 'page') {
+      throw badRequest(`Unsupported content type: ${String(input.type)}`);
+    }
+    const { title } = input;
+    if (typeof title !== 'string' || !title.trim()) throw badRequest('Title is required');
+    const key = (input.space as { key?: unknown } | undefined)?.key;
+    if (typeof key !== 'string') throw badRequest('Space key is required');
+    const space = [...this.spaces.values()].find((s) => s.key === key);
+    if (!space) throw notFound(`No space with key : ${key}`);
+    const body = this.storageBodyV1(input.body) ?? '';
+    const parentId = this.ancestorParent(input.ancestors);
+    if (parentId) {
+      this.checkParent(undefined, space.id, parentId, 'v1');
+      this.writable(parentId, 'v1');
+    }
+    if (this.titleTaken(space.id, title)) {
+      throw badRequest(
+        `A page with this title already exists: A page already exists with the title ${title} in the space with key ${space.key}`,
+      );
+    }
+    const now = iso(Date.now());
+    const page = this.insertPage(space.id, title, body, parentId ?? null, call.account, now, now);
+    const expand = new Set([...this.expand(call), 'body.storage', 'ancestors']);
+    sendJson(
+      call.res,
+      200,
+      this.single(call, this.contentV1(call, page, lastOf(page.versions), expand)),
+    );
+  }
+
+  private async updateContentV1(call: Call, id: string): Promise<void> {
+    const input = await this.jsonBody(call);
+    const page = this.writable(id, 'v1');
+    if (input.id !== undefined && String(input.id) !== id) {
+      throw badRequest('The id in the body does not match the id in the path');
+    }
+    if (input.type !== undefined && input.type !== 'page') {
+      throw badRequest(`Unsupported content type: ${String(input.type)}`);
+    }
+    const { title } = input;
+    if (typeof title !== 'string' || !title.trim()) throw badRequest('Title is required');
+    const version = input.version as { number?: unknown; message?: unknown } | undefined;
+    if (typeof version?.number !== 'number') throw badRequest('Version is required');
+    const current = lastOf(page.versions);
+    if (version.number !== current.number + 1) {
+      throw new ApiError(
+        409,
+        `Version must be incremented on update. Current version is: ${current.number}`,
+      );
+    }
+    const body = this.storageBodyV1(input.body) ?? current.body;
+    if (title !== current.title && this.titleTaken(page.spaceId, title, id)) {
+      const space = this.spaces.get(page.spaceId) as StoredSpace;
+      throw badRequest(
+        `A page with this title already exists: A page already exists with the title ${title} in the space with key ${space.key}`,
+      );
+    }
+    const parentId = this.ancestorParent(input.ancestors);
+    if (parentId && parentId !== page.parentId) {
+      this.checkParent(page, page.spaceId, parentId, 'v1');
+      page.parentId = parentId;
+      page.position = this.nextPosition++;
+    }
+    page.versions.push({
+      number: version.number,
+      title,
+      body,
+      message: typeof version.message === 'string' ? version.message : '',
+      minorEdit: (input.version as { minorEdit?: unknown }).minorEdit === true,
+      authorId: call.account.accountId,
+      createdAt: iso(Date.now()),
+    });
+    const expand = new Set([...this.expand(call), 'body.storage', 'ancestors']);
+    sendJson(
+      call.res,
+      200,
+      this.single(call, this.contentV1(call, page, lastOf(page.versions), expand)),
+    );
+  }
+
+  private attachmentV1(call: Call, a: StoredAttachment) {
+    const v = lastOf(a.versions);
+    const base = this.base(call);
+    return {
+      id: a.id,
+      type: 'attachment',
+      status: 'current',
+      title: a.filename,
+      version: {
+        by: this.by(call, v.authorId),
+        when: v.createdAt,
+        message: v.comment,
+        number: v.number,
+        minorEdit: v.minorEdit,
+      },
+      container: { id: a.pageId, type: 'page' },
+      metadata: { mediaType: v.mediaType, comment: v.comment },
+      extensions: {
+        mediaType: v.mediaType,
+        fileSize: v.bytes.length,
+        comment: v.comment,
+        ...(call.cloud
+          ? { mediaTypeDescription: mediaTypeDescription(v.mediaType), fileId: a.fileId }
+          : {}),
+      },
+      _links: {
+        webui: this.attachmentWebui(a),
+        download: this.downloadLink(call.cloud, a),
+        self: `${base}/rest/api/content/${a.id}`,
+      },
+    };
+  }
+
+  private async uploadV1(call: Call, pageId: string, put: boolean): Promise<void> {
+    const body = await readBody(call.req);
+    const page = this.writable(pageId, 'v1');
+    const token = String(call.req.headers['x-atlassian-token'] ?? '').toLowerCase();
+    if (token !== 'no-check' && token !== 'nocheck') {
+      throw new ApiError(403, 'XSRF check failed');
+    }
+    const type = call.req.headers['content-type'] ?? '';
+    if (!/^multipart\/form-data/i.test(type)) {
+      throw new ApiError(415, 'Unsupported Media Type: expected multipart/form-data');
+    }
+    const parts = parseFormData(body, type);
+    const files = parts.filter((p) => p.name === 'file' && p.filename !== undefined);
+    if (!files.length) throw badRequest('At least one file must be given in a "file" part.');
+    const comments = parts.filter((p) => p.name === 'comment').map((p) => p.data.toString('utf8'));
+    const minorEdit = parts.find((p) => p.name === 'minorEdit')?.data.toString('utf8') === 'true';
+    const names = files.map((f) => f.filename as string);
+    for (const [i, name] of names.entries()) {
+      if (!name) throw badRequest('A file part needs a file name.');
+      if (names.indexOf(name) !== i) throw badRequest(`The file name ${name} is given twice.`);
+      if (!put && this.attachmentsOf(page.id).some((a) => a.filename === name)) {
+        throw badRequest(
+          `Cannot add a new attachment with same file name as an existing attachment: ${name}`,
+        );
+      }
+    }
+    const stored = files.map((file, i) =>
+      this.putAttachment(
+        page.id,
+        file.filename as string,
+        file.data,
+        attachmentType(file.filename as string, file.contentType),
+        comments[i] ?? '',
+        minorEdit,
+        call.account,
+      ),
+    );
+    sendJson(call.res, 200, {
+      results: stored.map((a) => this.attachmentV1(call, a)),
+      size: stored.length,
+      _links: { base: this.base(call), context: call.context },
+    });
+  }
+}
+
+/** Starts a server on a random loopback port (or `port`). */
+export async function startConfluenceServer(
+  options: ConfluenceServerOptions = {},
+  port = 0,
+): Promise<{ server: ConfluenceServer; url: string; stop: () => Promise<void> }> {
+  const server = new ConfluenceServer(options);
+  const url = await server.listen(port);
+  return { server, url, stop: () => server.close() };
+}
+
+/** A random API token of the kind Atlassian issues (for fixtures and `serve`). */
+export const confluenceToken = () => `ATATT3x${randomBytes(24).toString('base64url')}`;
