@@ -60,9 +60,6 @@ const CURSOR_MARGIN_MS = 24 * 60 * 60 * 1000;
 /** A title as one path segment: titles may hold `/`. */
 const segment = (title: string) => title.replaceAll('/', '%2F');
 
-/** A page's key: the titles from the top of its space down to it, as globs see them. */
-const pathOf = (page: Page) => [...(page.ancestors ?? []), page.title].map(segment).join('/');
-
 /** A CQL date: `yyyy-MM-dd HH:mm`. */
 function cqlDate(date: Date): string {
   return date.toISOString().slice(0, 16).replace('T', ' ');
@@ -129,10 +126,24 @@ export async function createConfluenceSourceDriver(
       .join(' and ')
       .concat(` ${order}`);
 
+  /**
+   * A page as a folder of keys, as globs see it: the titles from the top of the space down
+   * to it, or, for a page URL, from below the page named (whose own files have bare names).
+   */
+  const roots = new Set(target.kind === 'pages' ? target.ids : []);
+  const dirOf = (page: Page): string => {
+    if (roots.has(page.id)) return '';
+    const above = page.ancestors ?? [];
+    const from = above.findLastIndex((a) => roots.has(a.id)) + 1;
+    return [...above.slice(from).map((a) => a.title), page.title].map(segment).join('/');
+  };
+  const pathOf = (page: Page) => dirOf(page) || segment(page.title);
+  const spaced = (path: string, page: Page) => (page.spaceKey ? `${page.spaceKey}/${path}` : path);
+
   const pageItem = (page: Page): ConfluenceItem => ({
     key: pathOf(page),
     uri: client.pageUrl(page.id),
-    path: page.spaceKey ? `${page.spaceKey}/${pathOf(page)}` : pathOf(page),
+    path: spaced([...(page.ancestors ?? []), page].map((p) => segment(p.title)).join('/'), page),
     version: String(page.version),
     modified: page.modified,
     size: page.body === undefined ? undefined : Buffer.byteLength(page.body),
@@ -142,11 +153,16 @@ export async function createConfluenceSourceDriver(
 
   const attachmentItem = (page: Page, attachment: Attachment): ConfluenceItem => {
     const item: ConfluenceItem = {
-      key: `${pathOf(page)}/${attachment.title}`,
+      key: dirOf(page) ? `${dirOf(page)}/${attachment.title}` : attachment.title,
       uri: client.downloadUrl(
         `/download/attachments/${page.id}/${encodeURIComponent(attachment.title)}`,
       ),
-      path: `${page.spaceKey ? `${page.spaceKey}/` : ''}${pathOf(page)}/${attachment.title}`,
+      path: spaced(
+        [...(page.ancestors ?? []), page, { title: attachment.title }]
+          .map((p) => segment(p.title))
+          .join('/'),
+        page,
+      ),
       version: String(attachment.version),
       modified: attachment.modified,
       size: attachment.size,
@@ -176,9 +192,14 @@ export async function createConfluenceSourceDriver(
     root,
     async *list({ signal, cursor, setCursor }: ListOptions) {
       const saved = cursor ? new Date(cursor) : undefined;
-      const since = [saved && new Date(saved.getTime() - CURSOR_MARGIN_MS), options.modifiedSince]
-        .filter((d): d is Date => d instanceof Date && !Number.isNaN(d.getTime()))
-        .sort((a, b) => b.getTime() - a.getTime())[0];
+      // A rerun asks only for pages modified since the saved position (less a margin), and
+      // --since bounds the search too. Not with attachments: a page's last-modified date does
+      // not move when a file is attached to it.
+      const since = options.attachments
+        ? undefined
+        : [saved && new Date(saved.getTime() - CURSOR_MARGIN_MS), options.modifiedSince]
+            .filter((d): d is Date => d instanceof Date && !Number.isNaN(d.getTime()))
+            .sort((a, b) => b.getTime() - a.getTime())[0];
       let latest = saved && !Number.isNaN(saved.getTime()) ? saved : undefined;
       try {
         for await (const page of client.search(query(since), signal)) {

@@ -35,8 +35,8 @@ export interface Page {
   version: number;
   modified?: Date;
   body?: string;
-  /** Titles of the pages above it, the top first (when the API gave them). */
-  ancestors?: string[];
+  /** The pages above it, the top first (when the API gave them). */
+  ancestors?: Array<{ id: string; title: string }>;
 }
 
 export interface Attachment {
@@ -222,7 +222,7 @@ function pageOf(data: Record<string, unknown>): Page {
     version: Number(version.number ?? 1),
     modified: when ? new Date(when) : undefined,
     body: body?.storage?.value,
-    ancestors: ancestors?.map((ancestor) => String(ancestor.title ?? ancestor.id)),
+    ancestors: ancestors?.map((a) => ({ id: String(a.id), title: String(a.title ?? a.id) })),
   };
 }
 

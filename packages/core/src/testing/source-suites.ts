@@ -37,6 +37,8 @@ export interface SourceHarness {
 /** Capabilities a connector lacks are declared, so a suite it cannot pass is skipped by name. */
 export interface SourceSuiteOptions {
   skip?: Array<'list' | 'convert' | 'select' | 'state' | 'media' | 'watch'>;
+  /** The order a store lists in: by key (default; S3, GCS, Drive by name) or as items were added (Confluence attachments). */
+  listingOrder?: 'key' | 'added';
 }
 
 /** Collects a source's tasks. */
@@ -70,7 +72,10 @@ const uriOf = (fixture: SourceFixture, key: string) =>
 const texts = (tasks: Task[]) => tasks.map((task) => task.text).sort();
 
 /** Listing: nested keys, lineage in meta, laziness, empty locations. */
-export function testSourceList(harness: SourceHarness): void {
+export function testSourceList(
+  harness: SourceHarness,
+  { listingOrder = 'key' }: Pick<SourceSuiteOptions, 'listingOrder'> = {},
+): void {
   describe(`${harness.connector} source: list`, () => {
     const ctx = useFixture(() => harness.setup());
 
@@ -110,7 +115,9 @@ export function testSourceList(harness: SourceHarness): void {
       const tasks = await collect(
         harness.source(fixture.url, { order: 'listing', concurrency: 4 }),
       );
-      expect(tasks.map((task) => task.text)).toEqual(['a', 'b', 'c', 'd']);
+      expect(tasks.map((task) => task.text)).toEqual(
+        listingOrder === 'added' ? ['d', 'b', 'a', 'c'] : ['a', 'b', 'c', 'd'],
+      );
     });
   });
 }
@@ -420,7 +427,7 @@ export function testSourceWatch(harness: SourceHarness): void {
 /** Runs every source suite the connector supports. */
 export function testSource(harness: SourceHarness, options: SourceSuiteOptions = {}): void {
   const skip = new Set(options.skip ?? []);
-  if (!skip.has('list')) testSourceList(harness);
+  if (!skip.has('list')) testSourceList(harness, options);
   if (!skip.has('convert')) testSourceConvert(harness);
   if (!skip.has('select')) testSourceSelect(harness);
   if (!skip.has('state')) testSourceState(harness);
