@@ -104,9 +104,29 @@ def cli_command(connector: str, kind: str) -> List[str]:
     )
 
 
+# Sinks whose CLI takes a command before the URL (`confluence-sink report URL`): the
+# command rides in the query string as `command=`, else the first one here.
+SINK_COMMANDS = {"confluence": ("report", "review")}
+
+
 def command_for(url: str, kind: str, extra: Iterable[str] = ()) -> List[str]:
     location, flags = split_flags(url)
-    return [*cli_command(connector_for(location), kind), location, *extra, *flags]
+    connector = connector_for(location)
+    commands = SINK_COMMANDS.get(connector, ()) if kind == "sink" else ()
+    command: List[str] = []
+    if commands:
+        command = [commands[0]]
+        if "--command" in flags:
+            at = flags.index("--command")
+            chosen = flags[at + 1] if at + 1 < len(flags) else ""
+            if chosen not in commands:
+                raise SluiceError(
+                    f"{url}: command={chosen} is not a {connector}-sink command",
+                    hint=f"use command={' or command='.join(commands)}",
+                )
+            command = [chosen]
+            del flags[at : at + 2]
+    return [*cli_command(connector, kind), *command, location, *extra, *flags]
 
 
 class StderrTail:

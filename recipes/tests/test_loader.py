@@ -153,3 +153,19 @@ def test_the_cli_stops_by_itself_when_python_is_killed(project, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert wait_gone(pid, seconds=10)  # it watches SLUICE_PARENT_PID
+
+
+def test_a_confluence_sink_url_names_its_command(monkeypatch, tmp_path):
+    from prodigy_sluice._connectors import command_for
+
+    monkeypatch.setenv("SLUICE_BIN_DIR", str(tmp_path))
+    (tmp_path / "confluence-sink").write_text("")
+    bin_path = str(tmp_path / "confluence-sink")
+    assert command_for("confluence://page/42?dataset=ner", "sink") == [
+        bin_path, "report", "confluence://page/42", "--dataset", "ner",
+    ]
+    assert command_for("confluence://page/42?command=review&flagged", "sink") == [
+        bin_path, "review", "confluence://page/42", "--flagged",
+    ]
+    with pytest.raises(SluiceError, match="command=publish is not a confluence-sink command"):
+        command_for("confluence://page/42?command=publish", "sink")
