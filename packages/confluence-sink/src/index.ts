@@ -1,5 +1,6 @@
 export {
   esc,
+  type Input,
   marker,
   type PublishOptions,
   publishPage,

@@ -77,14 +77,24 @@ export function renderTitle(template: string, dataset: string | undefined, now: 
   return title.trim();
 }
 
+/** Input lines: a stream (stdin), or chunks already in memory. */
+export type Input = AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string>;
+
+async function* chunks(input: Input): AsyncGenerator<Uint8Array | string> {
+  for await (const chunk of input) yield chunk;
+}
+
 /** The tasks of db-out JSONL; a bad line stops the run before anything is published. */
 export async function* readTasks(
-  input: AsyncIterable<Uint8Array | string>,
+  input: Input,
   options: PublishOptions,
 ): AsyncGenerator<{ task: Task; line: number; raw: string }> {
   const name = options.inputName ?? 'stdin';
   let lines = 0;
-  for await (const record of parseJsonl(input, { name, maxLineBytes: options.maxLineBytes })) {
+  for await (const record of parseJsonl(chunks(input), {
+    name,
+    maxLineBytes: options.maxLineBytes,
+  })) {
     lines++;
     const problem = record.error ?? validateTask(record.value, { tokens: false });
     if (problem !== undefined) {

@@ -11,6 +11,7 @@ import {
 } from '@sluice/core';
 import {
   esc,
+  type Input,
   loadParent,
   marker,
   type PublishOptions,
@@ -166,10 +167,7 @@ export function reportBody(
 }
 
 /** Reads db-out JSONL and publishes (or, dry, prints) the report page. */
-export async function publishReport(
-  input: AsyncIterable<Uint8Array | string>,
-  options: ReportOptions,
-): Promise<ReportResult> {
+export async function publishReport(input: Input, options: ReportOptions): Promise<ReportResult> {
   const now = options.now ?? new Date();
   const tool = options.tool ?? { name: '@sluice/confluence-sink', version: '0' };
   const title = renderTitle(

@@ -6,6 +6,7 @@ import { scoreOf, type Task, type TaskFilters, taskFilter } from '@sluice/core';
 import {
   attachmentLink,
   esc,
+  type Input,
   loadParent,
   marker,
   type PublishOptions,
@@ -103,10 +104,7 @@ const howTo = (pageId: string | undefined) =>
   `<p>To correct examples: download ${attachmentLink(REVIEW_ATTACHMENT)}, fix the lines (answer, spans, label), and attach the file back under another name, such as <code>corrections.jsonl</code>. Read it back with <code>confluence-source confluence://page/${esc(pageId ?? '&lt;id&gt;')} --attachments --no-pages --include corrections.jsonl</code>: the examples keep their hashes, so Prodigy sees them as the same questions.</p>`;
 
 /** Reads db-out JSONL and publishes (or, dry, prints) the review page and its batches. */
-export async function publishReview(
-  input: AsyncIterable<Uint8Array | string>,
-  options: ReviewOptions,
-): Promise<ReviewResult> {
+export async function publishReview(input: Input, options: ReviewOptions): Promise<ReviewResult> {
   const now = options.now ?? new Date();
   const batch = options.batch ?? 100;
   const title = renderTitle(
