@@ -1,7 +1,7 @@
 // Every Confluence wire call of Sluice, source and sink alike: Cloud (REST v2, plus v1 for CQL
 // search and attachment upload, which v2 does not have) and Data Center (REST v1), over fetch.
 import { debuglog } from 'node:util';
-import { requestError, SluiceError, usageError } from '@sluice/core';
+import { requestError, SluiceError, skipBytes, usageError } from '@sluice/core';
 
 export const CONFLUENCE_CONNECTOR = 'confluence';
 export const debug = debuglog('sluice:confluence');
@@ -434,9 +434,9 @@ export class Confluence {
       headers: { accept: '*/*', ...(range ? { range } : {}) },
     });
     const body = response.body as unknown as AsyncIterable<Uint8Array> | null;
-    if (!body) return skip([], 0);
+    if (!body) return skipBytes([], 0);
     // A server that ignores Range sends the whole file: skip to the start.
-    if (start && response.status === 200) return skip(body, start);
+    if (start && response.status === 200) return skipBytes(body, start);
     return body;
   }
 
@@ -541,21 +541,6 @@ export class Confluence {
 /** A value inside a double-quoted CQL string. */
 export function cqlString(value: string): string {
   return value.replace(/\\/g, '\\\\').replace(/"/g, '\\"');
-}
-
-async function* skip(
-  body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
-  bytes: number,
-): AsyncGenerator<Uint8Array> {
-  let left = bytes;
-  for await (const chunk of body) {
-    if (left >= chunk.byteLength) {
-      left -= chunk.byteLength;
-      continue;
-    }
-    yield left > 0 ? chunk.subarray(left) : chunk;
-    left = 0;
-  }
 }
 
 /** A Confluence URL: a space, some pages, or a search (with --cql). */

@@ -82,6 +82,7 @@ const isMacro = (element: Element): boolean =>
   element.name === 'ac:structured-macro' || element.name === 'ac:macro';
 
 const HEADING = /^h([1-6])$/;
+const HEADINGS = ['h1', 'h2', 'h3', 'h4', 'h5', 'h6'];
 const VERBATIM_MACROS = new Set(['code', 'noformat']);
 /** Elements that give nothing, in text and in html. */
 const DROPPED = new Set([
@@ -352,12 +353,7 @@ const KEPT_TAGS = new Set([
   'p',
   'div',
   'span',
-  'h1',
-  'h2',
-  'h3',
-  'h4',
-  'h5',
-  'h6',
+  ...HEADINGS,
   'ul',
   'ol',
   'li',
@@ -508,12 +504,7 @@ interface Block {
 const TOP_BLOCKS = new Set([
   ...PARAGRAPHS,
   ...LINES,
-  'h1',
-  'h2',
-  'h3',
-  'h4',
-  'h5',
-  'h6',
+  ...HEADINGS,
   'ac:structured-macro',
   'ac:macro',
 ]);

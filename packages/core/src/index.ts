@@ -109,6 +109,7 @@ export {
   type SourceItem,
   type SourceOptions,
   type SourceStats,
+  skipBytes,
 } from './source.js';
 export { fileStateStore, type StateData, type StateStore } from './state.js';
 export type { Answer, Span, Task, TaskMeta, TaskOption, Token } from './task.js';

@@ -568,6 +568,25 @@ export async function* mapReadErrors(
   }
 }
 
+/**
+ * Drops the first `bytes` bytes of a download: a resumed read from a server that cannot
+ * start midway (a Drive export, a server that ignores Range) reads from the start again.
+ */
+export async function* skipBytes(
+  body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  bytes: number,
+): AsyncGenerator<Uint8Array> {
+  let left = bytes;
+  for await (const chunk of body) {
+    if (left >= chunk.byteLength) {
+      left -= chunk.byteLength;
+      continue;
+    }
+    yield left > 0 ? chunk.subarray(left) : chunk;
+    left = 0;
+  }
+}
+
 /** Every item failure names the item; a broken gzip stream is bad data, not a bug. */
 function itemError(item: SourceItem, error: unknown, connector: string): SluiceError {
   const failure = toSluiceError(error, connector);

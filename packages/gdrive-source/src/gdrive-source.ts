@@ -8,6 +8,7 @@ import {
   type SourceDriver,
   type SourceItem,
   type SourceOptions,
+  skipBytes,
   type TextMode,
   usageError,
 } from '@sluice/core';
@@ -398,7 +399,7 @@ export async function createGdriveSourceDriver(
             );
         const body = data as unknown as AsyncIterable<Uint8Array>;
         // Exports have no ranges: a resumed export skips what was read.
-        return mapReadErrors(item.exportType && from ? skip(body, from) : body, (error) =>
+        return mapReadErrors(item.exportType && from ? skipBytes(body, from) : body, (error) =>
           driveError(error, item.uri),
         );
       } catch (error) {
@@ -428,18 +429,6 @@ export async function createGdriveSourceDriver(
       }
     },
   };
-}
-
-async function* skip(body: AsyncIterable<Uint8Array>, bytes: number): AsyncGenerator<Uint8Array> {
-  let left = bytes;
-  for await (const chunk of body) {
-    if (left >= chunk.byteLength) {
-      left -= chunk.byteLength;
-      continue;
-    }
-    yield left > 0 ? chunk.subarray(left) : chunk;
-    left = 0;
-  }
 }
 
 /** Streams Prodigy tasks from Google Drive. */

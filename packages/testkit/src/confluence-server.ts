@@ -1462,6 +1462,35 @@ export class ConfluenceServer {
     sendJson(call.res, 200, this.pageV2(page, lastOf(page.versions), true));
   }
 
+  /** An update through either API: a move when the parent changes, then the new version. */
+  private saveVersion(
+    call: Call,
+    page: StoredPage,
+    change: {
+      parentId: string | undefined;
+      version: { number: number; message?: unknown; minorEdit?: unknown };
+      title: string;
+      body: string;
+      api: Api;
+    },
+  ): void {
+    const { parentId, version } = change;
+    if (parentId !== undefined && parentId !== page.parentId) {
+      this.checkParent(page, page.spaceId, parentId, change.api);
+      page.parentId = parentId;
+      page.position = this.nextPosition++;
+    }
+    page.versions.push({
+      number: version.number,
+      title: change.title,
+      body: change.body,
+      message: typeof version.message === 'string' ? version.message : '',
+      minorEdit: version.minorEdit === true,
+      authorId: call.account.accountId,
+      createdAt: iso(Date.now()),
+    });
+  }
+
   private async updatePageV2(call: Call, id: string): Promise<void> {
     const input = await this.jsonBody(call);
     const page = this.writable(id, 'v2');
@@ -1486,22 +1515,14 @@ export class ConfluenceServer {
     if (title !== current.title && this.titleTaken(page.spaceId, title, id)) {
       throw this.duplicateTitleV2();
     }
-    if (input.parentId !== undefined && input.parentId !== null) {
-      const parentId = String(input.parentId);
-      if (parentId !== page.parentId) {
-        this.checkParent(page, page.spaceId, parentId, 'v2');
-        page.parentId = parentId;
-        page.position = this.nextPosition++;
-      }
-    }
-    page.versions.push({
-      number: version.number,
+    const parentId =
+      input.parentId !== undefined && input.parentId !== null ? String(input.parentId) : undefined;
+    this.saveVersion(call, page, {
+      parentId,
+      version: { ...version, number: version.number },
       title,
       body,
-      message: typeof version.message === 'string' ? version.message : '',
-      minorEdit: (input.version as { minorEdit?: unknown }).minorEdit === true,
-      authorId: call.account.accountId,
-      createdAt: iso(Date.now()),
+      api: 'v2',
     });
     sendJson(call.res, 200, this.pageV2(page, lastOf(page.versions), true));
   }
@@ -1911,20 +1932,13 @@ export class ConfluenceServer {
         `A page with this title already exists: A page already exists with the title ${title} in the space with key ${space.key}`,
       );
     }
-    const parentId = this.ancestorParent(input.ancestors);
-    if (parentId && parentId !== page.parentId) {
-      this.checkParent(page, page.spaceId, parentId, 'v1');
-      page.parentId = parentId;
-      page.position = this.nextPosition++;
-    }
-    page.versions.push({
-      number: version.number,
+    const parentId = this.ancestorParent(input.ancestors) || undefined;
+    this.saveVersion(call, page, {
+      parentId,
+      version: { ...version, number: version.number },
       title,
       body,
-      message: typeof version.message === 'string' ? version.message : '',
-      minorEdit: (input.version as { minorEdit?: unknown }).minorEdit === true,
-      authorId: call.account.accountId,
-      createdAt: iso(Date.now()),
+      api: 'v1',
     });
     const expand = new Set([...this.expand(call), 'body.storage', 'ancestors']);
     sendJson(
