@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { hasStackTrace, runCli } from '@sluice/core/testing';
+import { hasStackTrace, TINY_PNG as PNG, runCli } from '@sluice/core/testing';
 import { type ConfluenceServer, startConfluenceServer } from '@sluice/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -11,10 +11,6 @@ const source = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 const sink = fileURLToPath(new URL('../../confluence-sink/dist/cli.js', import.meta.url));
 const dbOut = fileURLToPath(
   new URL('../../../examples/data/db-out/ner-news.jsonl', import.meta.url),
-);
-const PNG = Buffer.from(
-  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGP4z8DwHwAFAAH/iZk9HQAAAABJRU5ErkJggg==',
-  'base64',
 );
 
 const tasksOf = (stdout: string) =>

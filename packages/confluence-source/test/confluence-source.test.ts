@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { SourceOptions, Task } from '@sluice/core';
-import { collect, testSource } from '@sluice/core/testing';
+import { collect, TINY_PNG, testSource } from '@sluice/core/testing';
 import { useConfluence } from '@sluice/testkit';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Confluence } from '../src/confluence.js';
@@ -274,10 +274,7 @@ describe('confluence source: pages', () => {
 describe('confluence guidelines and labels', () => {
   it('writes a page and its children as HTML with attached images inlined', async () => {
     const s = newSpace();
-    const png = Buffer.from(
-      'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAHnOG2wAAAABJRU5ErkJggg==',
-      'base64',
-    );
+    const png = TINY_PNG;
     const top = kit.server.addPage({
       space: s,
       title: 'NER guidelines',
