@@ -71,9 +71,10 @@ await runPublishCli(
           "an export's manifest.json (a local file): its location and checksums go on the page",
         );
       },
-      async run({ url, flags, input }) {
+      async run({ url, flags, input, signal }) {
         const result = await publishReport(input, {
           ...publishOptions(url, flags),
+          signal,
           manifest: flags.manifest as string | undefined,
         });
         const what = `report "${result.title}" (${result.report.examples} examples)`;
@@ -101,9 +102,10 @@ await runPublishCli(
           100,
         );
       },
-      async run({ url, flags, input }) {
+      async run({ url, flags, input, signal }) {
         const result = await publishReview(input, {
           ...publishOptions(url, flags),
+          signal,
           ...filtersFromFlags(flags, true),
           batch: flags.batch as number,
         });

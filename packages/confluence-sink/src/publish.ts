@@ -33,6 +33,8 @@ export interface PublishOptions extends ConfluenceConnectionOptions {
   client?: Confluence;
   /** Where a dry run prints (default stdout). */
   out?: NodeJS.WritableStream;
+  /** Aborting stops reading; nothing is published then. */
+  signal?: AbortSignal;
 }
 
 /** The parent page id of a publishing URL. */
@@ -104,6 +106,10 @@ export async function* readTasks(
       });
     }
     yield { task: record.value as Task, line: record.line, raw: record.raw };
+  }
+  // Ctrl-C ends stdin early: what was read is not the dataset.
+  if (options.signal?.aborted) {
+    throw new SluiceError('interrupted: nothing was published', { code: 'INTERRUPTED' });
   }
   if (lines === 0) {
     throw new SluiceError(`${name} is empty: nothing to publish`, {

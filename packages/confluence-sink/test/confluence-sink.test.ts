@@ -205,6 +205,22 @@ describe('confluence-sink report', () => {
     expect(kit.server.pages(ctx.space)).toHaveLength(1);
   });
 
+  it('publishes nothing when interrupted while reading', async () => {
+    const abort = new AbortController();
+    async function* input() {
+      yield lines(annotated)[0] as string;
+      abort.abort(); // Ctrl-C: stdin ends early
+    }
+    await expect(
+      publishReport(input(), {
+        url: `confluence://page/${ctx.parent}`,
+        client: client(),
+        signal: abort.signal,
+      }),
+    ).rejects.toMatchObject({ code: 'INTERRUPTED' });
+    expect(kit.server.pages(ctx.space)).toHaveLength(1);
+  });
+
   it('prints the storage body with --dry-run, without credentials or requests', async () => {
     const before = kit.server.requests.length;
     const out = new PassThrough();

@@ -920,7 +920,9 @@ export async function runPublishCli(
   program.option('--dry-run', 'print what would be published, publish nothing');
   command.configure(program);
   const abort = new AbortController();
-  const onSignal = () => {
+  let stoppedBy: NodeJS.Signals | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    stoppedBy = signal;
     abort.abort();
     (io.stdin as { destroy?: () => void }).destroy?.();
   };
@@ -954,6 +956,7 @@ export async function runPublishCli(
     say(summary);
   } catch (error) {
     code = report(io, bin, error);
+    if (code === EXIT.interrupted && stoppedBy === 'SIGTERM') code = EXIT.terminated;
   } finally {
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);
