@@ -701,6 +701,44 @@ function summarizeSink(result: SinkResult): string {
   }
 }
 
+/**
+ * A command reading JSONL on stdin: refuses a terminal, and turns Ctrl-C or SIGTERM into an
+ * aborted `signal` with stdin destroyed, so that the run stops reading and writes nothing.
+ * `exitCode` makes an interrupted run's code 143 when SIGTERM stopped it.
+ */
+function readingStdin(io: Io): {
+  signal: AbortSignal;
+  refuseTerminal(bin: string, url: string): void;
+  exitCode(code: number): number;
+  dispose(): void;
+} {
+  const abort = new AbortController();
+  let stoppedBy: NodeJS.Signals | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    stoppedBy = signal;
+    abort.abort();
+    (io.stdin as { destroy?: () => void }).destroy?.();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  return {
+    signal: abort.signal,
+    refuseTerminal(bin, url) {
+      if (!io.stdin.isTTY) return;
+      throw usageError(
+        `${bin} reads JSONL on stdin`,
+        `pipe an export into it: prodigy db-out DATASET | ${bin} ${url}`,
+      );
+    },
+    exitCode: (code) =>
+      code === EXIT.interrupted && stoppedBy === 'SIGTERM' ? EXIT.terminated : code,
+    dispose() {
+      process.removeListener('SIGINT', onSignal);
+      process.removeListener('SIGTERM', onSignal);
+    },
+  };
+}
+
 /** Runs a sink CLI: reads JSONL on stdin, exports it, prints progress and a summary on stderr. */
 export async function runSinkCli(
   info: CliInfo,
@@ -711,27 +749,14 @@ export async function runSinkCli(
   const program = baseCommand(info, io);
   sinkFlags(program);
   configure?.(program);
-  const abort = new AbortController();
-  let stoppedBy: NodeJS.Signals | undefined;
   // Ctrl-C stops reading; the run then writes nothing and removes its staging copy.
-  const onSignal = (signal: NodeJS.Signals) => {
-    stoppedBy = signal;
-    abort.abort();
-    (io.stdin as { destroy?: () => void }).destroy?.();
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const stdin = readingStdin(io);
   let progress: Progress | undefined;
   let code: number = EXIT.ok;
   try {
     const { url, flags } = await parse(program, io);
-    if (io.stdin.isTTY) {
-      throw usageError(
-        `${info.bin} reads JSONL on stdin`,
-        `pipe an export into it: prodigy db-out DATASET | ${info.bin} ${url}`,
-      );
-    }
-    const options = { ...sinkOptionsFromFlags(flags, info), signal: abort.signal };
+    stdin.refuseTerminal(info.bin, url);
+    const options = { ...sinkOptionsFromFlags(flags, info), signal: stdin.signal };
     const sink = await create(url, options, flags);
     const shown = new Progress(io, info.bin, flags.quiet === true || flags.jsonSummary === true);
     progress = shown;
@@ -751,11 +776,9 @@ export async function runSinkCli(
     }
   } catch (error) {
     progress?.stop();
-    code = report(io, info.bin, error);
-    if (code === EXIT.interrupted && stoppedBy === 'SIGTERM') code = EXIT.terminated;
+    code = stdin.exitCode(report(io, info.bin, error));
   } finally {
-    process.removeListener('SIGINT', onSignal);
-    process.removeListener('SIGTERM', onSignal);
+    stdin.dispose();
   }
   io.exit(code);
   return code;
@@ -919,26 +942,13 @@ export async function runPublishCli(
   );
   program.option('--dry-run', 'print what would be published, publish nothing');
   command.configure(program);
-  const abort = new AbortController();
-  let stoppedBy: NodeJS.Signals | undefined;
-  const onSignal = (signal: NodeJS.Signals) => {
-    stoppedBy = signal;
-    abort.abort();
-    (io.stdin as { destroy?: () => void }).destroy?.();
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const stdin = readingStdin(io);
   let code: number = EXIT.ok;
   try {
     await program.parseAsync([io.argv[0] as string, io.argv[1] as string, ...io.argv.slice(3)]);
     const url = program.args[0] as string;
     const flags = program.opts();
-    if (io.stdin.isTTY) {
-      throw usageError(
-        `${bin} reads JSONL on stdin`,
-        `pipe an export into it: prodigy db-out DATASET | ${bin} ${url}`,
-      );
-    }
+    stdin.refuseTerminal(bin, url);
     const quiet = flags.quiet === true;
     const say = (line: string) => {
       if (!quiet) io.stderr.write(`${bin}: ${line}\n`);
@@ -947,19 +957,17 @@ export async function runPublishCli(
       url,
       flags,
       input: io.stdin as AsyncIterable<Uint8Array>,
-      signal: abort.signal,
+      signal: stdin.signal,
       say,
     });
-    if (abort.signal.aborted) {
+    if (stdin.signal.aborted) {
       throw new SluiceError('interrupted', { code: 'INTERRUPTED' });
     }
     say(summary);
   } catch (error) {
-    code = report(io, bin, error);
-    if (code === EXIT.interrupted && stoppedBy === 'SIGTERM') code = EXIT.terminated;
+    code = stdin.exitCode(report(io, bin, error));
   } finally {
-    process.removeListener('SIGINT', onSignal);
-    process.removeListener('SIGTERM', onSignal);
+    stdin.dispose();
   }
   io.exit(code);
   return code;

@@ -106,9 +106,9 @@
  * attachment upload (v2 has none; v1 is used, as on Cloud), sort orders other than id on v2.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import mime from 'mime-types';
-import { closeServer, listenLoopback, readBody, sendJson } from './google-api.js';
+import { LoopbackServer, readBody, sendJson } from './loopback.js';
 
 export interface ConfluenceServerOptions {
   /** Largest v1 `limit` honoured; larger ones are silently lowered to it (default 100). */
@@ -636,7 +636,7 @@ export function parseCql(cql: string): { where: Predicate; order: Order[] } {
 // ---------------------------------------------------------------------------------------------
 // The server
 
-export class ConfluenceServer {
+export class ConfluenceServer extends LoopbackServer {
   private readonly spaces = new Map<string, StoredSpace>();
   private readonly pagesById = new Map<string, StoredPage>();
   private readonly attachmentsById = new Map<string, StoredAttachment>();
@@ -647,33 +647,11 @@ export class ConfluenceServer {
   private nextPosition = 0;
   /** Labels have ids of their own, shared by every page with that label. */
   private nextLabelId = 1;
-  private server: Server | undefined;
-  private baseUrl = '';
   /** Requests seen, for tests that count calls: method, path with its query, and the query. */
   readonly requests: Array<{ method: string; path: string; query: URLSearchParams }> = [];
 
-  constructor(private readonly options: ConfluenceServerOptions = {}) {}
-
-  /** Base URL once listening, e.g. http://127.0.0.1:PORT (no trailing slash). */
-  get url(): string {
-    return this.baseUrl;
-  }
-
-  async listen(port = 0): Promise<string> {
-    const { server, url } = await listenLoopback(
-      (req, res) => this.handle(req, res),
-      (res, error) => this.sendError(res, this.apiOf(res), asApiError(error)),
-      port,
-    );
-    this.server = server;
-    this.baseUrl = url;
-    return url;
-  }
-
-  async close(): Promise<void> {
-    const server = this.server;
-    this.server = undefined;
-    if (server) await closeServer(server);
+  constructor(private readonly options: ConfluenceServerOptions = {}) {
+    super();
   }
 
   // -------------------------------------------------------------------------------------------
@@ -1035,7 +1013,11 @@ export class ConfluenceServer {
     return this.apis.get(res) ?? 'v1';
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  protected fail(res: ServerResponse, error: unknown): void {
+    this.sendError(res, this.apiOf(res), asApiError(error));
+  }
+
+  protected async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://placeholder');
     const path = url.pathname;
     const method = req.method ?? 'GET';
@@ -1361,7 +1343,7 @@ export class ConfluenceServer {
       if (start < 0) start = items.length;
     }
     const slice = items.slice(start, start + limit);
-    const base = `${this.baseUrl}${call.context}`;
+    const base = `${this.url}${call.context}`;
     const links: Record<string, string> = {};
     const headers: Record<string, string> = {};
     if (start + limit < items.length) {
@@ -1686,11 +1668,11 @@ export class ConfluenceServer {
         .sort((a, b) => byNumber(a.id, b.id));
       return this.paginateV1(call, spaces, (s) => this.spaceV1(call, s));
     }
-    throw notFound(`null for uri: ${this.baseUrl}${call.url.pathname}`);
+    throw notFound(`null for uri: ${this.url}${call.url.pathname}`);
   }
 
   private base(call: Call): string {
-    return `${this.baseUrl}${call.context}`;
+    return `${this.url}${call.context}`;
   }
 
   /** A single v1 resource: its links also name the base and context, as Confluence's do. */
@@ -1714,7 +1696,7 @@ export class ConfluenceServer {
     const links: Record<string, string> = {
       base,
       context: call.context,
-      self: `${this.baseUrl}${call.url.pathname}${call.url.search}`,
+      self: `${this.url}${call.url.pathname}${call.url.search}`,
     };
     if (limit > 0 && start + limit < items.length) {
       const params = new URLSearchParams(q);

@@ -55,19 +55,16 @@ import {
   randomBytes,
   verify,
 } from 'node:crypto';
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { crc32cBase64 } from './crc32c.js';
 import {
-  closeServer,
-  listenLoopback,
   multipartParts,
   parseFields,
-  readBody,
   resumeIncomplete,
   selectFields,
-  sendJson,
   takeChunk,
 } from './google-api.js';
+import { LoopbackServer, readBody, sendJson } from './loopback.js';
 
 interface StoredObject {
   name: string;
@@ -159,19 +156,18 @@ const encodeRfc3986 = (s: string) =>
     (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
   );
 
-export class GcsServer {
+export class GcsServer extends LoopbackServer {
   private readonly buckets = new Map<string, Bucket>();
   private readonly uploads = new Map<string, Upload>();
   private readonly keys = new Map<string, KeyObject>();
   private readonly tokens = new Set<string>();
-  private server: Server | undefined;
   private lastGeneration = 0;
   /** Requests served, by operation, for checks. */
   readonly requests: Record<string, number> = {};
-  /** Base URL once listening, e.g. `http://127.0.0.1:41234`. */
-  url = '';
 
-  constructor(private readonly options: GcsServerOptions = {}) {}
+  constructor(private readonly options: GcsServerOptions = {}) {
+    super();
+  }
 
   /** Registers a service account's public key (PEM), for signed URLs and token grants. */
   addServiceAccount(email: string, publicKeyPem: string): void {
@@ -214,24 +210,6 @@ export class GcsServer {
   /** Resumable uploads started and not finished, for checks. */
   get openUploads(): number {
     return [...this.uploads.values()].filter((upload) => !upload.done).length;
-  }
-
-  async listen(port = 0, host = '127.0.0.1'): Promise<string> {
-    const { server, url } = await listenLoopback(
-      (req, res) => this.handle(req, res),
-      (res, error) => this.sendError(res, asApiError(error)),
-      port,
-      host,
-    );
-    this.server = server;
-    this.url = url;
-    return url;
-  }
-
-  async close(): Promise<void> {
-    const server = this.server;
-    this.server = undefined;
-    if (server) await closeServer(server);
   }
 
   private count(operation: string): void {
@@ -373,7 +351,11 @@ export class GcsServer {
     }
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  protected fail(res: ServerResponse, error: unknown): void {
+    this.sendError(res, asApiError(error));
+  }
+
+  protected async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://placeholder');
     const path = url.pathname;
     const q = url.searchParams;

@@ -88,20 +88,17 @@
  * notifications, batch requests, Docs/Sheets/Slides content beyond their text exports.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import mime from 'mime-types';
 import {
-  closeServer,
   type FieldTree,
-  listenLoopback,
   multipartParts,
   parseFields,
-  readBody,
   resumeIncomplete,
   selectFields,
-  sendJson,
   takeChunk,
 } from './google-api.js';
+import { LoopbackServer, readBody, sendJson } from './loopback.js';
 
 export interface DriveServerOptions {
   /** Largest pageSize honoured by files.list (default 1000, the real limit); changes.list too. */
@@ -674,7 +671,7 @@ function mergeProperties(
   return Object.keys(merged).length ? merged : undefined;
 }
 
-export class DriveServer {
+export class DriveServer extends LoopbackServer {
   private readonly files = new Map<string, DriveFile>();
   /** Root folders (My Drive's and each shared drive's): served by files.get, never listed. */
   private readonly roots = new Set<string>();
@@ -687,8 +684,6 @@ export class DriveServer {
   private readonly changeLog: Change[] = [];
   /** Each file's latest entry in `changeLog`: the feed lists a file there only. */
   private readonly latestChange = new Map<string, number>();
-  private server: Server | undefined;
-  private baseUrl = '';
   /** Lifetime of the access tokens /token grants. */
   tokenLifetimeSeconds = 3600;
   /** Id of the caller's My Drive root folder; the alias 'root' resolves to it in q and parents. */
@@ -697,12 +692,8 @@ export class DriveServer {
   readonly requests: Array<{ method: string; path: string; query: URLSearchParams }> = [];
 
   constructor(private readonly options: DriveServerOptions = {}) {
+    super();
     this.addRoot(this.rootId, 'My Drive');
-  }
-
-  /** Base URL once listening, e.g. http://127.0.0.1:PORT (no trailing slash). */
-  get url(): string {
-    return this.baseUrl;
   }
 
   /** Accepts this bearer token, for `expiresInSeconds` if given (0 or less: already expired). */
@@ -833,23 +824,6 @@ export class DriveServer {
   addImage(name: string, content: Buffer, contentType: string): string {
     this.images.set(name, { content, contentType });
     return `${this.url}/images/${encodeURIComponent(name)}`;
-  }
-
-  async listen(port = 0): Promise<string> {
-    const { server, url } = await listenLoopback(
-      (req, res) => this.handle(req, res),
-      (res, error) => this.sendError(res, asApiError(error)),
-      port,
-    );
-    this.server = server;
-    this.baseUrl = url;
-    return url;
-  }
-
-  async close(): Promise<void> {
-    const server = this.server;
-    this.server = undefined;
-    if (server) await closeServer(server);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -984,7 +958,11 @@ export class DriveServer {
   // -------------------------------------------------------------------------------------------
   // HTTP
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  protected fail(res: ServerResponse, error: unknown): void {
+    this.sendError(res, asApiError(error));
+  }
+
+  protected async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://placeholder');
     const path = url.pathname;
     const q = url.searchParams;

@@ -1,17 +1,7 @@
 // Wire pieces the Google API servers of the test kit share (Cloud Storage JSON API, Drive v3):
-// request bodies, `fields` partial responses, multipart/related uploads and resumable
+// `fields` partial responses, multipart/related uploads and resumable
 // upload sessions, as Google's public references describe them.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-
-/** A request's whole body. */
-export function readBody(req: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
-}
+import type { ServerResponse } from 'node:http';
 
 /** A `fields` selector such as `nextPageToken,files(id,name)` as a tree. */
 export type FieldTree = Map<string, FieldTree | true>;
@@ -154,49 +144,4 @@ export function resumeIncomplete(res: ServerResponse, received: number): void {
   const headers: Record<string, string> = { 'Content-Length': '0' };
   if (received > 0) headers.Range = `bytes=0-${received - 1}`;
   res.writeHead(308, headers).end();
-}
-
-/**
- * Listens on a loopback port (0: a free one) with a request handler; a handler that throws
- * gets `fail` to answer, or the connection dropped when the answer had already begun.
- */
-export async function listenLoopback(
-  handle: (req: IncomingMessage, res: ServerResponse) => Promise<void>,
-  fail: (res: ServerResponse, error: unknown) => void,
-  port: number,
-  host = '127.0.0.1',
-): Promise<{ server: Server; url: string }> {
-  const server = createServer((req, res) => {
-    handle(req, res).catch((error: unknown) => {
-      if (res.headersSent) res.destroy();
-      else fail(res, error);
-    });
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, resolve);
-  });
-  return { server, url: `http://${host}:${(server.address() as { port: number }).port}` };
-}
-
-/** Stops a server at once, open connections included. */
-export async function closeServer(server: Server): Promise<void> {
-  server.closeAllConnections();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-}
-
-/** A JSON answer, as Google's APIs send it. */
-export function sendJson(
-  res: ServerResponse,
-  status: number,
-  body: unknown,
-  headers: Record<string, string> = {},
-): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    'Content-Type': 'application/json; charset=UTF-8',
-    'Content-Length': Buffer.byteLength(text),
-    ...headers,
-  });
-  res.end(text);
 }
