@@ -44,6 +44,12 @@ export interface CliInfo {
   url: string;
   /** Example command lines for --help. */
   examples: string[];
+  /**
+   * Sinks: what `--if-exists` calls replacing an earlier export, with its help (default
+   * `overwrite`). File 360 says `version`: its documents keep their earlier versions.
+   * `overwrite` is accepted either way.
+   */
+  replace?: { name: string; help: string };
 }
 
 /** Parsed flags of a command: core's plus the connector's own. */
@@ -287,7 +293,8 @@ export function filterFlags(program: Command, match: 'all' | 'any'): void {
 }
 
 /** Adds every core sink flag to a command. */
-function sinkFlags(program: Command): void {
+function sinkFlags(program: Command, info: CliInfo): void {
+  const replace = info.replace?.name ?? 'overwrite';
   filterFlags(program, 'all');
   program
     .option('--dataset <name>', 'Prodigy dataset name: fills {dataset}, recorded in the manifest')
@@ -312,13 +319,21 @@ function sinkFlags(program: Command): void {
       `a review package: adds review.csv (for Google Sheets or Excel) next to the JSONL, and, unless filters are given, keeps flagged, ignored and low-score (at most ${REVIEW_SCORE}) examples`,
     )
     .option('--csv', 'also write the kept examples as review.csv, one row each')
+    .option(
+      '--guidelines <file>',
+      'put this file (annotation guidelines: HTML, PDF, Markdown) in the export as guidelines.<ext>, e.g. for reviewers',
+    )
     .addOption(
       new Option(
         '--if-exists <policy>',
-        'when the root holds a different export: overwrite, fail or skip',
+        `when the root holds a different export: ${info.replace?.help ?? replace}, fail or skip`,
       )
-        .argParser(choice('--if-exists', ['overwrite', 'fail', 'skip'] as const))
-        .default('overwrite'),
+        .argParser((value: string) =>
+          value === replace || value === 'overwrite'
+            ? 'overwrite'
+            : choice('--if-exists', [replace, 'fail', 'skip'])(value),
+        )
+        .default('overwrite', replace),
     )
     .option('--dry-run', 'show what would be written, write nothing')
     .option('--allow-empty', 'write an export even when stdin is empty (refused by default)')
@@ -364,6 +379,7 @@ export function sinkOptionsFromFlags(flags: Flags, info: CliInfo): SinkOptions {
     format: flags.format as SinkFormat,
     ...filtersFromFlags(flags, review),
     csv: review || flags.csv === true,
+    guidelines: flags.guidelines as string | undefined,
     maxPartRecords: flags.maxPartRecords as number | undefined,
     skipInvalid: flags.skipInvalid === true,
     ifExists: flags.ifExists as SinkOptions['ifExists'],
@@ -747,7 +763,7 @@ export async function runSinkCli(
   io: Io = defaultIo(),
 ): Promise<number> {
   const program = baseCommand(info, io);
-  sinkFlags(program);
+  sinkFlags(program, info);
   configure?.(program);
   // Ctrl-C stops reading; the run then writes nothing and removes its staging copy.
   const stdin = readingStdin(io);

@@ -2,9 +2,9 @@ import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, extname, join } from 'node:path';
 import { createGzip, type Gzip } from 'node:zlib';
 import { SluiceError, usageError } from './errors.js';
 import { scanJsonl } from './jsonl.js';
@@ -111,6 +111,11 @@ export interface SinkOptions {
    * source, its rows keep their hashes.
    */
   csv?: boolean;
+  /**
+   * A local file (the annotation guidelines: HTML, PDF, Markdown) to put next to the parts as
+   * `guidelines.<ext>`, for reviewers; recorded in the manifest with its sha256.
+   */
+  guidelines?: string;
   /** When the export root holds a different export: overwrite (default), fail or skip. */
   ifExists?: 'overwrite' | 'fail' | 'skip';
   /** Compute everything, write nothing. */
@@ -159,6 +164,8 @@ export interface Manifest {
   rejects: ManifestPart | null;
   /** review.csv, with `csv`. */
   review: ManifestPart | null;
+  /** The guidelines file, with `guidelines`: `name` is the file's own name. */
+  guidelines?: { key: string; name: string; bytes: number; sha256: string };
   /** Where the records came from, by `meta.source`. */
   lineage: { sources: Record<string, number>; truncated: boolean };
 }
@@ -196,6 +203,16 @@ export interface Sink {
 export const MANIFEST_KEY = 'manifest.json';
 export const REJECTS_KEY = 'rejects.jsonl';
 export const REVIEW_KEY = 'review.csv';
+/** Guidelines go in as `guidelines` plus the file's extension. */
+const GUIDELINES_KEY = 'guidelines';
+const GUIDELINES_TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.htm': 'text/html; charset=utf-8',
+  '.pdf': 'application/pdf',
+  '.md': 'text/markdown; charset=utf-8',
+  '.txt': 'text/plain; charset=utf-8',
+  '.docx': 'application/vnd.openxmlformats-officedocument.wordprocessingml.document',
+};
 const MAX_LINEAGE_SOURCES = 10_000;
 const CONTENT_TYPES: Record<SinkFormat, string> = {
   jsonl: 'application/x-ndjson',
@@ -621,6 +638,10 @@ class SinkRun {
           }
         : undefined;
     try {
+      // The guidelines are copied first: a wrong path fails before stdin is read.
+      const guidelines = options.guidelines
+        ? await stageGuidelines(options.guidelines, join(staging, GUIDELINES_KEY))
+        : undefined;
       // Stage 1: validate, filter and serialize everything locally. A bad line stops here,
       // before anything is written to the store.
       for await (const record of records) {
@@ -725,12 +746,14 @@ class SinkRun {
               sha256: stagedReview.sha256,
             }
           : null,
+        ...(guidelines ? { guidelines: guidelines.entry } : {}),
         lineage,
       };
       return await this.publish(driver, previous, manifest, join(staging, MANIFEST_KEY), [
         ...parts.map(({ entry, staged, streamed }) => ({ key: entry.key, staged, streamed })),
         ...(stagedRejects ? [{ key: REJECTS_KEY, staged: stagedRejects }] : []),
         ...(stagedReview ? [{ key: REVIEW_KEY, staged: stagedReview }] : []),
+        ...(guidelines ? [{ key: guidelines.entry.key, staged: guidelines.staged }] : []),
       ]);
     } catch (error) {
       // Nothing of a failed run may appear: uploads still open are dropped.
@@ -793,9 +816,13 @@ class SinkRun {
     }
     const keys = new Set<string>();
     for (const { entry } of parts) {
-      if (keys.has(entry.key) || [MANIFEST_KEY, REJECTS_KEY, REVIEW_KEY].includes(entry.key)) {
+      if (
+        keys.has(entry.key) ||
+        [MANIFEST_KEY, REJECTS_KEY, REVIEW_KEY].includes(entry.key) ||
+        entry.key.startsWith(`${GUIDELINES_KEY}.`)
+      ) {
         throw usageError(
-          `part key ${entry.key} would overwrite another part, ${MANIFEST_KEY}, ${REJECTS_KEY} or ${REVIEW_KEY}`,
+          `part key ${entry.key} would overwrite another part, ${MANIFEST_KEY}, ${REJECTS_KEY}, ${REVIEW_KEY} or the guidelines`,
           'put {part} (or {hash}) in --name so that every part gets a key of its own',
         );
       }
@@ -839,6 +866,7 @@ class SinkRun {
       ...(previous?.parts ?? []),
       ...(previous?.rejects ? [previous.rejects] : []),
       ...(previous?.review ? [previous.review] : []),
+      ...(previous?.guidelines ? [previous.guidelines] : []),
     ]) {
       before.set(part.key, part.sha256);
     }
@@ -917,9 +945,42 @@ function sameExport(a: Manifest, b: Manifest): boolean {
       m.parts,
       m.rejects,
       m.review ?? null,
+      m.guidelines ?? null,
       m.lineage,
     ]);
   return essence(a) === essence(b);
+}
+
+/** Copies the guidelines file into staging, with its manifest entry. */
+async function stageGuidelines(
+  path: string,
+  staged: string,
+): Promise<{ entry: NonNullable<Manifest['guidelines']>; staged: StagedPart }> {
+  let body: Buffer;
+  try {
+    body = await readFile(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw usageError(
+      `--guidelines ${path}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'a folder, not a file' : (error as Error).message}`,
+      'give the guidelines as one file (HTML, PDF, Markdown), e.g. from `confluence-source guidelines`',
+    );
+  }
+  await writeFile(staged, body).catch((error: unknown) => {
+    throw stagingError(error);
+  });
+  const extension = extname(path).toLowerCase();
+  const sha256 = createHash('sha256').update(body).digest('hex');
+  const key = `${GUIDELINES_KEY}${/^\.[a-z0-9]{1,8}$/.test(extension) ? extension : ''}`;
+  return {
+    entry: { key, name: basename(path), bytes: body.length, sha256 },
+    staged: {
+      path: staged,
+      bytes: body.length,
+      sha256,
+      contentType: GUIDELINES_TYPES[extension] ?? 'application/octet-stream',
+    },
+  };
 }
 
 /** A line (or a task given as an object) on its way into staging. */

@@ -1,4 +1,6 @@
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { createSink, type SinkDriver } from '../src/sink.js';
@@ -69,5 +71,47 @@ describe('sink counts', () => {
     expect(() => createSink(memoryDriver(new Map()), 'mem://x', { name: '../elsewhere' })).toThrow(
       /--name \.\.\/elsewhere\.jsonl would leave the export root/,
     );
+  });
+
+  it('puts the guidelines file in the export, checksummed in the manifest, and reruns stay unchanged', async () => {
+    const store = new Map<string, Buffer>();
+    const dir = await mkdtemp(join(tmpdir(), 'sluice-guidelines-'));
+    const file = join(dir, 'Labelling guide.html');
+    await writeFile(file, '<h1>Label ORG for companies</h1>');
+    const tasks = [{ text: 'a', answer: 'ignore' as const }];
+    const first = await createSink(memoryDriver(store), 'mem://x', { guidelines: file }).write(
+      tasks,
+    );
+    expect(first.written).toEqual(['part-00000.jsonl', 'guidelines.html', 'manifest.json']);
+    expect(store.get('mem://x/guidelines.html')?.toString()).toBe(
+      '<h1>Label ORG for companies</h1>',
+    );
+    expect(first.manifest.guidelines).toEqual({
+      key: 'guidelines.html',
+      name: 'Labelling guide.html',
+      bytes: 32,
+      sha256: '915c1dda8a8916dfd04bcf4fa3600dd16afb5192cf251d4b4acd49edb9dc6f77',
+    });
+    const again = await createSink(memoryDriver(store), 'mem://x', { guidelines: file }).write(
+      tasks,
+    );
+    expect(again.status).toBe('unchanged');
+    // New guidelines are a different export: only they and the manifest are written again.
+    await writeFile(file, '<h1>Label ORG and PRODUCT</h1>');
+    const edited = await createSink(memoryDriver(store), 'mem://x', { guidelines: file }).write(
+      tasks,
+    );
+    expect(edited.written).toEqual(['guidelines.html', 'manifest.json']);
+  });
+
+  it('refuses a guidelines path that is not a file before writing anything', async () => {
+    const store = new Map<string, Buffer>();
+    const sink = createSink(memoryDriver(store), 'mem://x', {
+      guidelines: '/nonexistent/guide.pdf',
+    });
+    await expect(sink.write([{ text: 'a' }])).rejects.toThrow(
+      '--guidelines /nonexistent/guide.pdf: no such file',
+    );
+    expect(store.size).toBe(0);
   });
 });
