@@ -13,6 +13,7 @@ export default defineConfig({
       { find: /^@sluice\/gcs-source$/, replacement: src('gcs-source/src/index.ts') },
       { find: /^@sluice\/gdrive-source$/, replacement: src('gdrive-source/src/index.ts') },
       { find: /^@sluice\/confluence-source$/, replacement: src('confluence-source/src/index.ts') },
+      { find: /^@sluice\/file360-source$/, replacement: src('file360-source/src/index.ts') },
     ],
   },
   test: {

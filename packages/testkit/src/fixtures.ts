@@ -13,6 +13,11 @@ import {
   startConfluenceServer,
 } from './confluence-server.js';
 import {
+  type File360Server,
+  type File360ServerOptions,
+  startFile360Server,
+} from './file360-server.js';
+import {
   type GcsServer,
   type GcsServerOptions,
   serviceAccount,
@@ -138,6 +143,37 @@ export function useConfluence(options: ConfluenceServerOptions = {}): {
     context.bearer = `pat-${randomBytes(18).toString('base64url')}`;
     server.addUser(context.email, context.apiToken);
     server.addToken(context.bearer);
+  });
+  afterAll(async () => {
+    await context.server?.close();
+  });
+  return context;
+}
+
+/**
+ * For a test file: starts the OpenText Content Server test server with a user (`annotator` and
+ * a password made for the run, for POST /api/v1/auth) and a bearer token registered. `base` is
+ * `url` plus the server's basePath (`/otcs/cs.exe` by default). Read the fields inside tests.
+ */
+export function useFile360(options: File360ServerOptions = {}): {
+  server: File360Server;
+  url: string;
+  base: string;
+  username: string;
+  password: string;
+  token: string;
+} {
+  const context = {} as ReturnType<typeof useFile360>;
+  beforeAll(async () => {
+    const { server, url, base } = await startFile360Server(options);
+    context.server = server;
+    context.url = url;
+    context.base = base;
+    context.username = 'annotator';
+    context.password = randomBytes(12).toString('base64url');
+    context.token = `otds-${randomBytes(18).toString('base64url')}`;
+    server.addUser(context.username, context.password);
+    server.addToken(context.token);
   });
   afterAll(async () => {
     await context.server?.close();

@@ -11,7 +11,16 @@ export {
   startConfluenceServer,
 } from './confluence-server.js';
 export { crc32c, crc32cBase64 } from './crc32c.js';
-export { useConfluence, useDrive, useGcs, useS3 } from './fixtures.js';
+export {
+  ENTERPRISE_WORKSPACE,
+  type File360Node,
+  type File360Request,
+  File360Server,
+  type File360ServerOptions,
+  type File360Version,
+  startFile360Server,
+} from './file360-server.js';
+export { useConfluence, useDrive, useFile360, useGcs, useS3 } from './fixtures.js';
 export {
   GcsServer,
   type GcsServerOptions,
