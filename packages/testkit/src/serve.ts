@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// `npx pnpm@10.34.9 testkit serve s3|gcs|gdrive|confluence [--port N] [--bucket sluice] [--seed DIR] ...`
-// Starts a local server, seeds a bucket (or Drive folder, or Confluence space) from a folder and prints how to
+// `npx pnpm@10.34.9 testkit serve s3|gcs|gdrive|confluence|file360 [--port N] [--bucket sluice] [--seed DIR] ...`
+// Starts a local server, seeds a bucket (or Drive or File 360 folder, or Confluence space) from a folder and prints how to
 // point the connectors at it, so they can be tried with no account. Runs until Ctrl-C.
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
@@ -13,6 +13,7 @@ import {
   confluenceToken,
   startConfluenceServer,
 } from './confluence-server.js';
+import { ENTERPRISE_WORKSPACE, type File360Server, startFile360Server } from './file360-server.js';
 import { serviceAccount, startGcsServer } from './gcs-server.js';
 import { type DriveServer, startDriveServer } from './gdrive-server.js';
 import { type S3ServerName, startS3 } from './s3.js';
@@ -41,6 +42,7 @@ const USAGE = `usage: testkit serve s3 [--server s3rver|moto|stub] [--port 9000]
        testkit serve gcs [--port 4443] [--bucket sluice] [--seed DIR]
        testkit serve gdrive [--port 4444] [--folder sluice] [--seed DIR]
        testkit serve confluence [--port 4445] [--space SLUICE] [--seed DIR]
+       testkit serve file360 [--port 4446] [--folder sluice] [--seed DIR]
 
 Starts a local server on 127.0.0.1, creates the bucket, uploads every file under --seed
 (keys relative to it), prints how to point the CLIs at it, and serves until Ctrl-C.
@@ -58,7 +60,10 @@ confluence: the test kit's Confluence REST server (Cloud v2 and v1 under /wiki, 
 v1 under /confluence), in memory; --seed fills the space (--space) below its homepage: each
 .html, .xml or .txt file becomes a page (its storage body the file, text wrapped in <p>), each
 subfolder a page of that name, and other files attachments on a page named after their
-folder. A user and API token are made for the run.`;
+folder. A user and API token are made for the run.
+file360: the test kit's OpenText Content Server REST server, in memory, under /otcs/cs.exe;
+--seed fills a folder (--folder, in the Enterprise Workspace, its id printed) with a folder
+for each subfolder and a document for each file. A user and password are made for the run.`;
 
 async function* files(dir: string): AsyncGenerator<string> {
   for (const entry of await readdir(dir, { withFileTypes: true })) {
@@ -115,10 +120,11 @@ async function main(): Promise<number> {
     'serve gcs': 4443,
     'serve gdrive': 4444,
     'serve confluence': 4445,
+    'serve file360': 4446,
   };
   if (!Object.hasOwn(defaultPorts, command)) {
     console.error(
-      `testkit: error: expected "serve s3", "serve gcs", "serve gdrive" or "serve confluence", got "${command}"\n${USAGE}`,
+      `testkit: error: expected "serve s3", "serve gcs", "serve gdrive", "serve confluence" or "serve file360", got "${command}"\n${USAGE}`,
     );
     return 2;
   }
@@ -132,6 +138,7 @@ async function main(): Promise<number> {
   if (command === 'serve confluence') {
     return serveConfluence(port, values.space as string, values.seed);
   }
+  if (command === 'serve file360') return serveFile360(port, values.folder as string, values.seed);
   const server = values.server as S3ServerName | 'stub';
   if (!['s3rver', 'moto', 'stub'].includes(server)) {
     console.error(`testkit: error: --server must be s3rver, moto or stub, got "${server}"`);
@@ -397,6 +404,49 @@ async function serveConfluence(
   );
   await untilStopped();
   await stop();
+  return 0;
+}
+
+/** Copies a local folder into a File 360 folder: a folder for each subfolder, a document for each file. */
+async function seedFile360(server: File360Server, dir: string, parentId: number): Promise<number> {
+  let seeded = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    if (entry.name.startsWith('.')) continue;
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) {
+      seeded += await seedFile360(server, path, server.addFolder(parentId, entry.name));
+    } else if (entry.isFile()) {
+      server.addDocument(parentId, entry.name, await readFile(path));
+      seeded++;
+    }
+  }
+  return seeded;
+}
+
+async function serveFile360(
+  port: number,
+  folder: string,
+  seed: string | undefined,
+): Promise<number> {
+  const { server, base } = await startFile360Server({}, port);
+  const folderId = server.addFolder(ENTERPRISE_WORKSPACE, folder);
+  const seeded = seed ? await seedFile360(server, seed, folderId) : 0;
+  const password = randomBytes(12).toString('base64url');
+  server.addUser('sluice', password);
+  console.log(
+    `OpenText File 360 / Content Server REST (test kit) serving on ${base}; folder "${folder}" (node ${folderId}) holds ${seeded} seeded documents.`,
+  );
+  console.log('Point the Sluice File 360 CLIs at it (the password is made for this run):');
+  console.log(`  export FILE360_URL=${base}`);
+  console.log(`  export FILE360_USERNAME=sluice FILE360_PASSWORD=${password}`);
+  console.log(
+    `  node packages/file360-source/dist/cli.js file360://node/${folderId} --recursive | head -3`,
+  );
+  console.log(
+    `  node packages/file360-sink/dist/cli.js 'file360://node/${folderId}/exports/{dataset}' --dataset news < examples/data/db-out/ner-news.jsonl`,
+  );
+  await untilStopped();
+  await server.close();
   return 0;
 }
 

@@ -8,7 +8,7 @@ const repo = (path: string) => fileURLToPath(new URL(`../../../${path}`, import.
 
 /** Starts `testkit serve KIND` seeded with the example text folder, once it says it is ready. */
 async function serveSeeded(
-  kind: 's3' | 'gcs' | 'gdrive',
+  kind: 's3' | 'gcs' | 'gdrive' | 'file360',
   seeded = /bucket "sluice" holds 1 seeded objects/,
 ) {
   const server = startCli(serve, [
@@ -120,6 +120,40 @@ describe('testkit serve gdrive', () => {
       );
       expect(source.code).toBe(0);
       expect(source.stdout.trim().split('\n')).toHaveLength(12);
+    } finally {
+      server.child.kill('SIGINT');
+    }
+    expect(await server.closed).toBe(0);
+  }, 60_000);
+});
+
+describe('testkit serve file360', () => {
+  it('serves a seeded folder that the File 360 CLIs use with the environment it prints', async () => {
+    const server = await serveSeeded(
+      'file360',
+      /folder "sluice" \(node \d+\) holds 1 seeded documents/,
+    );
+    try {
+      const out = server.stdout();
+      const env = {
+        FILE360_URL: /export FILE360_URL=(\S+)/.exec(out)?.[1] ?? '',
+        FILE360_USERNAME: /FILE360_USERNAME=(\S+)/.exec(out)?.[1] ?? '',
+        FILE360_PASSWORD: /FILE360_PASSWORD=(\S+)/.exec(out)?.[1] ?? '',
+      };
+      const folder = /cli\.js (file360:\/\/node\/\d+) --recursive/.exec(out)?.[1] ?? '';
+      const source = await runCli(
+        repo('packages/file360-source/dist/cli.js'),
+        [folder, '--recursive', '--quiet'],
+        { env },
+      );
+      expect(source.code).toBe(0);
+      expect(source.stdout.trim().split('\n')).toHaveLength(12);
+      const sink = await runCli(
+        repo('packages/file360-sink/dist/cli.js'),
+        [`${folder}/exports/{dataset}`, '--dataset', 'news'],
+        { env, input: await readFile(repo('examples/data/db-out/ner-news.jsonl')) },
+      );
+      expect(sink.stderr).toMatch(/wrote 1 part \(24 records\)/);
     } finally {
       server.child.kill('SIGINT');
     }
