@@ -169,3 +169,17 @@ def test_a_confluence_sink_url_names_its_command(monkeypatch, tmp_path):
     ]
     with pytest.raises(SluiceError, match="command=publish is not a confluence-sink command"):
         command_for("confluence://page/42?command=publish", "sink")
+
+
+def test_file360_urls_run_the_file360_clis_with_their_template(monkeypatch, tmp_path):
+    from prodigy_sluice._connectors import command_for
+
+    monkeypatch.setenv("SLUICE_BIN_DIR", str(tmp_path))
+    for name in ("file360-source", "file360-sink"):
+        (tmp_path / name).write_text("")
+    assert command_for("file360://node/48213?recursive&include=*.txt", "source") == [
+        str(tmp_path / "file360-source"), "file360://node/48213", "--recursive", "--include", "*.txt",
+    ]
+    assert command_for("file360://node/48213/{dataset}/{date}?if_exists=fail", "sink") == [
+        str(tmp_path / "file360-sink"), "file360://node/48213/{dataset}/{date}", "--if-exists", "fail",
+    ]

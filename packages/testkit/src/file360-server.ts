@@ -1,8 +1,8 @@
 /**
- * An OpenText Content Server ("File360") for tests: the parts of the CS REST API (api/v1, api/v2)
- * that a connector reading and writing folders and documents uses, in memory, on 127.0.0.1.
- * There is no public emulator, so this one follows the research notes in the project (sources
- * and confidence marked there) and these sources:
+ * An OpenText Content Server for tests (the REST API File 360 is reached through): the parts of
+ * the CS REST API (api/v1, api/v2) that a connector reading and writing folders and documents
+ * uses, in memory, on 127.0.0.1. There is no public emulator, so this one is written from these
+ * public sources (named by their keys below), with inferences marked:
  *   SW  OpenText's CS REST OpenAPI spec as generated into TypeScript by chriscdn/cs-rest,
  *       src/types/cs-rest-types/schema.ts (commit 8600497): paths, parameters, error texts
  *       https://github.com/chriscdn/cs-rest
@@ -12,6 +12,7 @@
  *   UI  OpenText's csui SDK test mocks (lib/src/csui/... as vendored in vashisht7/OTCS-Widgets):
  *       envelopes, `fields=versions.element(0)`, the 401 body, the not-accessible text
  *   XE  fitschgo/xecm (CSRestAPI.py): OTDS bearer tokens on every call
+ *   CR  chriscdn/cs-rest README: form bodies, the fresh ticket on every answer
  *
  * Every route lives under `basePath` (default `/otcs/cs.exe`, the CGI URL). Request bodies are
  * forms (application/x-www-form-urlencoded or multipart/form-data), never JSON, as on CS.
