@@ -1,7 +1,7 @@
 // Every Confluence wire call of Sluice, source and sink alike: Cloud (REST v2, plus v1 for CQL
 // search and attachment upload, which v2 does not have) and Data Center (REST v1), over fetch.
 import { debuglog } from 'node:util';
-import { requestError, SluiceError, skipBytes, usageError } from '@sluice/core';
+import { apiError, type KnownAnswer, SluiceError, skipBytes, usageError } from '@sluice/core';
 
 export const CONFLUENCE_CONNECTOR = 'confluence';
 export const debug = debuglog('sluice:confluence');
@@ -149,50 +149,44 @@ export class ConfluenceHttpError extends Error {
   }
 }
 
+/** The answers Confluence gives that Sluice names, by HTTP status. */
+const KNOWN: Record<number, KnownAnswer> = {
+  400: {
+    code: 'BAD_INPUT',
+    text: 'request refused (400)',
+    hint: 'check the CQL, space key and page ids',
+  },
+  401: {
+    code: 'AUTH',
+    text: 'credentials refused (401)',
+    hint: 'check CONFLUENCE_EMAIL and CONFLUENCE_API_TOKEN (Cloud) or CONFLUENCE_TOKEN (an OAuth access token, or a Data Center personal access token); tokens expire',
+  },
+  403: {
+    code: 'AUTH',
+    text: 'not permitted (403)',
+    hint: 'the account needs view permission on the space to read, and add-page and attachment permissions to publish',
+  },
+  404: {
+    code: 'NOT_FOUND',
+    text: 'not found',
+    hint: 'check the space key or page id, and that the account may view it (Confluence answers 404 for pages it hides)',
+  },
+  409: {
+    code: 'CONFLICT',
+    text: 'changed by someone else meanwhile',
+    hint: 'run the command again',
+  },
+};
+
 /** Turns a failure into a SluiceError naming `what` (a page, a space); never includes credentials. */
 export function confluenceError(error: unknown, what: string): SluiceError {
-  if (error instanceof SluiceError) return error;
-  const status = error instanceof ConfluenceHttpError ? error.status : undefined;
-  const message = error instanceof ConfluenceHttpError ? error.apiMessage : '';
-  const detail = message ? ` (${message.slice(0, 200)})` : '';
-  const make = (code: SluiceError['code'], text: string, hint: string) =>
-    new SluiceError(`${what}: ${text}${detail}`, {
-      code,
-      connector: CONFLUENCE_CONNECTOR,
-      hint,
-      cause: error,
-    });
-  if (status === 401) {
-    return make(
-      'AUTH',
-      'credentials refused (401)',
-      'check CONFLUENCE_EMAIL and CONFLUENCE_API_TOKEN (Cloud) or CONFLUENCE_TOKEN (an OAuth access token, or a Data Center personal access token); tokens expire',
-    );
-  }
-  if (status === 403) {
-    return make(
-      'AUTH',
-      'not permitted (403)',
-      'the account needs view permission on the space to read, and add-page and attachment permissions to publish',
-    );
-  }
-  if (status === 404) {
-    return make(
-      'NOT_FOUND',
-      'not found',
-      'check the space key or page id, and that the account may view it (Confluence answers 404 for pages it hides)',
-    );
-  }
-  if (status === 409) {
-    return make('CONFLICT', 'changed by someone else meanwhile', 'run the command again');
-  }
-  if (status === 400) {
-    return make('BAD_INPUT', 'request refused (400)', 'check the CQL, space key and page ids');
-  }
-  return requestError(error, {
+  const http = error instanceof ConfluenceHttpError ? error : undefined;
+  return apiError(error, {
     connector: CONFLUENCE_CONNECTOR,
     what,
-    status,
+    status: http?.status,
+    message: http?.apiMessage,
+    known: http ? KNOWN[http.status] : undefined,
     unreachable: 'cannot reach Confluence: check CONFLUENCE_URL (or --site) and the network',
   });
 }

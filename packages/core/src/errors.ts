@@ -102,3 +102,38 @@ export function requestError(
     retryable: status >= 500 || status === 429 || network || failure.retryable,
   });
 }
+
+/** How a REST connector names an answer it knows: the code, the words after the place, a hint. */
+export interface KnownAnswer {
+  code: SluiceErrorCode;
+  text: string;
+  hint: string;
+}
+
+/**
+ * A REST client's failure as a SluiceError: `what: text (the API's message)` with the code and
+ * hint of `known`, the case the connector recognised; anything else as `requestError`.
+ */
+export function apiError(
+  error: unknown,
+  options: {
+    connector: string;
+    what: string;
+    status?: number;
+    /** The API's own message, shown after the text (at most 200 characters). */
+    message?: string;
+    known?: KnownAnswer;
+    unreachable: string;
+  },
+): SluiceError {
+  if (error instanceof SluiceError) return error;
+  const { connector, what, known, message } = options;
+  if (!known) return requestError(error, options);
+  const detail = message ? ` (${message.slice(0, 200)})` : '';
+  return new SluiceError(`${what}: ${known.text}${detail}`, {
+    code: known.code,
+    connector,
+    hint: known.hint,
+    cause: error,
+  });
+}

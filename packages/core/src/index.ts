@@ -37,7 +37,9 @@ export {
   writeLabelFiles,
 } from './documents.js';
 export {
+  apiError,
   isSluiceError,
+  type KnownAnswer,
   requestError,
   SluiceError,
   type SluiceErrorCode,
@@ -78,6 +80,7 @@ export { type Agreement, type DatasetReport, datasetReport, ReportBuilder } from
 export { createSelector, parseShard, parseSize, parseTime, type Selection } from './select.js';
 export {
   createSink,
+  folderPaths,
   labelsOf,
   MANIFEST_KEY,
   type Manifest,

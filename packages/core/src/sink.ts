@@ -1012,6 +1012,34 @@ async function* taskRecords(
 }
 
 /**
+ * For sinks on stores with real folders (Drive, File 360): the id of the folder at a path below
+ * `root`, found (or made, when `create` is set) one segment at a time by `step`, once per run.
+ * A path looked up and missing, or whose lookup failed, is looked up again next time.
+ */
+export function folderPaths<Id>(
+  root: Id,
+  step: (parent: Id, name: string, create: boolean) => Promise<Id | undefined>,
+): (segments: string[], create: boolean) => Promise<Id | undefined> {
+  const known = new Map<string, Promise<Id | undefined>>();
+  const folderAt = (segments: string[], create: boolean): Promise<Id | undefined> => {
+    if (segments.length === 0) return Promise.resolve(root);
+    const path = segments.join('/');
+    const seen = known.get(path);
+    if (seen) return seen;
+    const pending = folderAt(segments.slice(0, -1), create).then((parent) =>
+      parent === undefined ? undefined : step(parent, segments.at(-1) as string, create),
+    );
+    known.set(path, pending);
+    pending.then(
+      (id) => id === undefined && known.delete(path),
+      () => known.delete(path),
+    );
+    return pending;
+  };
+  return folderAt;
+}
+
+/**
  * Wraps a connector's driver into a sink. `url` is the export root template (run-level
  * placeholders); `openDriver` gets the rendered root URI.
  */

@@ -1,5 +1,6 @@
 import {
   createSink,
+  folderPaths,
   type Sink,
   type SinkDriver,
   type SinkOptions,
@@ -64,45 +65,27 @@ export async function createFile360SinkDriver(
     for await (const node of client.children(parent, { name })) return node;
     return undefined;
   };
-  /** Folder ids by path under the root folder, looked up or created once per run. */
-  const folders = new Map<string, Promise<number | undefined>>();
-
-  /** The id of the folder at `segments` below the root folder, created when `create` is set. */
-  const folderAt = (segments: string[], create: boolean): Promise<number | undefined> => {
-    if (segments.length === 0) return Promise.resolve(target.id);
-    const path = segments.join('/');
-    const known = folders.get(path);
-    if (known) return known;
-    const pending = (async () => {
-      const parent = await folderAt(segments.slice(0, -1), create);
-      if (parent === undefined) return undefined;
-      const name = segments.at(-1) as string;
-      let found = await child(parent, name);
-      if (!found && create) {
-        try {
-          found = await client.createFolder(parent, name);
-        } catch (error) {
-          // Another run made it meanwhile.
-          if (!isNameTaken(error)) throw error;
-          found = await child(parent, name);
-        }
+  /** The id of the folder at a path below the root folder, created when `create` is set. */
+  const folderAt = folderPaths(target.id, async (parent, name, create) => {
+    let found = await child(parent, name);
+    if (!found && create) {
+      try {
+        found = await client.createFolder(parent, name);
+      } catch (error) {
+        // Another run made it meanwhile.
+        if (!isNameTaken(error)) throw error;
+        found = await child(parent, name);
       }
-      if (found && !found.container) {
-        throw new SluiceError(`${root}: ${path} is a document, not a folder`, {
-          code: 'CONFLICT',
-          connector: FILE360_CONNECTOR,
-          hint: 'rename that document, or export elsewhere',
-        });
-      }
-      return found?.id;
-    })();
-    folders.set(path, pending);
-    pending.then(
-      (id) => id === undefined && folders.delete(path),
-      () => folders.delete(path),
-    );
-    return pending;
-  };
+    }
+    if (found && !found.container) {
+      throw new SluiceError(`${root}: ${name} is a document, not a folder`, {
+        code: 'CONFLICT',
+        connector: FILE360_CONNECTOR,
+        hint: 'rename that document, or export elsewhere',
+      });
+    }
+    return found?.id;
+  });
 
   /** The document at `key`, with the folder it is (or goes) in. */
   const find = async (key: string, create: boolean) => {

@@ -2,7 +2,7 @@
 // the interface of an OpenText API client. The Content Server REST client (content-server.ts)
 // is the one implementation; another OpenText API would be a second one beside it.
 import { debuglog } from 'node:util';
-import { requestError, SluiceError, usageError } from '@sluice/core';
+import { apiError, type KnownAnswer, type SluiceError, usageError } from '@sluice/core';
 
 export const FILE360_CONNECTOR = 'file360';
 export const debug = debuglog('sluice:file360');
@@ -127,48 +127,45 @@ export function isNameTaken(error: unknown): boolean {
   return error instanceof File360HttpError && /already exists/i.test(error.apiMessage);
 }
 
+/** The answers Content Server gives that Sluice names. */
+const KNOWN: Record<'bad' | 'refused' | 'denied' | 'missing' | 'taken', KnownAnswer> = {
+  bad: { code: 'BAD_INPUT', text: 'request refused (400)', hint: 'check the node id' },
+  refused: {
+    code: 'AUTH',
+    text: 'credentials refused (401)',
+    hint: 'check FILE360_USERNAME and FILE360_PASSWORD, or FILE360_TOKEN (bearer tokens expire)',
+  },
+  denied: {
+    code: 'AUTH',
+    text: 'not permitted (403)',
+    hint: 'the account needs See Contents on folders to read, and Add Items and Add Major Version to export',
+  },
+  missing: {
+    code: 'NOT_FOUND',
+    text: 'not found',
+    hint: 'check the node id, and that the account may see it (Content Server answers alike for items it hides)',
+  },
+  taken: { code: 'CONFLICT', text: 'the name is already in use', hint: 'run the command again' },
+};
+
+/** Which of the known answers an error is: by status, and by text where the status varies. */
+function knownAnswer(error: File360HttpError): KnownAnswer | undefined {
+  if (error.status === 401) return KNOWN.refused;
+  if (error.status === 403) return KNOWN.denied;
+  if (isNotFound(error)) return KNOWN.missing;
+  if (isNameTaken(error)) return KNOWN.taken;
+  return error.status === 400 ? KNOWN.bad : undefined;
+}
+
 /** Turns a failure into a SluiceError naming `what`; never includes credentials. */
 export function file360Error(error: unknown, what: string): SluiceError {
-  if (error instanceof SluiceError) return error;
-  const status = error instanceof File360HttpError ? error.status : undefined;
-  const message = error instanceof File360HttpError ? error.apiMessage : '';
-  const detail = message ? ` (${message.slice(0, 200)})` : '';
-  const make = (code: SluiceError['code'], text: string, hint: string) =>
-    new SluiceError(`${what}: ${text}${detail}`, {
-      code,
-      connector: FILE360_CONNECTOR,
-      hint,
-      cause: error,
-    });
-  if (status === 401) {
-    return make(
-      'AUTH',
-      'credentials refused (401)',
-      'check FILE360_USERNAME and FILE360_PASSWORD, or FILE360_TOKEN (bearer tokens expire)',
-    );
-  }
-  if (status === 403) {
-    return make(
-      'AUTH',
-      'not permitted (403)',
-      'the account needs See Contents on folders to read, and Add Items and Add Major Version to export',
-    );
-  }
-  if (isNotFound(error)) {
-    return make(
-      'NOT_FOUND',
-      'not found',
-      'check the node id, and that the account may see it (Content Server answers alike for items it hides)',
-    );
-  }
-  if (isNameTaken(error)) {
-    return make('CONFLICT', 'the name is already in use', 'run the command again');
-  }
-  if (status === 400) return make('BAD_INPUT', 'request refused (400)', 'check the node id');
-  return requestError(error, {
+  const http = error instanceof File360HttpError ? error : undefined;
+  return apiError(error, {
     connector: FILE360_CONNECTOR,
     what,
-    status,
+    status: http?.status,
+    message: http?.apiMessage,
+    known: http ? knownAnswer(http) : undefined,
     unreachable: 'cannot reach File 360: check FILE360_URL (or --base-url) and the network',
   });
 }

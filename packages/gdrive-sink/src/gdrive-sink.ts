@@ -3,6 +3,7 @@ import { open } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   createSink,
+  folderPaths,
   type Sink,
   type SinkDriver,
   type SinkOptions,
@@ -107,9 +108,6 @@ export async function createGdriveSinkDriver(
     throw driveError(error, `gdrive://folder/${target.id}`);
   }
   const uriOf = (key: string) => `${root}/${key}`;
-  /** Folder ids by path under the Drive folder, looked up or created once per run. */
-  const folders = new Map<string, Promise<string | undefined>>();
-
   /** The oldest file in `parent` that `match` (a files.list query) picks, if any. */
   const oldest = async (parent: string, match: string): Promise<string | undefined> => {
     const { data } = await drive.files.list({
@@ -124,37 +122,17 @@ export async function createGdriveSinkDriver(
     return data.files?.[0]?.id ?? undefined;
   };
 
-  /**
-   * The id of the folder at `segments` under the Drive folder, created when `create` is set.
-   * Found folders are remembered; one looked up and missing is looked up again.
-   */
-  const folderAt = (segments: string[], create: boolean): Promise<string | undefined> => {
-    if (segments.length === 0) return Promise.resolve(target.id);
-    const path = segments.join('/');
-    const known = folders.get(path);
-    if (known) return known;
-    const pending = (async () => {
-      const parent = await folderAt(segments.slice(0, -1), create);
-      if (!parent) return undefined;
-      const name = segments.at(-1) as string;
-      let id = await oldest(parent, `name = '${quote(name)}' and mimeType = '${FOLDER_TYPE}'`);
-      if (!id && create) {
-        const { data } = await drive.files.create({
-          requestBody: { name, mimeType: FOLDER_TYPE, parents: [parent] },
-          fields: 'id',
-          supportsAllDrives: true,
-        });
-        id = data.id ?? undefined;
-      }
-      return id;
-    })();
-    folders.set(path, pending);
-    pending.then(
-      (id) => id === undefined && folders.delete(path),
-      () => folders.delete(path),
-    );
-    return pending;
-  };
+  /** The id of the folder at a path below the Drive folder, created when `create` is set. */
+  const folderAt = folderPaths(target.id, async (parent, name, create) => {
+    const id = await oldest(parent, `name = '${quote(name)}' and mimeType = '${FOLDER_TYPE}'`);
+    if (id || !create) return id;
+    const { data } = await drive.files.create({
+      requestBody: { name, mimeType: FOLDER_TYPE, parents: [parent] },
+      fields: 'id',
+      supportsAllDrives: true,
+    });
+    return data.id ?? undefined;
+  });
 
   /** Splits a key under the root into folder segments and a file name. */
   const locate = (key: string) => {
