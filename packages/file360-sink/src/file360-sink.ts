@@ -72,9 +72,10 @@ export async function createFile360SinkDriver(
       try {
         found = await client.createFolder(parent, name);
       } catch (error) {
-        // Another run made it meanwhile.
+        // Another run made it meanwhile; or the name is taken in another case.
         if (!isNameTaken(error)) throw error;
         found = await child(parent, name);
+        if (!found) throw error;
       }
     }
     if (found && !found.container) {

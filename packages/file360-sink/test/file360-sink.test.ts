@@ -180,6 +180,20 @@ describe('file360 sink', () => {
     ).rejects.toMatchObject({ code: 'AUTH', message: expect.stringContaining('403') });
   });
 
+  it('refuses a path whose name another item holds in other letter case, writing nothing', async () => {
+    const root = newFolder();
+    kit.server.addFolder(root, 'News');
+    const error = await file360Sink({ ...connection(), url: `file360://node/${root}/news` })
+      .writeJsonl(lines())
+      .catch((e: Error) => e);
+    expect(error).toMatchObject({
+      code: 'CONFLICT',
+      message: expect.stringContaining("An item with the name 'news' already exists."),
+      hint: expect.stringContaining('other letter case'),
+    });
+    expect(tree(kit.server, root).documents.size).toBe(0);
+  });
+
   it('writes a review package with the guidelines; corrected files come back with their hashes', async () => {
     const { server } = kit;
     const root = newFolder('review');

@@ -145,7 +145,11 @@ const KNOWN: Record<'bad' | 'refused' | 'denied' | 'missing' | 'taken', KnownAns
     text: 'not found',
     hint: 'check the node id, and that the account may see it (Content Server answers alike for items it hides)',
   },
-  taken: { code: 'CONFLICT', text: 'the name is already in use', hint: 'run the command again' },
+  taken: {
+    code: 'CONFLICT',
+    text: 'the name is already in use',
+    hint: 'another item in the folder has that name (perhaps in other letter case): rename it, or export elsewhere',
+  },
 };
 
 /** Which of the known answers an error is: by status, and by text where the status varies. */
