@@ -2,6 +2,7 @@ import {
   createSource,
   type ListOptions,
   mapReadErrors,
+  modifiedCursor,
   type Source,
   type SourceDriver,
   type SourceItem,
@@ -191,19 +192,18 @@ export async function createConfluenceSourceDriver(
     connector: CONFLUENCE_CONNECTOR,
     root,
     async *list({ signal, cursor, setCursor }: ListOptions) {
-      const saved = cursor ? new Date(cursor) : undefined;
+      const position = modifiedCursor(cursor, CURSOR_MARGIN_MS);
       // A rerun asks only for pages modified since the saved position (less a margin), and
       // --since bounds the search too. Not with attachments: a page's last-modified date does
       // not move when a file is attached to it.
       const since = options.attachments
         ? undefined
-        : [saved && new Date(saved.getTime() - CURSOR_MARGIN_MS), options.modifiedSince]
+        : [position.since, options.modifiedSince]
             .filter((d): d is Date => d instanceof Date && !Number.isNaN(d.getTime()))
             .sort((a, b) => b.getTime() - a.getTime())[0];
-      let latest = saved && !Number.isNaN(saved.getTime()) ? saved : undefined;
       try {
         for await (const page of client.search(query(since), signal)) {
-          if (page.modified && (!latest || page.modified > latest)) latest = page.modified;
+          position.see(page.modified);
           if (wantPages) yield pageItem(page);
           if (options.attachments) {
             for await (const attachment of client.attachments(page.id, signal)) {
@@ -215,7 +215,7 @@ export async function createConfluenceSourceDriver(
         if (signal.aborted) return;
         throw confluenceError(error, root);
       }
-      if (latest && !signal.aborted) setCursor?.(latest.toISOString());
+      if (position.value && !signal.aborted) setCursor?.(position.value);
     },
     async tasks(item) {
       const page = item.page;

@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { hasStackTrace, TINY_PNG as PNG, runCli } from '@sluice/core/testing';
+import { hasStackTrace, jsonLines, TINY_PNG as PNG, runCli } from '@sluice/core/testing';
 import { type ConfluenceServer, startConfluenceServer } from '@sluice/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -12,12 +12,6 @@ const sink = fileURLToPath(new URL('../../confluence-sink/dist/cli.js', import.m
 const dbOut = fileURLToPath(
   new URL('../../../examples/data/db-out/ner-news.jsonl', import.meta.url),
 );
-
-const tasksOf = (stdout: string) =>
-  stdout
-    .split('\n')
-    .filter(Boolean)
-    .map((line) => JSON.parse(line));
 
 describe('confluence CLIs against the test kit server', () => {
   let server: ConfluenceServer;
@@ -86,7 +80,7 @@ describe('confluence CLIs against the test kit server', () => {
     });
     expect(run.stderr).not.toMatch(/error/);
     expect(run.code).toBe(0);
-    const tasks = tasksOf(run.stdout);
+    const tasks = jsonLines(run.stdout);
     const tickets = tasks.filter((t) => /^Ticket \d+: cannot log in$/.test(t.text ?? ''));
     expect(tickets).toHaveLength(40);
     const guide = tasks.find((t) => t.meta?.title === 'Ticket guidelines');
@@ -114,7 +108,7 @@ describe('confluence CLIs against the test kit server', () => {
       { env },
     );
     expect(run.code).toBe(0);
-    expect(tasksOf(run.stdout).map((t) => [t.meta.headings, t.text])).toEqual([
+    expect(jsonLines(run.stdout).map((t) => [t.meta.headings, t.text])).toEqual([
       ['Billing', 'Refunds, invoices and charges.\n\nChargebacks go to finance.'],
       ['Bugs > Crashes', 'The app closes by itself.\n\nError: <null> & co'],
     ]);
@@ -130,7 +124,7 @@ describe('confluence CLIs against the test kit server', () => {
         stdio: 'inherit',
       });
       expect(await new Promise((resolve) => child.on('close', resolve))).toBe(0);
-      return tasksOf(await readFile(out, 'utf8'));
+      return jsonLines(await readFile(out, 'utf8'));
     };
     expect(await run()).toHaveLength(40);
     expect(await run()).toEqual([]);

@@ -106,6 +106,7 @@ export {
   createSource,
   type ListOptions,
   mapReadErrors,
+  modifiedCursor,
   type OpenOptions,
   type Source,
   type SourceDriver,

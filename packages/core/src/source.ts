@@ -554,6 +554,27 @@ class SourceRun implements Source {
 }
 
 /**
+ * A checkpoint position that is a modification time, for stores that can list what changed
+ * since a time but have no change feed (Confluence, File 360). `since` is the saved time less
+ * `marginMs` (undefined on a first run, or for a position that is not a time); `see` keeps the
+ * newest modification met; `value` is the position to save: the newest seen, never earlier
+ * than the saved one.
+ */
+export function modifiedCursor(cursor: string | undefined, marginMs: number) {
+  const saved = cursor ? new Date(cursor) : undefined;
+  let latest = saved && !Number.isNaN(saved.getTime()) ? saved : undefined;
+  return {
+    since: latest && new Date(latest.getTime() - marginMs),
+    see(modified: Date | undefined): void {
+      if (modified && (!latest || modified > latest)) latest = modified;
+    },
+    get value(): string | undefined {
+      return latest?.toISOString();
+    },
+  };
+}
+
+/**
  * Passes a driver's download on, turning an error that breaks it midway into the one `map`
  * makes (a connector's error mapping, naming the item), as the errors of the request are.
  */

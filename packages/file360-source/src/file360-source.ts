@@ -2,7 +2,7 @@ import {
   createSource,
   type ListOptions,
   mapReadErrors,
-  SluiceError,
+  modifiedCursor,
   type Source,
   type SourceDriver,
   type SourceItem,
@@ -93,22 +93,19 @@ export async function createFile360SourceDriver(
   };
 
   /**
-   * The documents below the queued folders, breadth first. With `since`, only documents
-   * modified at or after it (each folder newest first, stopping at the first older one).
-   * `seen` keeps the newest modification met.
+   * The documents below the queued folders, breadth first. With a saved position, only
+   * documents modified since (each folder newest first, stopping at the first older one).
    */
   async function* walk(
     queue: Array<{ id: number; path: string }>,
     signal: AbortSignal,
-    seen: { newest?: Date },
-    since?: Date,
+    position: ReturnType<typeof modifiedCursor>,
   ): AsyncGenerator<File360Item> {
+    const { since } = position;
     while (queue.length > 0 && !signal.aborted) {
       const folder = queue.shift() as { id: number; path: string };
       const inside = (node: File360Node) => `${folder.path}${segment(node.name)}`;
-      const listing = since
-        ? client.children(folder.id, { signal, newest: true })
-        : client.children(folder.id, { signal });
+      const listing = client.children(folder.id, { signal, newest: since !== undefined });
       try {
         for await (const node of listing) {
           if (node.container) {
@@ -116,9 +113,7 @@ export async function createFile360SourceDriver(
             continue;
           }
           if (node.type !== DOCUMENT) continue; // shortcuts, URLs, emails: not files
-          if (node.modified && (!seen.newest || node.modified > seen.newest)) {
-            seen.newest = node.modified;
-          }
+          position.see(node.modified);
           if (since && node.modified && node.modified < since) break;
           yield itemOf(node, inside(node));
         }
@@ -142,22 +137,9 @@ export async function createFile360SourceDriver(
         yield itemOf(top, segment(top.name));
         return;
       }
-      let since: Date | undefined;
-      if (cursor) {
-        since = new Date(Date.parse(cursor) - CURSOR_SLACK_MS);
-        if (Number.isNaN(since.getTime())) {
-          throw new SluiceError(`${root}: the saved position "${cursor}" is not a date`, {
-            code: 'STATE',
-            connector: FILE360_CONNECTOR,
-            hint: 'delete the --state file to list the folder again (items already emitted are emitted again)',
-          });
-        }
-      }
-      const seen: { newest?: Date } = {};
-      yield* walk([{ id: top.id, path: '' }], signal, seen, since);
-      // The newest modification met, never earlier than the position this listing started from.
-      const newest = [seen.newest?.toISOString(), cursor].filter(Boolean).sort().at(-1);
-      if (newest && !signal.aborted) setCursor?.(newest);
+      const position = modifiedCursor(cursor, CURSOR_SLACK_MS);
+      yield* walk([{ id: top.id, path: '' }], signal, position);
+      if (position.value && !signal.aborted) setCursor?.(position.value);
     },
     async open(item, { start: from, end, signal }) {
       try {

@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { hasStackTrace, TINY_PNG as PNG, runCli } from '@sluice/core/testing';
+import { hasStackTrace, jsonLines, TINY_PNG as PNG, runCli } from '@sluice/core/testing';
 import { ENTERPRISE_WORKSPACE, type File360Server, startFile360Server } from '@sluice/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -12,12 +12,6 @@ const sink = fileURLToPath(new URL('../../file360-sink/dist/cli.js', import.meta
 const dbOut = fileURLToPath(
   new URL('../../../examples/data/db-out/ner-news.jsonl', import.meta.url),
 );
-
-const tasksOf = (stdout: string) =>
-  stdout
-    .split('\n')
-    .filter(Boolean)
-    .map((line) => JSON.parse(line));
 
 /** Runs a shell pipeline with the environment given, for redirections the CLIs see as files. */
 function shell(
@@ -79,7 +73,7 @@ describe('file360 CLIs against the test kit server', () => {
     );
     expect(run.stderr).not.toMatch(/error/i);
     expect(run.code).toBe(0);
-    const tasks = tasksOf(run.stdout);
+    const tasks = jsonLines(run.stdout);
     expect(tasks).toHaveLength(1 + 30 + 2 + 1 + 1);
     expect(tasks[0]).toMatchObject({
       text: 'Globex must sign by 1 March.',
@@ -98,7 +92,7 @@ describe('file360 CLIs against the test kit server', () => {
     server.expireTicketsAfter(8);
     const run = await runCli(source, [`file360://node/${ids.contracts}`], { env });
     expect(run.code).toBe(0);
-    expect(tasksOf(run.stdout)).toHaveLength(30);
+    expect(jsonLines(run.stdout)).toHaveLength(30);
     expect(server.authCount).toBe(logins + 2);
   });
 
@@ -108,14 +102,14 @@ describe('file360 CLIs against the test kit server', () => {
     const command = (file: string) =>
       `node ${source} file360://node/${ids.contracts} --state ${state} > ${file}`;
     expect((await shell(command(out), env)).code).toBe(0);
-    expect(tasksOf(await readFile(out, 'utf8'))).toHaveLength(30);
+    expect(jsonLines(await readFile(out, 'utf8'))).toHaveLength(30);
     const changed = server.find(ids.contracts, 'contract-07.txt')?.id as number;
     server.addVersion(changed, Buffer.from('Agreement 7, amended.\n'));
     server.addDocument(ids.contracts, 'contract-30.txt', 'Agreement 30.\n');
     const again = join(dir, 'again.jsonl');
     expect((await shell(command(again), env)).code).toBe(0);
     expect(
-      tasksOf(await readFile(again, 'utf8'))
+      jsonLines(await readFile(again, 'utf8'))
         .map((t) => [t.text, t.meta.version])
         .sort(),
     ).toEqual([
@@ -227,9 +221,9 @@ describe('file360 CLIs against the test kit server', () => {
       { env },
     );
     expect(back.code).toBe(0);
-    const corrected = tasksOf(back.stdout);
+    const corrected = jsonLines(back.stdout);
     expect(corrected).toHaveLength(rows);
-    const reviewed = tasksOf(
+    const reviewed = jsonLines(
       server
         .find(reviewFolder?.id as number, 'part-00000.jsonl')
         ?.versions.at(-1)

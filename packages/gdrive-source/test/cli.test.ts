@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { hasStackTrace, runCli, startCli } from '@sluice/core/testing';
+import { hasStackTrace, jsonLines, runCli, startCli } from '@sluice/core/testing';
 import { type DriveServer, startDriveServer } from '@sluice/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -16,12 +16,6 @@ const PNG = Buffer.from(
   'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGP4z8DwHwAFAAH/iZk9HQAAAABJRU5ErkJggg==',
   'base64',
 );
-
-const tasksOf = (stdout: string) =>
-  stdout
-    .split('\n')
-    .filter(Boolean)
-    .map((line) => JSON.parse(line));
 
 describe('gdrive CLIs against the test kit Drive server', () => {
   let server: DriveServer;
@@ -77,7 +71,7 @@ describe('gdrive CLIs against the test kit Drive server', () => {
     );
     expect(run.stderr).not.toMatch(/error/);
     expect(run.code).toBe(0);
-    const tasks = tasksOf(run.stdout);
+    const tasks = jsonLines(run.stdout);
     const texts = tasks.map((t) => t.text).filter(Boolean);
     expect(texts.filter((t: string) => t.startsWith('Ticket '))).toHaveLength(130);
     expect(new Set(texts).size).toBe(texts.length);
@@ -117,7 +111,7 @@ describe('gdrive CLIs against the test kit Drive server', () => {
         stdio: 'inherit',
       });
       expect(await new Promise((resolve) => child.on('close', resolve))).toBe(0);
-      return tasksOf(await readFile(out, 'utf8'));
+      return jsonLines(await readFile(out, 'utf8'));
     };
     expect(await run()).toHaveLength(130);
     expect(await run()).toEqual([]);
@@ -139,7 +133,10 @@ describe('gdrive CLIs against the test kit Drive server', () => {
       server.createFile({ name: 'b.txt', parentId: watched, content: 'after start\n' });
       await running.waitFor(({ stdout }) => stdout.includes('after start'));
       await new Promise((resolve) => setTimeout(resolve, 1000));
-      expect(tasksOf(running.stdout()).map((t) => t.text)).toEqual(['before start', 'after start']);
+      expect(jsonLines(running.stdout()).map((t) => t.text)).toEqual([
+        'before start',
+        'after start',
+      ]);
     } finally {
       running.child.kill('SIGINT');
       await running.closed;
@@ -226,6 +223,6 @@ describe('gdrive CLIs against the test kit Drive server', () => {
         .find((f) => f.name === 'manifest.json')
         ?.content?.toString() ?? '{}',
     );
-    expect(tasksOf(back.stdout)).toHaveLength(manifest.counts.records);
+    expect(jsonLines(back.stdout)).toHaveLength(manifest.counts.records);
   });
 });

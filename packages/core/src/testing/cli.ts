@@ -115,15 +115,21 @@ export function startCli(
   };
 }
 
+/** A source CLI's stdout (JSONL) as the tasks it holds, in order. */
+// biome-ignore lint/suspicious/noExplicitAny: tests read whatever fields the tasks have
+export function jsonLines(stdout: string): any[] {
+  return stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line));
+}
+
 /**
  * A source CLI's stdout as sorted `source#line-or-row=text` strings: what a user checks to
  * see that every record came out once, from the right place.
  */
 export function taskLines(stdout: string): string[] {
-  return stdout
-    .split('\n')
-    .filter(Boolean)
-    .map((line) => JSON.parse(line))
+  return jsonLines(stdout)
     .map((task) => `${task.meta.source}#${task.meta.line ?? task.meta.row ?? ''}=${task.text}`)
     .sort();
 }

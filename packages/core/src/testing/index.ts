@@ -1,6 +1,7 @@
 export {
   type CliRun,
   hasStackTrace,
+  jsonLines,
   type RunCliOptions,
   type RunningCli,
   runCli,
