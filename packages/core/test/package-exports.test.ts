@@ -20,7 +20,7 @@ describe.each(packages)('package %s', (name) => {
 
   it('is publishable: ESM, engines, files without tests, a README', () => {
     expect(pkg.type).toBe('module');
-    expect(pkg.engines?.node).toMatch(/^>=20/);
+    expect(pkg.engines?.node).toMatch(/^>=22/);
     expect(pkg.files).toEqual(expect.arrayContaining(['dist']));
     expect(pkg.files.some((entry: string) => entry.includes('test'))).toBe(false);
     expect(existsSync(join(dir, 'README.md'))).toBe(true);
