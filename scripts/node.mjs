@@ -22,7 +22,9 @@ if (!version || !/^\d+\.\d+\.\d+$/.test(version)) {
   process.exit(2);
 }
 if (process.platform !== 'linux' || !['x64', 'arm64'].includes(process.arch)) {
-  console.error(`node.mjs: Node's npm-published builds cover linux x64 and arm64, not ${process.platform} ${process.arch}`);
+  console.error(
+    `node.mjs: Node's npm-published builds cover linux x64 and arm64, not ${process.platform} ${process.arch}`,
+  );
   console.error('node.mjs: hint: install Node.js from nodejs.org and put it first on PATH');
   process.exit(1);
 }
@@ -49,7 +51,9 @@ if (!existsSync(join(bin, 'node'))) {
 }
 const actual = execFileSync(join(bin, 'node'), ['--version'], { encoding: 'utf8' }).trim();
 if (actual !== `v${version}`) {
-  console.error(`node.mjs: ${bin}/node reports ${actual}, expected v${version}; remove ${dir} and retry`);
+  console.error(
+    `node.mjs: ${bin}/node reports ${actual}, expected v${version}; remove ${dir} and retry`,
+  );
   process.exit(1);
 }
 console.log(bin);
