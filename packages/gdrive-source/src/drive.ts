@@ -1,8 +1,8 @@
 import { debuglog } from 'node:util';
 import { requestError, SluiceError, usageError } from '@sluice/core';
+// Google's per-API Drive client: `googleapis` holds every Google API (200 MB installed).
+import { drive_v3 } from '@googleapis/drive';
 import { GoogleAuth, OAuth2Client } from 'google-auth-library';
-// The Drive client alone: `googleapis` itself loads every Google API (seconds, and 200 MB).
-import { drive_v3 } from 'googleapis/build/src/apis/drive/v3.js';
 
 export const GDRIVE_CONNECTOR = 'gdrive';
 export const FOLDER_TYPE = 'application/vnd.google-apps.folder';
@@ -16,7 +16,7 @@ export const debug = debuglog('sluice:gdrive');
 
 /** How to reach Drive. Shared by source and sink. */
 export interface DriveConnectionOptions {
-  /** A ready client (`google.drive({ version: 'v3', auth })`); the options below are then ignored. */
+  /** A ready client (`drive({ version: 'v3', auth })` of `@googleapis/drive`); the options below are then ignored. */
   drive?: Drive;
   /** An auth client of your own: an OAuth2Client with a refresh token, a JWT, a GoogleAuth. */
   auth?: OAuth2Client | GoogleAuth;

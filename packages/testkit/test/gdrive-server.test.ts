@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { type drive_v3, google } from 'googleapis';
+import { type drive_v3, drive as driveClient } from '@googleapis/drive';
+import { OAuth2Client } from 'google-auth-library';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DriveServer, startDriveServer } from '../src/gdrive-server.js';
 
@@ -45,10 +46,10 @@ describe('the Google Drive test server', () => {
    * client's, so upload calls pass it again.
    */
   let upload: { rootUrl: string };
-  const client = (auth?: InstanceType<typeof google.auth.OAuth2>) =>
-    google.drive({ version: 'v3', rootUrl: `${url}/`, auth });
+  const client = (auth?: OAuth2Client) =>
+    driveClient({ version: 'v3', rootUrl: `${url}/`, auth });
   const tokenFor = (accessToken: string) => {
-    const auth = new google.auth.OAuth2();
+    const auth = new OAuth2Client();
     auth.setCredentials({ access_token: accessToken });
     return auth;
   };
@@ -107,7 +108,7 @@ describe('the Google Drive test server', () => {
   it('grants access tokens for a refresh token, which the client renews when refused', async () => {
     server.addRefreshToken('1//refresh', 'sluice.apps.googleusercontent.com', 'client-secret');
     const oauth = (clientSecret: string, refreshToken: string) => {
-      const auth = new google.auth.OAuth2({
+      const auth = new OAuth2Client({
         clientId: 'sluice.apps.googleusercontent.com',
         clientSecret,
         endpoints: { oauth2TokenUrl: `${url}/token` },
@@ -217,9 +218,11 @@ describe('the Google Drive test server', () => {
       small.server.addToken('t');
       small.server.createFolder('one');
       small.server.createFolder('two');
-      const capped = await google
-        .drive({ version: 'v3', rootUrl: `${small.url}/`, auth: tokenFor('t') })
-        .files.list({ pageSize: 50 });
+      const capped = await driveClient({
+        version: 'v3',
+        rootUrl: `${small.url}/`,
+        auth: tokenFor('t'),
+      }).files.list({ pageSize: 50 });
       expect(capped.data.files).toHaveLength(1);
       expect(capped.data.nextPageToken).toEqual(expect.any(String));
     } finally {
