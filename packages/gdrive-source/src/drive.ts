@@ -1,7 +1,7 @@
 import { debuglog } from 'node:util';
-import { requestError, SluiceError, usageError } from '@sluice/core';
 // Google's per-API Drive client: `googleapis` holds every Google API (200 MB installed).
 import { drive_v3 } from '@googleapis/drive';
+import { requestError, SluiceError, usageError } from '@sluice/core';
 import { GoogleAuth, OAuth2Client } from 'google-auth-library';
 
 export const GDRIVE_CONNECTOR = 'gdrive';

@@ -46,8 +46,7 @@ describe('the Google Drive test server', () => {
    * client's, so upload calls pass it again.
    */
   let upload: { rootUrl: string };
-  const client = (auth?: OAuth2Client) =>
-    driveClient({ version: 'v3', rootUrl: `${url}/`, auth });
+  const client = (auth?: OAuth2Client) => driveClient({ version: 'v3', rootUrl: `${url}/`, auth });
   const tokenFor = (accessToken: string) => {
     const auth = new OAuth2Client();
     auth.setCredentials({ access_token: accessToken });
