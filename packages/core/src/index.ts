@@ -38,8 +38,10 @@ export {
 } from './documents.js';
 export {
   apiError,
+  isRetryableStatus,
   isSluiceError,
   type KnownAnswer,
+  RATE_LIMIT_REASONS,
   requestError,
   SluiceError,
   type SluiceErrorCode,
@@ -66,7 +68,13 @@ export {
   scanJsonl,
   writeJsonl,
 } from './jsonl.js';
-export { checkedBody, createLeanGet, type LeanGet } from './lean-get.js';
+export {
+  checkedBody,
+  createLeanGet,
+  type LeanAnswer,
+  type LeanGet,
+  leanBody,
+} from './lean-get.js';
 export { fileUri, toLocalPath } from './local.js';
 export {
   DEFAULT_MEDIA_PORT,
@@ -77,6 +85,7 @@ export {
 } from './media.js';
 export { PyFloat, pythonJsonDumps } from './python-json.js';
 export { type Agreement, type DatasetReport, datasetReport, ReportBuilder } from './report.js';
+export { backoffMs, type RetryOptions, retryAfterMs, retrying } from './retry.js';
 export { createSelector, parseShard, parseSize, parseTime, type Selection } from './select.js';
 export {
   createSink,

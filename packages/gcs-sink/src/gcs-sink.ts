@@ -1,6 +1,15 @@
 import type { Storage } from '@google-cloud/storage';
-import { createSink, type Sink, type SinkDriver, type SinkOptions } from '@sluice/core';
 import {
+  createSink,
+  retrying,
+  type Sink,
+  type SinkDriver,
+  type SinkOptions,
+  SluiceError,
+  type StagedPart,
+} from '@sluice/core';
+import {
+  createObjectReader,
   createStorage,
   GCS_CONNECTOR,
   type GcsConnectionOptions,
@@ -22,6 +31,11 @@ export interface GcsSinkOptions extends SinkOptions, GcsConnectionOptions {
 
 const DEFAULT_CHUNK = 8 * 1024 * 1024;
 const CHUNK_MULTIPLE = 256 * 1024;
+/**
+ * Whole uploads tried again after the client's own retries give up. A client Sluice builds
+ * retries each request (and each chunk) itself; a `storage` a caller passes may retry none.
+ */
+const UPLOAD_RETRIES = 3;
 
 /** Builds the driver over an export root. */
 export function createGcsSinkDriver(rootUrl: string, options: GcsSinkOptions): SinkDriver {
@@ -33,34 +47,57 @@ export function createGcsSinkDriver(rootUrl: string, options: GcsSinkOptions): S
   }
   const storage: Storage = createStorage(options, true);
   const bucket = storage.bucket(bucketName);
+  // Reads (the earlier manifest) go the source's way, never through the library's streams.
+  const reader = createObjectReader(storage, bucketName, 2);
   const uriOf = (key: string) => `gs://${bucketName}/${prefix}${key}`;
+
+  /** Whether the object at `name` is this part, written by an attempt whose answer was lost. */
+  const isOwnWrite = async (name: string, part: StagedPart): Promise<boolean> => {
+    try {
+      const [meta] = await bucket.file(name).getMetadata();
+      return meta.metadata?.sha256 === part.sha256 && Number(meta.size) === part.bytes;
+    } catch {
+      return false;
+    }
+  };
+
   return {
     connector: GCS_CONNECTOR,
     root: `gs://${bucketName}${prefix ? `/${prefix.replace(/\/$/, '')}` : ''}`,
     async read(key) {
       try {
-        const [body] = await bucket.file(`${prefix}${key}`).download();
-        return body;
+        const chunks: Uint8Array[] = [];
+        for await (const chunk of await reader.read(`${prefix}${key}`)) chunks.push(chunk);
+        return Buffer.concat(chunks);
       } catch (error) {
-        if (isMissingObject(error)) return undefined;
+        if (error instanceof SluiceError && isMissingObject(error.cause)) return undefined;
         throw gcsError(error, uriOf(key));
       }
     },
     async write(key, part) {
       // An object appears whole when its upload completes; until then readers see the old one.
-      try {
-        await bucket.upload(part.path, {
-          destination: `${prefix}${key}`,
-          resumable: part.bytes > chunkSize,
-          chunkSize,
-          validation: 'crc32c',
-          metadata: { contentType: part.contentType, metadata: part.metadata },
-          // Only if no object has the name yet: generation 0 means "does not exist".
-          ...(part.ifAbsent ? { preconditionOpts: { ifGenerationMatch: 0 } } : {}),
-        });
-      } catch (error) {
-        throw gcsError(error, uriOf(key));
-      }
+      const name = `${prefix}${key}`;
+      await retrying(
+        async () => {
+          try {
+            await bucket.upload(part.path, {
+              destination: name,
+              resumable: part.bytes > chunkSize,
+              chunkSize,
+              validation: 'crc32c',
+              metadata: { contentType: part.contentType, metadata: part.metadata },
+              // Only if no object has the name yet: generation 0 means "does not exist".
+              ...(part.ifAbsent ? { preconditionOpts: { ifGenerationMatch: 0 } } : {}),
+            });
+          } catch (error) {
+            // A retry of an upload that landed (its answer lost) finds the name taken by itself.
+            const taken = (error as { code?: unknown })?.code === 412;
+            if (part.ifAbsent && taken && (await isOwnWrite(name, part))) return;
+            throw gcsError(error, uriOf(key));
+          }
+        },
+        { retries: UPLOAD_RETRIES },
+      );
     },
     async delete(key) {
       try {
@@ -68,6 +105,9 @@ export function createGcsSinkDriver(rootUrl: string, options: GcsSinkOptions): S
       } catch (error) {
         throw gcsError(error, uriOf(key));
       }
+    },
+    async close() {
+      reader.close();
     },
   };
 }

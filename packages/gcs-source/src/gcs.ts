@@ -1,6 +1,6 @@
 import { debuglog } from 'node:util';
 import { IdempotencyStrategy, Storage, type StorageOptions } from '@google-cloud/storage';
-import { requestError, SluiceError, usageError } from '@sluice/core';
+import { RATE_LIMIT_REASONS, requestError, SluiceError, usageError } from '@sluice/core';
 
 export const GCS_CONNECTOR = 'gcs';
 
@@ -113,7 +113,7 @@ export function gcsError(error: unknown, what: string): SluiceError {
       cause: error,
     });
   }
-  if (status === 401 || status === 403) {
+  if (status === 401 || (status === 403 && !RATE_LIMIT_REASONS.includes(reason))) {
     return new SluiceError(`${what}: access refused (${status}${reason ? ` ${reason}` : ''})`, {
       code: 'AUTH',
       connector: GCS_CONNECTOR,
@@ -132,6 +132,7 @@ export function gcsError(error: unknown, what: string): SluiceError {
     connector: GCS_CONNECTOR,
     what,
     status,
+    reason,
     unreachable: 'cannot reach Cloud Storage: check --endpoint and the network',
   });
 }

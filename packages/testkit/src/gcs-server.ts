@@ -56,6 +56,7 @@ import {
   verify,
 } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { gunzipSync } from 'node:zlib';
 import { crc32cBase64 } from './crc32c.js';
 import {
   multipartParts,
@@ -73,6 +74,7 @@ interface StoredObject {
   metageneration: string;
   contentType: string;
   contentEncoding?: string;
+  cacheControl?: string;
   metadata?: Record<string, string>;
   md5Hash: string;
   crc32c: string;
@@ -100,6 +102,7 @@ interface ObjectResource {
   name?: string;
   contentType?: string;
   contentEncoding?: string;
+  cacheControl?: string;
   metadata?: Record<string, string>;
   md5Hash?: string;
   crc32c?: string;
@@ -248,6 +251,7 @@ export class GcsServer extends LoopbackServer {
       metageneration: '1',
       contentType: resource.contentType || 'application/octet-stream',
       contentEncoding: resource.contentEncoding,
+      cacheControl: resource.cacheControl,
       metadata: resource.metadata,
       md5Hash,
       crc32c: crc,
@@ -271,6 +275,7 @@ export class GcsServer extends LoopbackServer {
       metageneration: object.metageneration,
       contentType: object.contentType,
       ...(object.contentEncoding ? { contentEncoding: object.contentEncoding } : {}),
+      ...(object.cacheControl ? { cacheControl: object.cacheControl } : {}),
       storageClass: 'STANDARD',
       size: String(object.data.length),
       md5Hash: object.md5Hash,
@@ -495,16 +500,25 @@ export class GcsServer extends LoopbackServer {
       'Content-Type': object.contentType,
       ETag: Buffer.from(object.generation).toString('base64'),
       'Last-Modified': new Date(object.updated).toUTCString(),
-      'Cache-Control': 'private, max-age=0',
+      'Cache-Control': object.cacheControl ?? 'private, max-age=0',
       'Accept-Ranges': 'bytes',
       'x-goog-generation': object.generation,
       'x-goog-metageneration': object.metageneration,
       'x-goog-stored-content-encoding': object.contentEncoding ?? 'identity',
       'x-goog-stored-content-length': String(size),
       'x-goog-storage-class': 'STANDARD',
-      // Sent as two header lines, as the service does.
+      // Sent as two header lines, as the service does; always the stored bytes' hashes.
       'x-goog-hash': [`crc32c=${object.crc32c}`, `md5=${object.md5Hash}`],
     };
+    const decompressed = this.transcoded(req, object);
+    if (decompressed) {
+      // Decompressive transcoding: the whole object, decompressed, whatever Range asked for,
+      // with neither Content-Encoding nor Content-Length.
+      this.count('objects.get(transcoded)');
+      res.writeHead(200, { ...headers, Warning: '214 UploadServer gunzipped' });
+      res.end(decompressed);
+      return;
+    }
     if (object.contentEncoding) headers['Content-Encoding'] = object.contentEncoding;
     const range = /^bytes=(\d*)-(\d*)$/.exec(String(req.headers.range ?? ''));
     if (req.headers.range && range) {
@@ -534,6 +548,24 @@ export class GcsServer extends LoopbackServer {
     }
     res.writeHead(200, { ...headers, 'Content-Length': String(size) });
     res.end(object.data);
+  }
+
+  /**
+   * The bytes of a gzip-encoded object when the service decompresses it for this request:
+   * stored with `Content-Encoding: gzip`, asked for without `Accept-Encoding: gzip`, and not
+   * marked `Cache-Control: no-transform`. Bytes that are not gzip are served as stored.
+   */
+  private transcoded(req: IncomingMessage, object: StoredObject): Buffer | undefined {
+    if (object.contentEncoding !== 'gzip') return undefined;
+    if (/(^|,)\s*no-transform\s*(,|$)/i.test(object.cacheControl ?? '')) return undefined;
+    if (/(^|,)\s*gzip\s*(;|,|$)/i.test(String(req.headers['accept-encoding'] ?? ''))) {
+      return undefined;
+    }
+    try {
+      return gunzipSync(object.data);
+    } catch {
+      return undefined;
+    }
   }
 
   private listObjects(res: ServerResponse, bucketName: string, q: URLSearchParams): void {
