@@ -91,6 +91,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import mime from 'mime-types';
 import {
+  boundaryOf,
   type FieldTree,
   multipartParts,
   parseFields,
@@ -1382,7 +1383,7 @@ export class DriveServer extends LoopbackServer {
       return;
     }
     if (uploadType === 'multipart') {
-      const boundary = /boundary="?([^";]+)"?/i.exec(String(req.headers['content-type']))?.[1];
+      const boundary = boundaryOf(req.headers['content-type']);
       const parts = boundary ? multipartParts(body, boundary) : [];
       const [meta, data] = parts;
       if (parts.length !== 2 || !meta || !data) {
