@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
   createSink,
   folderPaths,
+  retrying,
   type Sink,
   type SinkDriver,
   type SinkOptions,
@@ -14,12 +14,13 @@ import {
   createDrive,
   type Drive,
   type DriveConnectionOptions,
+  driveCall,
   driveError,
   FOLDER_TYPE,
   GDRIVE_CONNECTOR,
   isNotFound,
+  ONE_TRY,
   parseDriveUrl,
-  statusOf,
   WRITE_SCOPE,
 } from '@sluice/gdrive-source';
 
@@ -34,9 +35,14 @@ export interface GdriveSinkOptions extends SinkOptions, DriveConnectionOptions {
 const DEFAULT_CHUNK = 8 * 1024 * 1024;
 const CHUNK_MULTIPLE = 256 * 1024;
 const CHUNK_RETRIES = 5;
-/** The appProperty that marks a file Sluice wrote, with the file's name under its folder. */
+/**
+ * The property that marks a file Sluice wrote, with the file's name under its folder. A
+ * public property, not an appProperty: appProperties are private to the OAuth client that
+ * wrote them, and a rerun with other credentials (a service account, a user's token, ADC)
+ * would not find the files. https://developers.google.com/drive/api/guides/properties
+ */
 const KEY_PROPERTY = 'sluice_key';
-/** Drive limits an appProperty's key plus value to 124 bytes. */
+/** Drive limits a property's key plus value to 124 bytes. */
 const PROPERTY_BYTES = 124;
 
 type Auth = {
@@ -49,7 +55,7 @@ type Auth = {
 
 const quote = (value: string) => value.replaceAll('\\', '\\\\').replaceAll("'", "\\'");
 
-/** A value that fits Drive's appProperty limit; a long one becomes its sha256 prefix. */
+/** A value that fits Drive's property limit; a long one becomes its sha256 prefix. */
 function propertyValue(key: string, value: string): string {
   if (Buffer.byteLength(key) + Buffer.byteLength(value) <= PROPERTY_BYTES) return value;
   return `sha256:${createHash('sha256').update(value).digest('hex').slice(0, 32)}`;
@@ -65,8 +71,13 @@ function header(headers: Headers | Record<string, string>, name: string): string
 /**
  * Builds the driver over an export root. Folders of the path are found by name, or created
  * when a write needs them (the oldest wins if a name is doubled); files are found by the
- * `sluice_key` appProperty, so a rerun updates its own files (Drive keeps their revisions)
+ * `sluice_key` property, so a rerun updates its own files (Drive keeps their revisions)
  * and never touches a file a person put there under the same name.
+ *
+ * Every request is retried with backoff on Drive's throttling (403 rate limits, 429), 5xx
+ * and dropped connections, and made safe to repeat: a folder created twice after a lost
+ * answer resolves to the oldest of the name, an upload session started twice leaves an
+ * unused session, trashing is idempotent, and a chunk asks where the server stopped.
  */
 export async function createGdriveSinkDriver(
   rootUrl: string,
@@ -91,47 +102,68 @@ export async function createGdriveSinkDriver(
   );
   const root = `gdrive://folder/${target.id}${target.path.map((s) => `/${s}`).join('')}`;
   // The Drive folder must exist and be one: a wrong id fails before stdin is read.
-  try {
-    const { data } = await drive.files.get({
-      fileId: target.id,
-      fields: 'id,mimeType',
-      supportsAllDrives: true,
+  const { data: folder } = await driveCall(`gdrive://folder/${target.id}`, () =>
+    drive.files.get(
+      { fileId: target.id, fields: 'id,mimeType,driveId', supportsAllDrives: true },
+      ONE_TRY,
+    ),
+  );
+  if (folder.mimeType !== FOLDER_TYPE) {
+    throw new SluiceError(`gdrive://folder/${target.id} is a file, not a folder`, {
+      code: 'USAGE',
+      connector: GDRIVE_CONNECTOR,
+      hint: 'export into a folder: gdrive://folder/<folderId>/{dataset}',
     });
-    if (data.mimeType !== FOLDER_TYPE) {
-      throw new SluiceError(`gdrive://folder/${target.id} is a file, not a folder`, {
-        code: 'USAGE',
-        connector: GDRIVE_CONNECTOR,
-        hint: 'export into a folder: gdrive://folder/<folderId>/{dataset}',
-      });
-    }
-  } catch (error) {
-    throw driveError(error, `gdrive://folder/${target.id}`);
   }
+  // Searches stay in the folder's own drive: one across all drives may skip some, and says
+  // so only in `incompleteSearch`.
+  const corpus = folder.driveId ? { corpora: 'drive', driveId: folder.driveId } : {};
   const uriOf = (key: string) => `${root}/${key}`;
   /** The oldest file in `parent` that `match` (a files.list query) picks, if any. */
-  const oldest = async (parent: string, match: string): Promise<string | undefined> => {
-    const { data } = await drive.files.list({
-      q: `'${parent}' in parents and trashed = false and ${match}`,
-      fields: 'files(id)',
-      orderBy: 'createdTime',
-      pageSize: 1,
-      supportsAllDrives: true,
-      includeItemsFromAllDrives: true,
-      corpora: 'allDrives',
+  const oldest = (parent: string, match: string, what: string): Promise<string | undefined> =>
+    driveCall(what, async () => {
+      const { data } = await drive.files.list(
+        {
+          q: `'${parent}' in parents and trashed = false and ${match}`,
+          fields: 'incompleteSearch,files(id)',
+          orderBy: 'createdTime',
+          pageSize: 1,
+          supportsAllDrives: true,
+          includeItemsFromAllDrives: true,
+          ...corpus,
+        },
+        ONE_TRY,
+      );
+      const id = data.files?.[0]?.id ?? undefined;
+      if (!id && data.incompleteSearch) {
+        throw new SluiceError(`${what}: Drive's search was incomplete`, {
+          code: 'IO',
+          connector: GDRIVE_CONNECTOR,
+          hint: 'run again later',
+          retryable: true,
+        });
+      }
+      return id;
     });
-    return data.files?.[0]?.id ?? undefined;
-  };
 
   /** The id of the folder at a path below the Drive folder, created when `create` is set. */
   const folderAt = folderPaths(target.id, async (parent, name, create) => {
-    const id = await oldest(parent, `name = '${quote(name)}' and mimeType = '${FOLDER_TYPE}'`);
+    const what = `gdrive://folder/${parent}/${name}`;
+    const match = `name = '${quote(name)}' and mimeType = '${FOLDER_TYPE}'`;
+    const id = await oldest(parent, match, what);
     if (id || !create) return id;
-    const { data } = await drive.files.create({
-      requestBody: { name, mimeType: FOLDER_TYPE, parents: [parent] },
-      fields: 'id',
-      supportsAllDrives: true,
-    });
-    return data.id ?? undefined;
+    const { data } = await driveCall(what, () =>
+      drive.files.create(
+        {
+          requestBody: { name, mimeType: FOLDER_TYPE, parents: [parent] },
+          fields: 'id',
+          supportsAllDrives: true,
+        },
+        ONE_TRY,
+      ),
+    );
+    // A retried create whose first answer was lost made two: everyone takes the oldest.
+    return (await oldest(parent, match, what)) ?? data.id ?? undefined;
   });
 
   /** Splits a key under the root into folder segments and a file name. */
@@ -148,67 +180,73 @@ export async function createGdriveSinkDriver(
     const value = quote(propertyValue(KEY_PROPERTY, name));
     const id = await oldest(
       folder,
-      `appProperties has { key='${KEY_PROPERTY}' and value='${value}' }`,
+      `properties has { key='${KEY_PROPERTY}' and value='${value}' }`,
+      uriOf(key),
     );
     return { folder, name, id };
   };
 
   /**
-   * A resumable upload: a session, then the staged file in chunks. A chunk that fails is
-   * asked about (`bytes *\/total`) and sent again from where the server stopped.
+   * A resumable upload: a session, then the staged file in chunks. A chunk that fails with an
+   * answer a retry can mend is asked about (`bytes *\/total`) and sent again from where the
+   * server stopped.
    */
   const upload = async (
     session: { method: 'POST' | 'PATCH'; url: string; metadata: Record<string, unknown> },
     part: StagedPart,
+    what: string,
   ) => {
-    const started = await auth.request<unknown>({
-      url: session.url,
-      method: session.method,
-      headers: {
-        'X-Upload-Content-Type': part.contentType,
-        'X-Upload-Content-Length': String(part.bytes),
-      },
-      data: session.metadata,
-    });
+    // Starting a session creates nothing yet: one started twice is simply never used.
+    const started = await driveCall(what, () =>
+      auth.request<unknown>({
+        url: session.url,
+        method: session.method,
+        headers: {
+          'X-Upload-Content-Type': part.contentType,
+          'X-Upload-Content-Length': String(part.bytes),
+        },
+        data: session.metadata,
+        retry: false,
+      }),
+    );
     const location = header(started.headers, 'location');
     if (!location) throw new Error('the upload session has no Location');
+    /** Where the server stands: the next byte it wants, or undefined once the file is whole. */
+    const ask = async (range: string, chunk?: Buffer): Promise<number | undefined> => {
+      const response = await auth.request<unknown>({
+        url: location,
+        method: 'PUT',
+        headers: { 'Content-Range': range },
+        ...(chunk ? { data: chunk } : {}),
+        validateStatus: (status: number) => status < 300 || status === 308,
+        maxRedirects: 0,
+        retry: false,
+      });
+      return response.status === 308 ? nextOffset(header(response.headers, 'range')) : undefined;
+    };
     const file = await open(part.path, 'r');
     try {
-      let offset = 0;
-      let failures = 0;
-      for (;;) {
-        const length = Math.min(chunkSize, part.bytes - offset);
+      let offset: number | undefined = 0;
+      while (offset !== undefined) {
+        const from: number = offset;
+        const length = Math.min(chunkSize, part.bytes - from);
         const chunk = Buffer.alloc(length);
-        await file.read(chunk, 0, length, offset);
+        await file.read(chunk, 0, length, from);
         const range =
-          part.bytes === 0 ? 'bytes */0' : `bytes ${offset}-${offset + length - 1}/${part.bytes}`;
-        try {
-          const response = await auth.request<unknown>({
-            url: location,
-            method: 'PUT',
-            headers: { 'Content-Range': range },
-            data: chunk,
-            validateStatus: (status: number) => status < 300 || status === 308,
-            maxRedirects: 0,
-            retry: false,
-          });
-          if (response.status !== 308) return;
-          offset = nextOffset(header(response.headers, 'range'));
-          failures = 0;
-        } catch (error) {
-          const { status } = statusOf(error);
-          if ((status !== undefined && status < 500) || ++failures > CHUNK_RETRIES) throw error;
-          await sleep(200 * 2 ** failures);
-          const asked = await auth.request<unknown>({
-            url: location,
-            method: 'PUT',
-            headers: { 'Content-Range': `bytes */${part.bytes}` },
-            validateStatus: (s: number) => s < 300 || s === 308,
-            maxRedirects: 0,
-          });
-          if (asked.status !== 308) return;
-          offset = nextOffset(header(asked.headers, 'range'));
-        }
+          part.bytes === 0 ? 'bytes */0' : `bytes ${from}-${from + length - 1}/${part.bytes}`;
+        offset = await retrying(
+          async (retry) => {
+            try {
+              // After a failure, the server may hold more or less of the chunk than was sent.
+              if (retry === 0) return await ask(range, chunk);
+              const at = await ask(`bytes */${part.bytes}`);
+              return at === from ? await ask(range, chunk) : at;
+            } catch (error) {
+              throw driveError(error, what);
+            }
+          },
+          { retries: CHUNK_RETRIES },
+        );
       }
     } finally {
       await file.close();
@@ -219,17 +257,15 @@ export async function createGdriveSinkDriver(
     connector: GDRIVE_CONNECTOR,
     root,
     async read(key) {
-      try {
-        const { id } = await find(key, false);
-        if (!id) return undefined;
-        const { data } = await drive.files.get(
+      const { id } = await find(key, false);
+      if (!id) return undefined;
+      const { data } = await driveCall(uriOf(key), () =>
+        drive.files.get(
           { fileId: id, alt: 'media', supportsAllDrives: true },
-          { responseType: 'arraybuffer' },
-        );
-        return Buffer.from(data as unknown as ArrayBuffer);
-      } catch (error) {
-        throw driveError(error, uriOf(key));
-      }
+          { ...ONE_TRY, responseType: 'arraybuffer' },
+        ),
+      );
+      return Buffer.from(data as unknown as ArrayBuffer);
     },
     async write(key, part) {
       try {
@@ -240,11 +276,11 @@ export async function createGdriveSinkDriver(
             connector: GDRIVE_CONNECTOR,
           });
         }
-        const appProperties: Record<string, string> = {
+        const properties: Record<string, string> = {
           [KEY_PROPERTY]: propertyValue(KEY_PROPERTY, name),
         };
         for (const [k, v] of Object.entries(part.metadata ?? {})) {
-          appProperties[k] = propertyValue(k, v);
+          properties[k] = propertyValue(k, v);
         }
         const query = 'uploadType=resumable&supportsAllDrives=true&fields=id';
         await upload(
@@ -252,14 +288,15 @@ export async function createGdriveSinkDriver(
             ? {
                 method: 'PATCH',
                 url: `${apiRoot}upload/drive/v3/files/${id}?${query}`,
-                metadata: { mimeType: part.contentType, appProperties },
+                metadata: { mimeType: part.contentType, properties },
               }
             : {
                 method: 'POST',
                 url: `${apiRoot}upload/drive/v3/files?${query}`,
-                metadata: { name, parents: [folder], mimeType: part.contentType, appProperties },
+                metadata: { name, parents: [folder], mimeType: part.contentType, properties },
               },
           part,
+          uriOf(key),
         );
       } catch (error) {
         throw driveError(error, uriOf(key));
@@ -267,17 +304,17 @@ export async function createGdriveSinkDriver(
     },
     async delete(key) {
       // To the bin, not gone: Drive keeps trashed files 30 days, and people can restore them.
+      const { id } = await find(key, false);
+      if (!id) return;
       try {
-        const { id } = await find(key, false);
-        if (!id) return;
-        await drive.files.update({
-          fileId: id,
-          requestBody: { trashed: true },
-          supportsAllDrives: true,
-        });
+        await driveCall(uriOf(key), () =>
+          drive.files.update(
+            { fileId: id, requestBody: { trashed: true }, supportsAllDrives: true },
+            ONE_TRY,
+          ),
+        );
       } catch (error) {
-        if (isNotFound(error)) return;
-        throw driveError(error, uriOf(key));
+        if (!isNotFound(error)) throw error;
       }
     },
   };
