@@ -357,6 +357,26 @@ describe('gdrive source: changes feed', () => {
     expect(await run()).toEqual([]);
   });
 
+  it('sees changes in another drive that a shortcut leads into', async () => {
+    const { server } = kit;
+    const teamA = server.createSharedDrive('Feed A');
+    const teamB = server.createSharedDrive('Feed B');
+    const root = server.createFolder('inbox', teamA);
+    const other = server.createFolder('elsewhere', teamB);
+    server.createFile({ name: 'first.txt', parentId: other, content: 'first\n' });
+    server.createShortcut('to B', root, other);
+    const state = join(dir, 'state.json');
+    const run = () =>
+      collect(
+        gdriveSource({ url: `gdrive://folder/${root}`, drive: kit.drive, recursive: true, state }),
+      );
+    expect((await run()).map((t) => t.text)).toEqual(['first']);
+    server.createFile({ name: 'second.txt', parentId: other, content: 'second\n' });
+    expect((await run()).map((t) => [t.text, t.meta?.path])).toEqual([
+      ['second', 'to B/second.txt'],
+    ]);
+  });
+
   it('does not emit a Google file again when it was only shared or commented on', async () => {
     const { server } = kit;
     const root = server.createFolder('shared-later');
