@@ -32,8 +32,9 @@ export interface GcsSinkOptions extends SinkOptions, GcsConnectionOptions {
 const DEFAULT_CHUNK = 8 * 1024 * 1024;
 const CHUNK_MULTIPLE = 256 * 1024;
 /**
- * Whole uploads tried again after the client's own retries give up. A client Sluice builds
- * retries each request (and each chunk) itself; a `storage` a caller passes may retry none.
+ * Whole uploads (and deletes) tried again after the client's own retries give up. A client
+ * Sluice builds retries each request (and each chunk) itself; a `storage` a caller passes may
+ * retry none.
  */
 const UPLOAD_RETRIES = 3;
 
@@ -100,11 +101,17 @@ export function createGcsSinkDriver(rootUrl: string, options: GcsSinkOptions): S
       );
     },
     async delete(key) {
-      try {
-        await bucket.file(`${prefix}${key}`).delete({ ignoreNotFound: true });
-      } catch (error) {
-        throw gcsError(error, uriOf(key));
-      }
+      // Safe to repeat (a missing object is fine), so retried like uploads, for any client.
+      await retrying(
+        async () => {
+          try {
+            await bucket.file(`${prefix}${key}`).delete({ ignoreNotFound: true });
+          } catch (error) {
+            throw gcsError(error, uriOf(key));
+          }
+        },
+        { retries: UPLOAD_RETRIES },
+      );
     },
     async close() {
       reader.close();

@@ -110,3 +110,21 @@ describe('gcs sink', () => {
     }
   });
 });
+
+describe('gcs sink against the write rate of one object', () => {
+  // Cloud Storage takes one write a second to one object name: replacing an export deletes
+  // the old manifest and writes the new one at once, and both meet 429s.
+  const busy = useGcs(['busy'], { objectWriteRate: 1 });
+
+  it("replaces an export through 429s on the manifest, with a caller's own client", async () => {
+    const storage = new Storage({ apiEndpoint: busy.url, projectId: 'sluice-test' });
+    const url = 'gs://busy/again/';
+    expect((await gcsSink({ url, storage }).write(answers(3))).status).toBe('written');
+    const second = await gcsSink({ url, storage }).write(answers(4));
+    expect(second.status).toBe('written');
+    const manifest = JSON.parse(
+      busy.server.getObject('busy', 'again/manifest.json')?.data.toString() ?? '{}',
+    );
+    expect(manifest.counts.records).toBe(4);
+  });
+});

@@ -54,6 +54,9 @@
  *   gcloud 528 and gsutil 5 send them (Python's email generator); CRLF and double quotes, as
  *   Node clients send them, work too.
  * - `cacheControl` is kept and served as the object's Cache-Control.
+ * - With `objectWriteRate`, writes to one object name beyond that many a second (Google's
+ *   limit is one) are answered 429 rateLimitExceeded, domain usageLimits.
+ *   https://cloud.google.com/storage/quotas#objects
  *
  * Errors use the JSON API's body, `{"error":{"code","message","errors":[{"message","domain",
  * "reason"}]}}`, with its reasons (notFound, conflict, conditionNotMet, required, authError,
@@ -134,6 +137,11 @@ interface Conditions {
 export interface GcsServerOptions {
   /** Refuse JSON API and upload requests without a valid bearer token. Default false. */
   requireAuth?: boolean;
+  /**
+   * Writes (uploads, resumable sessions started, deletes) a second to one object name, as
+   * Cloud Storage allows one; more are answered 429 rateLimitExceeded. Default: no limit.
+   */
+  objectWriteRate?: number;
 }
 
 /** The error answers the server gives, shaped and worded like the real API's. */
@@ -180,6 +188,8 @@ export class GcsServer extends LoopbackServer {
   private readonly uploads = new Map<string, Upload>();
   private readonly keys = new Map<string, KeyObject>();
   private readonly tokens = new Set<string>();
+  /** Recent writes per `bucket/name`, for `objectWriteRate`. */
+  private readonly writes = new Map<string, number[]>();
   private lastGeneration = 0;
   /** Requests served, by operation, for checks. */
   readonly requests: Record<string, number> = {};
@@ -229,6 +239,30 @@ export class GcsServer extends LoopbackServer {
   /** Resumable uploads started and not finished, for checks. */
   get openUploads(): number {
     return [...this.uploads.values()].filter((upload) => !upload.done).length;
+  }
+
+  /**
+   * Refuses a write to an object name written too often in the last second, with the answer
+   * Cloud Storage gives (https://cloud.google.com/storage/quotas#objects: one write per second
+   * to the same object name; https://cloud.google.com/storage/docs/json_api/v1/status-codes).
+   */
+  private throttleWrite(bucket: string, name: string): void {
+    const rate = this.options.objectWriteRate;
+    if (rate === undefined) return;
+    const key = `${bucket}/${name}`;
+    const now = Date.now();
+    const recent = (this.writes.get(key) ?? []).filter((t) => t > now - 1000);
+    if (recent.length >= rate) {
+      this.writes.set(key, recent);
+      throw new ApiError(
+        429,
+        'rateLimitExceeded',
+        `The object ${key} exceeded the rate limit for object mutation operations (create, update, and delete). Please reduce your request rate. See https://cloud.google.com/storage/docs/gcs429.`,
+        { domain: 'usageLimits' },
+      );
+    }
+    recent.push(now);
+    this.writes.set(key, recent);
   }
 
   private count(operation: string): void {
@@ -404,6 +438,7 @@ export class GcsServer extends LoopbackServer {
         const object = target.objects.get(name);
         if (!object) throw notFoundObject(bucket, name);
         this.checkConditions(object, conditionsOf(q));
+        this.throttleWrite(bucket, name);
         target.objects.delete(name);
         res.writeHead(204).end();
         return;
@@ -657,6 +692,7 @@ export class GcsServer extends LoopbackServer {
       resource.contentType ??= headerOf(req, 'x-upload-content-type');
       if (!resource.name) throw new ApiError(400, 'required', 'Required');
       this.checkConditions(bucket.objects.get(resource.name), conditions);
+      this.throttleWrite(bucketName, resource.name);
       const id = randomBytes(16).toString('hex');
       this.uploads.set(id, { bucket: bucketName, resource, conditions, chunks: [], received: 0 });
       const session = `${this.url}/upload/storage/v1/b/${encodeURIComponent(bucketName)}/o?uploadType=resumable&name=${encodeURIComponent(resource.name)}&upload_id=${id}`;
@@ -688,6 +724,7 @@ export class GcsServer extends LoopbackServer {
     }
     if (!resource.name) throw new ApiError(400, 'required', 'Required');
     this.checkConditions(bucket.objects.get(resource.name), conditions);
+    this.throttleWrite(bucketName, resource.name);
     const object = this.store(bucket, resource, data);
     sendJson(res, 200, this.respond(this.resource(bucketName, object), q));
   }
