@@ -76,6 +76,13 @@ export {
   mediaPath,
 } from './media.js';
 export { PyFloat, pythonJsonDumps } from './python-json.js';
+export {
+  isTransient,
+  type RetryPolicy,
+  retryAfterMs,
+  retryWait,
+  sendWithRetry,
+} from './retry.js';
 export { type Agreement, type DatasetReport, datasetReport, ReportBuilder } from './report.js';
 export { createSelector, parseShard, parseSize, parseTime, type Selection } from './select.js';
 export {
