@@ -76,6 +76,7 @@ export {
   mediaPath,
 } from './media.js';
 export { PyFloat, pythonJsonDumps } from './python-json.js';
+export { type Agreement, type DatasetReport, datasetReport, ReportBuilder } from './report.js';
 export {
   isTransient,
   type RetryPolicy,
@@ -83,7 +84,6 @@ export {
   retryWait,
   sendWithRetry,
 } from './retry.js';
-export { type Agreement, type DatasetReport, datasetReport, ReportBuilder } from './report.js';
 export { createSelector, parseShard, parseSize, parseTime, type Selection } from './select.js';
 export {
   createSink,

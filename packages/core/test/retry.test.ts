@@ -15,17 +15,15 @@ describe('REST retries', () => {
   it('reads the wait from Retry-After (seconds or a date), else from X-RateLimit-Reset', () => {
     const now = Date.parse('2026-03-02T10:00:00Z');
     expect(retryAfterMs(new Headers({ 'retry-after': '7' }), now)).toBe(7000);
-    expect(
-      retryAfterMs(new Headers({ 'retry-after': 'Mon, 02 Mar 2026 10:00:30 GMT' }), now),
-    ).toBe(30_000);
+    expect(retryAfterMs(new Headers({ 'retry-after': 'Mon, 02 Mar 2026 10:00:30 GMT' }), now)).toBe(
+      30_000,
+    );
     expect(retryAfterMs(new Headers({ 'x-ratelimit-reset': '2026-03-02T10:01Z' }), now)).toBe(
       60_000,
     );
     expect(retryAfterMs(new Headers(), now)).toBeUndefined();
     // A wait longer than the policy allows gives up rather than hanging.
-    expect(retryWait(new Headers({ 'retry-after': '3600' }), 0, { maxMs: 60_000 })).toBe(
-      undefined,
-    );
+    expect(retryWait(new Headers({ 'retry-after': '3600' }), 0, { maxMs: 60_000 })).toBe(undefined);
     // Without a header: doubling, with jitter, for as many retries as the policy has.
     const waits = [0, 1, 2].map((n) => retryWait(undefined, n, { baseMs: 100 }) as number);
     expect(waits[0]).toBeGreaterThanOrEqual(50);
