@@ -127,7 +127,8 @@ function resolveConnection(options: ConfluenceConnectionOptions) {
   } catch {
     throw usageError(`not a URL: ${given}`, siteHint);
   }
-  const chosen = options.deployment ?? (env.CONFLUENCE_DEPLOYMENT as Deployment | undefined);
+  const chosen =
+    options.deployment ?? ((env.CONFLUENCE_DEPLOYMENT || undefined) as Deployment | undefined);
   if (chosen !== undefined && !DEPLOYMENTS.includes(chosen)) {
     throw usageError(
       `--deployment must be cloud, gateway or datacenter, got "${chosen}"`,
@@ -136,7 +137,7 @@ function resolveConnection(options: ConfluenceConnectionOptions) {
   }
   const email = options.email ?? env.CONFLUENCE_EMAIL;
   const apiToken = options.apiToken ?? env.CONFLUENCE_API_TOKEN;
-  const token = options.token ?? env.CONFLUENCE_TOKEN;
+  const token = options.token ?? (env.CONFLUENCE_TOKEN || undefined);
   const oauth = options.oauth;
   const basic = email && apiToken ? { email, apiToken } : undefined;
   if (!basic && !token && !oauth) {
