@@ -431,6 +431,7 @@ describe('the Confluence test server', () => {
   it('parses the CQL subset', () => {
     const page = {
       id: '7',
+      type: 'page' as const,
       spaceKey: 'A',
       title: 'Hello World',
       body: '<p>x</p>',
@@ -456,6 +457,13 @@ describe('the Confluence test server', () => {
     expect(() => parseCql('lastmodified > "2024-13-01"')).toThrow();
     expect(() => parseCql('lastmodified > now("-1d")')).toThrow();
     expect(() => parseCql('(space = A')).toThrow();
+    // Dates are read on the clocks of the zone given: 12:34 UTC is 05:34 in Los Angeles in May.
+    expect(parseCql('lastmodified = "2024-05-05 05:34"', 'America/Los_Angeles').where(page)).toBe(
+      true,
+    );
+    expect(parseCql('lastmodified = "2024-05-05 12:34"', 'America/Los_Angeles').where(page)).toBe(
+      false,
+    );
   });
 
   it('gets, creates and updates content through the Data Center mount', async () => {

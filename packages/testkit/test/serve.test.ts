@@ -8,7 +8,7 @@ const repo = (path: string) => fileURLToPath(new URL(`../../../${path}`, import.
 
 /** Starts `testkit serve KIND` seeded with the example text folder, once it says it is ready. */
 async function serveSeeded(
-  kind: 's3' | 'gcs' | 'gdrive' | 'file360',
+  kind: 's3' | 'gcs' | 'gdrive' | 'file360' | 'core-share',
   seeded = /bucket "sluice" holds 1 seeded objects/,
 ) {
   const server = startCli(serve, [
