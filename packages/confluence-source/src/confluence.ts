@@ -4,11 +4,12 @@
 import { debuglog } from 'node:util';
 import {
   apiError,
+  byteRange,
   type KnownAnswer,
   type RetryPolicy,
+  rangedBody,
   SluiceError,
   sendWithRetry,
-  skipBytes,
   usageError,
 } from '@sluice/core';
 
@@ -635,8 +636,7 @@ export class Confluence {
     options: { start?: number; end?: number; signal?: AbortSignal } = {},
   ): Promise<AsyncIterable<Uint8Array>> {
     const { start, end, signal } = options;
-    const range =
-      start !== undefined || end !== undefined ? `bytes=${start ?? 0}-${end ?? ''}` : undefined;
+    const range = byteRange(start, end);
     const headers = { accept: '*/*', ...(range ? { range } : {}) };
     let response: Response;
     if (this.cloud) {
@@ -660,11 +660,7 @@ export class Confluence {
         { signal, headers },
       );
     }
-    const body = response.body as unknown as AsyncIterable<Uint8Array> | null;
-    if (!body) return skipBytes([], 0);
-    // A server that ignores Range sends the whole file: skip to the start.
-    if (start && response.status === 200) return skipBytes(body, start);
-    return body;
+    return rangedBody(response, start);
   }
 
   /** The current page titled `title` in the space of `near` (a page); undefined when there is none. */

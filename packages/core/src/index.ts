@@ -110,11 +110,13 @@ export {
 } from './sink.js';
 export {
   type Bytes,
+  byteRange,
   createSource,
   type ListOptions,
   mapReadErrors,
   modifiedCursor,
   type OpenOptions,
+  rangedBody,
   type Source,
   type SourceDriver,
   type SourceItem,

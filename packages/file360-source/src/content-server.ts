@@ -2,7 +2,7 @@
 // alike: Content Server REST (api/v1 and api/v2) over fetch. Requests are forms, as the API
 // takes no JSON bodies.
 import { openAsBlob } from 'node:fs';
-import { type RetryPolicy, sendWithRetry, skipBytes } from '@sluice/core';
+import { byteRange, type RetryPolicy, rangedBody, sendWithRetry } from '@sluice/core';
 import {
   dateOf,
   debug,
@@ -310,16 +310,12 @@ export class ContentServer implements File360Api {
     options: { start?: number; end?: number; signal?: AbortSignal } = {},
   ): Promise<AsyncIterable<Uint8Array>> {
     const { start, end, signal } = options;
-    const range =
-      start !== undefined || end !== undefined ? `bytes=${start ?? 0}-${end ?? ''}` : undefined;
+    const range = byteRange(start, end);
     const response = await this.request(`/api/v1/nodes/${encodeURIComponent(id)}/content`, {
       signal,
       headers: { accept: '*/*', ...(range ? { range } : {}) },
     });
-    const body = response.body as unknown as AsyncIterable<Uint8Array> | null;
-    if (!body) return skipBytes([], 0);
-    // A server that ignores Range sends the whole document: skip to the start.
-    return start && response.status === 200 ? skipBytes(body, start) : body;
+    return rangedBody(response, start);
   }
 
   private async create(form: () => FormData | URLSearchParams): Promise<File360Node> {

@@ -5,7 +5,7 @@
 // deletion by state; reading a document, its content, and uploads are not in it (see the
 // test kit's Core Share server for what is inferred).
 import { openAsBlob } from 'node:fs';
-import { type RetryPolicy, SluiceError, sendWithRetry, skipBytes } from '@sluice/core';
+import { byteRange, type RetryPolicy, rangedBody, SluiceError, sendWithRetry } from '@sluice/core';
 import {
   dateOf,
   debug,
@@ -187,15 +187,12 @@ export class CoreShare implements File360Api {
     options: { start?: number; end?: number; signal?: AbortSignal } = {},
   ): Promise<AsyncIterable<Uint8Array>> {
     const { start, end, signal } = options;
-    const range =
-      start !== undefined || end !== undefined ? `bytes=${start ?? 0}-${end ?? ''}` : undefined;
+    const range = byteRange(start, end);
     const response = await this.request(`/api/v1/documents/${encodeURIComponent(id)}/content`, {
       signal,
       headers: { accept: '*/*', ...(range ? { range } : {}) },
     });
-    const body = response.body as unknown as AsyncIterable<Uint8Array> | null;
-    if (!body) return skipBytes([], 0);
-    return start && response.status === 200 ? skipBytes(body, start) : body;
+    return rangedBody(response, start);
   }
 
   async createFolder(parent: string, name: string): Promise<File360Node> {

@@ -13,14 +13,10 @@ import {
   confluenceToken,
   startConfluenceServer,
 } from './confluence-server.js';
-import {
-  type CoreShareServer,
-  coreShareClient,
-  startCoreShareServer,
-} from './core-share-server.js';
-import { ENTERPRISE_WORKSPACE, type File360Server, startFile360Server } from './file360-server.js';
+import { coreShareClient, startCoreShareServer } from './core-share-server.js';
+import { ENTERPRISE_WORKSPACE, startFile360Server } from './file360-server.js';
 import { serviceAccount, startGcsServer } from './gcs-server.js';
-import { type DriveServer, startDriveServer } from './gdrive-server.js';
+import { startDriveServer } from './gdrive-server.js';
 import { type S3ServerName, startS3 } from './s3.js';
 import {
   type GeneratedBucket,
@@ -253,16 +249,26 @@ async function serveGcs(port: number, bucket: string, seed: string | undefined):
   return 0;
 }
 
-/** Copies a local folder into a Drive folder: a folder for each subfolder, a file for each file. */
-async function seedDrive(server: DriveServer, dir: string, parentId: string): Promise<number> {
+/**
+ * Copies a local folder into a store's folder: `folder` makes a subfolder (and gives its id),
+ * `file` a file or document; returns the number of files.
+ */
+async function seedTree<Id>(
+  dir: string,
+  parent: Id,
+  make: {
+    folder(parent: Id, name: string): Id;
+    file(parent: Id, name: string, bytes: Buffer): void;
+  },
+): Promise<number> {
   let seeded = 0;
   for (const entry of await readdir(dir, { withFileTypes: true })) {
     if (entry.name.startsWith('.')) continue;
     const path = join(dir, entry.name);
     if (entry.isDirectory()) {
-      seeded += await seedDrive(server, path, server.createFolder(entry.name, parentId));
+      seeded += await seedTree(path, make.folder(parent, entry.name), make);
     } else if (entry.isFile()) {
-      server.createFile({ name: entry.name, parentId, content: await readFile(path) });
+      make.file(parent, entry.name, await readFile(path));
       seeded++;
     }
   }
@@ -276,7 +282,14 @@ async function serveGdrive(
 ): Promise<number> {
   const { server, url, stop } = await startDriveServer({}, port);
   const folderId = server.createFolder(folder);
-  const seeded = seed ? await seedDrive(server, seed, folderId) : 0;
+  const seeded = seed
+    ? await seedTree(seed, folderId, {
+        folder: (parent, name) => server.createFolder(name, parent),
+        file: (parentId, name, content) => {
+          server.createFile({ name, parentId, content });
+        },
+      })
+    : 0;
   const token = `ya29.sluice-${randomBytes(18).toString('base64url')}`;
   server.addToken(token);
   console.log(
@@ -420,22 +433,6 @@ async function serveConfluence(
   return 0;
 }
 
-/** Copies a local folder into a File 360 folder: a folder for each subfolder, a document for each file. */
-async function seedFile360(server: File360Server, dir: string, parentId: number): Promise<number> {
-  let seeded = 0;
-  for (const entry of await readdir(dir, { withFileTypes: true })) {
-    if (entry.name.startsWith('.')) continue;
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) {
-      seeded += await seedFile360(server, path, server.addFolder(parentId, entry.name));
-    } else if (entry.isFile()) {
-      server.addDocument(parentId, entry.name, await readFile(path));
-      seeded++;
-    }
-  }
-  return seeded;
-}
-
 async function serveFile360(
   port: number,
   folder: string,
@@ -443,7 +440,14 @@ async function serveFile360(
 ): Promise<number> {
   const { server, base } = await startFile360Server({}, port);
   const folderId = server.addFolder(ENTERPRISE_WORKSPACE, folder);
-  const seeded = seed ? await seedFile360(server, seed, folderId) : 0;
+  const seeded = seed
+    ? await seedTree(seed, folderId, {
+        folder: (parent, name) => server.addFolder(parent, name),
+        file: (parent, name, content) => {
+          server.addDocument(parent, name, content);
+        },
+      })
+    : 0;
   const password = randomBytes(12).toString('base64url');
   server.addUser('sluice', password);
   console.log(
@@ -463,26 +467,6 @@ async function serveFile360(
   return 0;
 }
 
-/** Copies a local folder into a Core Share folder: a folder for each subfolder, a document for each file. */
-async function seedCoreShare(
-  server: CoreShareServer,
-  dir: string,
-  parentId: string,
-): Promise<number> {
-  let seeded = 0;
-  for (const entry of await readdir(dir, { withFileTypes: true })) {
-    if (entry.name.startsWith('.')) continue;
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) {
-      seeded += await seedCoreShare(server, path, server.addFolder(parentId, entry.name));
-    } else if (entry.isFile()) {
-      server.addDocument(parentId, entry.name, await readFile(path));
-      seeded++;
-    }
-  }
-  return seeded;
-}
-
 async function serveCoreShare(
   port: number,
   folder: string,
@@ -490,7 +474,14 @@ async function serveCoreShare(
 ): Promise<number> {
   const { server, url } = await startCoreShareServer(port);
   const folderId = server.addFolder(server.rootId, folder);
-  const seeded = seed ? await seedCoreShare(server, seed, folderId) : 0;
+  const seeded = seed
+    ? await seedTree(seed, folderId, {
+        folder: (parent, name) => server.addFolder(parent, name),
+        file: (parent, name, content) => {
+          server.addDocument(parent, name, content);
+        },
+      })
+    : 0;
   const { clientId, clientSecret } = coreShareClient();
   server.otds.addClient(clientId, clientSecret);
   console.log(

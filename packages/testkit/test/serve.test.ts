@@ -127,57 +127,30 @@ describe('testkit serve gdrive', () => {
   }, 60_000);
 });
 
-describe('testkit serve file360', () => {
+describe.each([
+  {
+    kind: 'file360' as const,
+    seeded: /folder "sluice" \(node \d+\) holds 1 seeded documents/,
+    names: ['FILE360_URL', 'FILE360_USERNAME', 'FILE360_PASSWORD'],
+  },
+  {
+    kind: 'core-share' as const,
+    seeded: /folder "sluice" \(node \d{19}\) holds 1 seeded documents/,
+    names: [
+      'FILE360_URL',
+      'FILE360_API',
+      'FILE360_OTDS_URL',
+      'FILE360_CLIENT_ID',
+      'FILE360_CLIENT_SECRET',
+    ],
+  },
+])('testkit serve $kind', ({ kind, seeded, names }) => {
   it('serves a seeded folder that the File 360 CLIs use with the environment it prints', async () => {
-    const server = await serveSeeded(
-      'file360',
-      /folder "sluice" \(node \d+\) holds 1 seeded documents/,
-    );
+    const server = await serveSeeded(kind, seeded);
     try {
       const out = server.stdout();
-      const env = {
-        FILE360_URL: /export FILE360_URL=(\S+)/.exec(out)?.[1] ?? '',
-        FILE360_USERNAME: /FILE360_USERNAME=(\S+)/.exec(out)?.[1] ?? '',
-        FILE360_PASSWORD: /FILE360_PASSWORD=(\S+)/.exec(out)?.[1] ?? '',
-      };
-      const folder = /cli\.js (file360:\/\/node\/\d+) --recursive/.exec(out)?.[1] ?? '';
-      const source = await runCli(
-        repo('packages/file360-source/dist/cli.js'),
-        [folder, '--recursive', '--quiet'],
-        { env },
-      );
-      expect(source.code).toBe(0);
-      expect(source.stdout.trim().split('\n')).toHaveLength(12);
-      const sink = await runCli(
-        repo('packages/file360-sink/dist/cli.js'),
-        [`${folder}/exports/{dataset}`, '--dataset', 'news'],
-        { env, input: await readFile(repo('examples/data/db-out/ner-news.jsonl')) },
-      );
-      expect(sink.stderr).toMatch(/wrote 1 part \(24 records\)/);
-    } finally {
-      server.child.kill('SIGINT');
-    }
-    expect(await server.closed).toBe(0);
-  }, 60_000);
-});
-
-describe('testkit serve core-share', () => {
-  it('serves a seeded Core Share folder that the File 360 CLIs use with the environment it prints', async () => {
-    const server = await serveSeeded(
-      'core-share',
-      /folder "sluice" \(node \d{19}\) holds 1 seeded documents/,
-    );
-    try {
-      const out = server.stdout();
-      const value = (name: string) => new RegExp(`${name}=(\\S+)`).exec(out)?.[1] ?? '';
       const env = Object.fromEntries(
-        [
-          'FILE360_URL',
-          'FILE360_API',
-          'FILE360_OTDS_URL',
-          'FILE360_CLIENT_ID',
-          'FILE360_CLIENT_SECRET',
-        ].map((name) => [name, value(name)]),
+        names.map((name) => [name, new RegExp(`${name}=(\\S+)`).exec(out)?.[1] ?? '']),
       );
       const folder = /cli\.js (file360:\/\/node\/\d+) --recursive/.exec(out)?.[1] ?? '';
       const source = await runCli(
