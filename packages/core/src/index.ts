@@ -85,7 +85,15 @@ export {
 } from './media.js';
 export { PyFloat, pythonJsonDumps } from './python-json.js';
 export { type Agreement, type DatasetReport, datasetReport, ReportBuilder } from './report.js';
-export { backoffMs, type RetryOptions, retryAfterMs, retrying } from './retry.js';
+export {
+  isTransient,
+  type RetryOptions,
+  type RetryPolicy,
+  retryAfterMs,
+  retrying,
+  retryWait,
+  sendWithRetry,
+} from './retry.js';
 export { createSelector, parseShard, parseSize, parseTime, type Selection } from './select.js';
 export {
   createSink,
@@ -112,11 +120,13 @@ export {
 } from './sink.js';
 export {
   type Bytes,
+  byteRange,
   createSource,
   type ListOptions,
   mapReadErrors,
   modifiedCursor,
   type OpenOptions,
+  rangedBody,
   type Source,
   type SourceDriver,
   type SourceItem,

@@ -7,7 +7,7 @@ import {
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { gunzip } from './convert.js';
 import { SluiceError } from './errors.js';
-import { type RetryOptions, retryAfterMs, retrying } from './retry.js';
+import { type RetryOptions, retrying } from './retry.js';
 import { skipBytes } from './source.js';
 
 /** An answer a lean GET got instead of a body: its status, headers and (at most 64 KiB of) text. */
@@ -30,8 +30,8 @@ type HeadersOf = () => Record<string, string> | Promise<Record<string, string>>;
  *
  * `fetch` stands on its own, for connectors whose library read path cannot be used: every
  * answer other than 200/206, and every failure before the body, goes to `fail`, which names
- * it as a SluiceError; retryable ones are tried again with backoff (a Retry-After the server
- * sends is honoured), the others and the last one are thrown.
+ * it as a SluiceError; retryable ones are tried again through `retrying` (core's retry
+ * policy; a Retry-After the server sends is honoured), the others and the last one thrown.
  */
 export interface LeanGet {
   get(
@@ -68,8 +68,17 @@ async function answerOf(response: IncomingMessage): Promise<LeanAnswer> {
   return { status: response.statusCode ?? 0, headers: response.headers, body };
 }
 
-/** The wait a throttling answer asked for, carried on the error `fetch` throws. */
-const RETRY_AFTER = Symbol('retryAfterMs');
+/** The headers of the answer an error `fetch` throws stands for (its Retry-After). */
+const ANSWER_HEADERS = Symbol('answerHeaders');
+
+/** Node's headers of an answer as fetch's Headers. */
+function headersOf(headers: IncomingHttpHeaders): Headers {
+  const out = new Headers();
+  for (const [name, value] of Object.entries(headers)) {
+    if (value !== undefined) out.set(name, Array.isArray(value) ? value.join(', ') : value);
+  }
+  return out;
+}
 
 /** A lean GET for one origin (`http(s)://host[:port]`), at most `maxSockets` at once. */
 export function createLeanGet(origin: URL, maxSockets: number): LeanGet {
@@ -119,15 +128,12 @@ export function createLeanGet(origin: URL, maxSockets: number): LeanGet {
           const status = response.statusCode ?? 0;
           if (status === 200 || status === 206) return response;
           const answer = await answerOf(response);
-          const error = fail(answer);
-          const wait = retryAfterMs(answer.headers['retry-after']);
-          if (wait !== undefined) Object.assign(error, { [RETRY_AFTER]: wait });
-          throw error;
+          throw Object.assign(fail(answer), { [ANSWER_HEADERS]: headersOf(answer.headers) });
         },
         {
           ...retry,
           signal,
-          retryAfterMs: (error) => (error as { [RETRY_AFTER]?: number })[RETRY_AFTER],
+          headersOf: (error) => (error as { [ANSWER_HEADERS]?: Headers })[ANSWER_HEADERS],
         },
       );
     },

@@ -1,55 +1,133 @@
+// How Sluice retries: only answers a retry can change, waiting as long as the service asks,
+// and long enough without being told. Sluice's own REST clients (Confluence, File 360) send
+// through `sendWithRetry`; connectors on a Google client library call `retrying`.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SluiceError } from './errors.js';
 
-/** How a request is tried again. */
-export interface RetryOptions {
-  /** Retries after the first attempt (default 5). */
+/** How a REST client retries an answer worth retrying. */
+export interface RetryPolicy {
+  /** Retries after the first attempt (default 6). */
   retries?: number;
-  /** Wait before the first retry, doubled for each next one (default 500 ms). */
+  /** The first wait when the answer names none, doubled each time (default 1000 ms). */
   baseMs?: number;
-  /** Longest wait between two attempts (default 32 s, Google's suggested ceiling). */
+  /** The longest wait (default 60 s): an answer asking for more fails at once. */
   maxMs?: number;
+}
+
+const DEFAULTS: Required<RetryPolicy> = { retries: 6, baseMs: 1000, maxMs: 60_000 };
+
+/** Methods that may be sent twice without doing twice what they do. */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS']);
+
+/**
+ * Whether an answer may change when the request is sent again: 429 for any method (a throttled
+ * request was not processed), 502, 503 and 504 for a request that is safe to repeat. A 500 is
+ * the server's answer to this request, not to this moment, and is never retried.
+ */
+export function isTransient(status: number, method: string): boolean {
+  if (status === 429) return true;
+  return (status === 502 || status === 503 || status === 504) && IDEMPOTENT.has(method);
+}
+
+/**
+ * How long an answer asks the caller to wait: `Retry-After` (seconds or an HTTP date), else
+ * `X-RateLimit-Reset` (an ISO 8601 time, as Atlassian sends it); undefined when it names none.
+ */
+export function retryAfterMs(headers: Headers, now = Date.now()): number | undefined {
+  const after = headers.get('retry-after')?.trim();
+  if (after) {
+    if (/^\d+(\.\d+)?$/.test(after)) return Number(after) * 1000;
+    const at = Date.parse(after);
+    if (!Number.isNaN(at)) return Math.max(0, at - now);
+  }
+  const reset = headers.get('x-ratelimit-reset')?.trim();
+  if (reset && !/^\d+$/.test(reset)) {
+    const at = Date.parse(reset);
+    if (!Number.isNaN(at)) return Math.max(0, at - now);
+  }
+  return undefined;
+}
+
+/**
+ * The wait before retry number `attempt` (0 for the first), or undefined when the policy gives
+ * up: what the answer asks for, else an exponential backoff with jitter (so that parallel
+ * clients do not come back together).
+ */
+export function retryWait(
+  headers: Headers | undefined,
+  attempt: number,
+  policy: RetryPolicy = {},
+): number | undefined {
+  const { retries, baseMs, maxMs } = { ...DEFAULTS, ...policy };
+  if (attempt >= retries) return undefined;
+  const asked = headers ? retryAfterMs(headers) : undefined;
+  if (asked !== undefined) return asked <= maxMs ? asked : undefined;
+  const backoff = Math.min(maxMs, baseMs * 2 ** attempt);
+  return backoff / 2 + Math.random() * (backoff / 2);
+}
+
+/**
+ * Sends a request (`send` makes it anew each time) until the answer is not transient or the
+ * policy gives up, and returns that answer, ok or not. A dropped connection is retried for
+ * methods safe to repeat; `transient` replaces the status test when a service needs its own.
+ */
+export async function sendWithRetry(
+  send: () => Promise<Response>,
+  options: {
+    method: string;
+    policy?: RetryPolicy;
+    signal?: AbortSignal;
+    transient?: (response: Response) => boolean;
+    /** Told before each wait (for debug logs). */
+    onRetry?: (reason: string, waitMs: number) => void;
+  },
+): Promise<Response> {
+  const { method, policy, signal } = options;
+  const transient = options.transient ?? ((r: Response) => isTransient(r.status, method));
+  for (let attempt = 0; ; attempt++) {
+    let response: Response;
+    try {
+      response = await send();
+    } catch (error) {
+      const wait = IDEMPOTENT.has(method) ? retryWait(undefined, attempt, policy) : undefined;
+      if (signal?.aborted || wait === undefined) throw error;
+      options.onRetry?.((error as Error).message, wait);
+      await sleep(wait, undefined, { signal });
+      continue;
+    }
+    if (response.ok || !transient(response)) return response;
+    const wait = retryWait(response.headers, attempt, policy);
+    if (wait === undefined || signal?.aborted) return response;
+    options.onRetry?.(`HTTP ${response.status}`, wait);
+    await response.body?.cancel().catch(() => {});
+    await sleep(wait, undefined, { signal });
+  }
+}
+
+/** How `retrying` retries a call whose failures are errors (a client library's), not answers. */
+export interface RetryOptions extends RetryPolicy {
   /** Stops waiting and retrying. */
   signal?: AbortSignal;
   /** Whether a failure is worth another attempt (default: a SluiceError's `retryable`). */
   retryable?(error: unknown): boolean;
-  /** A wait the server asked for (Retry-After), in ms, if the failure carries one. */
-  retryAfterMs?(error: unknown): number | undefined;
+  /** The headers of the answer a failure carries, for the wait it asks for (Retry-After). */
+  headersOf?(error: unknown): Headers | undefined;
   /** Told before each wait, e.g. for a debug log. */
   onRetry?(error: unknown, retry: number, waitMs: number): void;
 }
 
 /**
- * The wait before retry number `retry` (1-based): exponential from `baseMs` up to `maxMs`,
- * each drawn between half and all of its step, so clients that failed together spread out
- * (the truncated exponential backoff Google's APIs ask for).
- */
-export function backoffMs(retry: number, baseMs = 500, maxMs = 32_000): number {
-  const step = Math.min(baseMs * 2 ** (retry - 1), maxMs);
-  return Math.round(step * (0.5 + Math.random() / 2));
-}
-
-/** Seconds of a Retry-After header (or an HTTP date), in ms; undefined when absent or odd. */
-export function retryAfterMs(value: string | string[] | null | undefined): number | undefined {
-  const text = Array.isArray(value) ? value[0] : value;
-  if (!text) return undefined;
-  const seconds = Number(text);
-  if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
-  const date = Date.parse(text);
-  return Number.isFinite(date) ? Math.max(date - Date.now(), 0) : undefined;
-}
-
-/**
- * Runs `attempt` until it succeeds, a failure is not retryable, or the retries are spent.
- * A retryable SluiceError that is still failing when the retries are spent is thrown as not
- * retryable, so that loops around this one (a source's read resumption) do not multiply the
- * attempts.
+ * Runs `attempt` until it succeeds, a failure is not retryable, or the policy gives up (the
+ * waits of `retryWait`). For connectors whose client library throws rather than answers, and
+ * whose services say which failures a retry can mend (Google's: 408, 429, 5xx, a 403 rate
+ * limit). A retryable SluiceError still failing when the policy gives up is thrown as not
+ * retryable, so that loops around this one (a source resuming a read) do not multiply it.
  */
 export async function retrying<T>(
   attempt: (retry: number) => Promise<T>,
   options: RetryOptions = {},
 ): Promise<T> {
-  const { retries = 5, baseMs = 500, maxMs = 32_000, signal } = options;
+  const { signal } = options;
   const retryable =
     options.retryable ?? ((error: unknown) => error instanceof SluiceError && error.retryable);
   for (let retry = 0; ; retry++) {
@@ -57,9 +135,8 @@ export async function retrying<T>(
       return await attempt(retry);
     } catch (error) {
       if (signal?.aborted || !retryable(error)) throw error;
-      if (retry >= retries) throw spent(error);
-      const asked = options.retryAfterMs?.(error);
-      const wait = Math.min(asked ?? backoffMs(retry + 1, baseMs, maxMs), maxMs);
+      const wait = retryWait(options.headersOf?.(error), retry, options);
+      if (wait === undefined) throw spent(error);
       options.onRetry?.(error, retry + 1, wait);
       await sleep(wait, undefined, signal ? { signal } : undefined);
     }
