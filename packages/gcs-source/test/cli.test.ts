@@ -159,12 +159,12 @@ describe('gcs-source CLI against the test kit server', () => {
       },
     ]);
     try {
-      const run = await runCli(cli, [
-        'gs://raw/data/tickets.jsonl',
-        '--quiet',
-        '--endpoint',
-        proxy.url,
-      ]);
+      // Three retries in a row wait up to 7 s, as the retry policy says.
+      const run = await runCli(
+        cli,
+        ['gs://raw/data/tickets.jsonl', '--quiet', '--endpoint', proxy.url],
+        { timeout: 50_000 },
+      );
       expect(run.stderr).toBe('');
       expect(run.code).toBe(0);
       expect(taskLines(run.stdout)).toEqual([
@@ -175,7 +175,7 @@ describe('gcs-source CLI against the test kit server', () => {
     } finally {
       await proxy.close();
     }
-  });
+  }, 60_000);
 
   it('writes V4 signed URLs with a key file, which a plain client fetches', async () => {
     const run = await runCli(cli, [
