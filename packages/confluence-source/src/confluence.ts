@@ -1,10 +1,17 @@
 // Every Confluence wire call of Sluice, source and sink alike: Cloud (REST v2, plus v1 for CQL
 // search and attachment upload, which v2 does not have) and Data Center (REST v1), over fetch.
-import { debuglog } from 'node:util';
-import { apiError, type KnownAnswer, SluiceError, skipBytes, usageError } from '@sluice/core';
+import {
+  apiError,
+  debugLog,
+  type KnownAnswer,
+  SluiceError,
+  serviceUrl,
+  skipBytes,
+  usageError,
+} from '@sluice/core';
 
 export const CONFLUENCE_CONNECTOR = 'confluence';
-export const debug = debuglog('sluice:confluence');
+export const debug = debugLog('sluice:confluence');
 
 export type Deployment = 'cloud' | 'datacenter';
 export const DEPLOYMENTS: readonly Deployment[] = ['cloud', 'datacenter'];
@@ -71,16 +78,11 @@ function resolveConnection(options: ConfluenceConnectionOptions) {
       'set CONFLUENCE_URL (or --site) to the wiki, e.g. https://acme.atlassian.net/wiki',
     );
   }
-  let url: URL;
-  try {
-    url = new URL(site);
-    if (!/^https?:$/.test(url.protocol)) throw new Error('not http');
-  } catch {
-    throw usageError(
-      `not a URL: ${site}`,
-      'set CONFLUENCE_URL (or --site) to the wiki, e.g. https://acme.atlassian.net/wiki',
-    );
-  }
+  const url = new URL(
+    serviceUrl(site, options.site ? '--site' : 'CONFLUENCE_URL', {
+      example: 'https://acme.atlassian.net/wiki',
+    }),
+  );
   const atlassian = /\.atlassian\.net$|^api\.atlassian\.com$/i.test(url.hostname);
   const chosen = options.deployment ?? (env.CONFLUENCE_DEPLOYMENT as Deployment | undefined);
   if (chosen !== undefined && !DEPLOYMENTS.includes(chosen)) {

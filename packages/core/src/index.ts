@@ -38,8 +38,10 @@ export {
 } from './documents.js';
 export {
   apiError,
+  hasUserinfo,
   isSluiceError,
   type KnownAnswer,
+  redact,
   requestError,
   SluiceError,
   type SluiceErrorCode,
@@ -76,6 +78,7 @@ export {
   mediaPath,
 } from './media.js';
 export { PyFloat, pythonJsonDumps } from './python-json.js';
+export { debugLog, serviceUrl } from './redact.js';
 export { type Agreement, type DatasetReport, datasetReport, ReportBuilder } from './report.js';
 export { createSelector, parseShard, parseSize, parseTime, type Selection } from './select.js';
 export {

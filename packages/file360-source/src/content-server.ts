@@ -1,7 +1,7 @@
 // Every wire call of Sluice to File 360, source and sink alike: OpenText Content Server REST
 // (api/v1 and api/v2) over fetch. Requests are forms, as the API takes no JSON bodies.
 import { openAsBlob } from 'node:fs';
-import { SluiceError, skipBytes, usageError } from '@sluice/core';
+import { SluiceError, serviceUrl, skipBytes, usageError } from '@sluice/core';
 import {
   DOCUMENT,
   debug,
@@ -34,13 +34,11 @@ function resolveConnection(options: File360ConnectionOptions) {
     'set FILE360_URL (or --base-url) to the Content Server CGI URL, e.g. https://otcs.acme.com/otcs/cs.exe';
   const given = (options.baseUrl ?? env.FILE360_URL ?? '').trim();
   if (!given) throw usageError('no File 360 server given', hint);
-  let url: URL;
-  try {
-    url = new URL(given);
-    if (!/^https?:$/.test(url.protocol)) throw new Error('not http');
-  } catch {
-    throw usageError(`not a URL: ${given}`, hint);
-  }
+  const url = new URL(
+    serviceUrl(given, options.baseUrl ? '--base-url' : 'FILE360_URL', {
+      example: 'https://otcs.acme.com/otcs/cs.exe',
+    }),
+  );
   // The CGI URL, whether or not the API's own path was given too.
   const base = url.href.replace(/\/+$/, '').replace(/\/api(\/v\d+)?$/, '');
   const token = options.token ?? env.FILE360_TOKEN;

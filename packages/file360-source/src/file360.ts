@@ -1,11 +1,10 @@
 // What the File 360 source and sink share: the URL, the connection options, the errors, and
 // the interface of an OpenText API client. The Content Server REST client (content-server.ts)
 // is the one implementation; another OpenText API would be a second one beside it.
-import { debuglog } from 'node:util';
-import { apiError, type KnownAnswer, type SluiceError, usageError } from '@sluice/core';
+import { apiError, debugLog, type KnownAnswer, type SluiceError, usageError } from '@sluice/core';
 
 export const FILE360_CONNECTOR = 'file360';
-export const debug = debuglog('sluice:file360');
+export const debug = debugLog('sluice:file360');
 
 /** How to reach File 360. Shared by source and sink; unset fields come from the environment. */
 export interface File360ConnectionOptions {

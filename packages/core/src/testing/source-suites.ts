@@ -1,4 +1,5 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { get as httpGet } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -65,6 +66,17 @@ export const TINY_PNG = Buffer.from(
   'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGP4z8DwHwAFAAH/iZk9HQAAAABJRU5ErkJggg==',
   'base64',
 );
+
+/** The status of a GET that names `host` in its Host header, as a DNS-rebinding page's would. */
+function getWithHost(url: string, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const request = httpGet(url, { headers: { host } }, (response) => {
+      response.resume();
+      resolve(response.statusCode ?? 0);
+    });
+    request.once('error', reject);
+  });
+}
 
 const uriOf = (fixture: SourceFixture, key: string) =>
   fixture.uri ? fixture.uri(key) : `${fixture.uriPrefix}/${key}`;
@@ -337,6 +349,7 @@ export function testSourceState(harness: SourceHarness): void {
       const tasks = await collect(source);
       expect(tasks).toHaveLength(3);
       await source.checkpoint(2); // the second item's last task did not make it downstream
+      await source.close(); // a caller that commits itself holds the checkpoint until then
       const saved = JSON.parse(await readFile(state, 'utf8'));
       expect(Object.keys(saved.items)).toEqual([uriOf(fixture, '1.txt')]);
       expect(texts(await collect(harness.source(fixture.url, { state })))).toEqual([
@@ -351,19 +364,29 @@ export function testSourceState(harness: SourceHarness): void {
 export function testSourceMedia(harness: SourceHarness): void {
   describe(`${harness.connector} source: media`, () => {
     const ctx = useFixture(() => harness.setup());
+    let dir: string;
+    beforeEach(async () => {
+      dir = await mkdtemp(join(tmpdir(), 'sluice-media-'));
+    });
+    afterEach(async () => {
+      await rm(dir, { recursive: true, force: true });
+    });
 
-    it('serves images through the local proxy, with ranges, CORS and stable URLs', async () => {
+    it('serves images through the local proxy, with ranges, at URLs stable across runs', async () => {
       const { fixture } = ctx;
       await fixture.put('img/pixel.png', TINY_PNG);
       const port = await freePort();
-      const first = harness.source(fixture.url, { mediaPort: port });
+      const mediaKeyFile = join(dir, 'media.key');
+      const first = harness.source(fixture.url, { mediaPort: port, mediaKeyFile });
       try {
         const [task] = await collect(first);
-        expect(task?.image).toMatch(new RegExp(`^http://127\\.0\\.0\\.1:${port}/`));
+        // Nothing of the store's path but the file name: the token stands for the item.
+        expect(task?.image).toMatch(
+          new RegExp(`^http://127\\.0\\.0\\.1:${port}/[A-Za-z0-9_-]{22}/pixel\\.png$`),
+        );
         const response = await fetch(task?.image as string);
         expect(response.status).toBe(200);
         expect(response.headers.get('content-type')).toBe('image/png');
-        expect(response.headers.get('access-control-allow-origin')).toBe('*');
         expect(Buffer.from(await response.arrayBuffer())).toEqual(TINY_PNG);
         const ranged = await fetch(task?.image as string, { headers: { Range: 'bytes=1-3' } });
         expect(ranged.status).toBe(206);
@@ -371,22 +394,67 @@ export function testSourceMedia(harness: SourceHarness): void {
         const missing = await fetch(`${first.mediaUrl}/nothing/here.png`);
         expect(missing.status).toBe(404);
         await first.close();
-        const second = harness.source(fixture.url, { mediaPort: port, include: ['img/**'] });
+        const second = harness.source(fixture.url, {
+          mediaPort: port,
+          mediaKeyFile,
+          include: ['img/**'],
+        });
         const [again] = await collect(second);
         expect(again?.image).toBe(task?.image);
         expect(again?._input_hash).toBe(task?._input_hash);
-        // The proxy is reachable from any page in the browser: it serves only media items
-        // the source would select, nothing else under its root.
-        await fixture.put('img/notes.txt', 'not media\n');
-        await fixture.put('other/pixel.png', TINY_PNG);
-        const status = async (key: string) =>
-          (await fetch(`${second.mediaUrl}${mediaPath(uriOf(fixture, key))}`)).status;
-        expect(await status('img/pixel.png')).toBe(200);
-        expect(await status('img/notes.txt')).toBe(404);
-        expect(await status('other/pixel.png')).toBe(404);
         await second.close();
       } finally {
         await first.close();
+      }
+    });
+
+    it('serves only the media this run selected, and only to Prodigy', async () => {
+      const { fixture } = ctx;
+      await fixture.put('img/a.png', TINY_PNG);
+      await fixture.put('img/b.png', TINY_PNG);
+      await fixture.put('img/notes.txt', 'not media\n');
+      await fixture.put('other/c.png', TINY_PNG);
+      const mediaKeyFile = join(dir, 'media.key');
+      const source = harness.source(fixture.url, {
+        mediaPort: await freePort(),
+        mediaKeyFile,
+        include: ['img/**'],
+        limit: 1,
+        order: 'listing',
+      });
+      try {
+        const tasks = await collect(source);
+        const url = tasks.find((task) => task.image)?.image as string;
+        expect(url).toMatch(/\/a\.png$/);
+        // Whoever knows the key can tell any item's URL, yet nothing outside this run's
+        // selection is served: not the item beyond --limit, not a text file, not an item
+        // the globs leave out, not a path in the old predictable form.
+        const key = Buffer.from((await readFile(mediaKeyFile, 'utf8')).trim(), 'hex');
+        const status = async (path: string) => (await fetch(`${source.mediaUrl}${path}`)).status;
+        for (const name of ['img/b.png', 'img/notes.txt', 'other/c.png']) {
+          expect(await status(mediaPath(uriOf(fixture, name), key, name)), name).toBe(404);
+        }
+        expect(await status(mediaPath(uriOf(fixture, 'img/a.png'), key, 'img/a.png'))).toBe(200);
+        expect(await status(`/file${new URL(uriOf(fixture, 'img/a.png')).pathname}`)).toBe(404);
+        // Prodigy's web app may read media across origins; another page may not.
+        const prodigy = await fetch(url, { headers: { Origin: 'http://localhost:8080' } });
+        expect(prodigy.status).toBe(200);
+        expect(prodigy.headers.get('access-control-allow-origin')).toBe('http://localhost:8080');
+        const foreign = await fetch(url, { headers: { Origin: 'https://evil.example' } });
+        expect(foreign.status).toBe(403);
+        expect(foreign.headers.get('access-control-allow-origin')).toBeNull();
+        const preflight = (origin: string) =>
+          fetch(url, {
+            method: 'OPTIONS',
+            headers: { Origin: origin, 'Access-Control-Request-Method': 'GET' },
+          });
+        expect((await preflight('http://127.0.0.1:8080')).status).toBe(204);
+        expect((await preflight('https://evil.example')).status).toBe(403);
+        // A page that rebinds its own name to 127.0.0.1 sends its name as the Host.
+        expect(await getWithHost(url, 'evil.example')).toBe(403);
+        expect(await getWithHost(url, `localhost:${new URL(url).port}`)).toBe(200);
+      } finally {
+        await source.close();
       }
     });
 
