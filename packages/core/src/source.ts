@@ -70,6 +70,8 @@ export interface ListOptions {
    * position; core saves it with the checkpoint when every item listed is delivered.
    */
   setCursor?(cursor: string): void;
+  /** Tells the user about items the listing leaves out (the fs driver's links out of the folder). */
+  warn?(message: string): void;
 }
 
 /**
@@ -353,7 +355,12 @@ class SourceRun implements Source {
     for (;;) {
       let reached: string | undefined;
       const failedBefore = this.stats.failed;
-      const listing = { signal, cursor, setCursor: (value: string) => (reached = value) };
+      const listing: ListOptions = {
+        signal,
+        cursor,
+        setCursor: (value: string) => (reached = value),
+        warn: (message: string) => this.warn(`list:${message}`, message),
+      };
       const fetched = mapBounded(
         this.selected(listing),
         (item) => this.fetch(item),

@@ -97,6 +97,16 @@ const AUTH_ERRORS = new Set([
   'InvalidToken',
 ]);
 
+/** The object is no longer the version listed (its ETag differs): core reads it again, or fails it. */
+export function objectChanged(uri: string, cause?: unknown): SluiceError {
+  return new SluiceError(`${uri}: changed while it was being read`, {
+    code: 'CHANGED',
+    connector: S3_CONNECTOR,
+    hint: 'run again: the object was replaced during the read',
+    cause,
+  });
+}
+
 /** Whether an SDK error says the object is absent (a missing bucket is a real error). */
 export function isMissingObject(error: unknown): boolean {
   const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
@@ -157,15 +167,7 @@ export function s3Error(error: unknown, what: string): SluiceError {
       cause: error,
     });
   }
-  if (name === 'PreconditionFailed' || status === 412) {
-    return new SluiceError(`${what}: changed while it was being read`, {
-      code: 'IO',
-      connector: S3_CONNECTOR,
-      hint: 'run again: the object was replaced during the read',
-      cause: error,
-      retryable: false,
-    });
-  }
+  if (name === 'PreconditionFailed' || status === 412) return objectChanged(what, error);
   const failure = toSluiceError(error, S3_CONNECTOR);
   const network = /ECONNREFUSED|ENOTFOUND|EAI_AGAIN/.test(
     `${(error as { code?: string })?.code} ${e?.message}`,

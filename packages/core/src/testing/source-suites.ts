@@ -37,7 +37,7 @@ export interface SourceHarness {
 
 /** Capabilities a connector lacks are declared, so a suite it cannot pass is skipped by name. */
 export interface SourceSuiteOptions {
-  skip?: Array<'list' | 'convert' | 'select' | 'state' | 'media' | 'watch'>;
+  skip?: Array<'list' | 'convert' | 'select' | 'state' | 'media' | 'watch' | 'changes'>;
   /** The order a store lists in: by key (default; S3, GCS, Drive by name) or as items were added (Confluence attachments). */
   listingOrder?: 'key' | 'added';
 }
@@ -219,9 +219,36 @@ export function testSourceConvert(harness: SourceHarness): void {
         onWarning: (message) => warnings.push(message),
       });
       const tasks = await collect(source);
-      expect(texts(tasks)).toContain('good');
+      // The tasks before the bad line go out, as they would from an item too large to read ahead.
+      expect(texts(tasks)).toEqual(['fine', 'good']);
       expect(source.stats.failed).toBe(1);
-      expect(warnings.join('\n')).toMatch(/b-bad\.jsonl/);
+      expect(warnings.join('\n')).toMatch(/skipping the rest of .*b-bad\.jsonl.* after 1 task: /);
+    });
+
+    it('refuses text that is not UTF-8, naming the item and line, as the sinks do', async () => {
+      const { fixture } = ctx;
+      // "café" in Latin-1: the byte 0xE9 alone is no UTF-8.
+      const latin1 = (text: string) => Buffer.from(text, 'latin1');
+      const cases: Array<[string, Buffer, number, string[]]> = [
+        ['a.jsonl', latin1('{"text":"one"}\n{"text":"café"}\n{"text":"three"}\n'), 2, ['one']],
+        ['b.txt', latin1('one\ntwo\ncafé\n'), 3, ['one', 'two']],
+        ['c.csv', latin1('text,label\none,A\ncafé,B\n'), 3, ['one']],
+        ['d.json', latin1('[\n{"text":"one"},\n{"text":"café"}\n]'), 3, []],
+        ['e.html', latin1('<p>\ncafé</p>'), 2, []],
+      ];
+      for (const [key, body, line, before] of cases) {
+        await fixture.put(`utf8/${key}`, body);
+        const pattern = new RegExp(
+          `${key.replace('.', '\\.')}\\)? line ${line}: the line is not valid UTF-8 text`,
+        );
+        const include = [`utf8/${key}`];
+        await expect(collect(harness.source(fixture.url, { include })), key).rejects.toThrow(
+          pattern,
+        );
+        const source = harness.source(fixture.url, { include, skipErrors: true });
+        expect(texts(await collect(source)), key).toEqual(before);
+        expect(source.stats.failed).toBe(1);
+      }
     });
   });
 }
@@ -357,6 +384,45 @@ export function testSourceState(harness: SourceHarness): void {
         'two',
       ]);
     });
+
+    it('treats a failing item the same whatever its size, and a rerun neither repeats nor loses its tasks', async () => {
+      const { fixture } = ctx;
+      const state = join(dir, 'state.json');
+      // 5,000 lines of about 300 bytes: read as a stream (over 1 MiB); 10 lines: read ahead.
+      const body = (count: number, bad: number) =>
+        Array.from({ length: count }, (_, i) =>
+          i + 1 === bad
+            ? '{"text": oops}'
+            : JSON.stringify({ text: `${count}-${i + 1} ${'.'.repeat(280)}` }),
+        ).join('\n');
+      await fixture.put('big.jsonl', body(5000, 4000));
+      await fixture.put('small.jsonl', body(10, 5));
+      const first = harness.source(fixture.url, { state, skipErrors: true });
+      const tasks = await collect(first);
+      expect(tasks).toHaveLength(3999 + 4);
+      expect(first.stats).toMatchObject({ failed: 2, items: 0 });
+      const rerun = harness.source(fixture.url, { state, skipErrors: true });
+      expect(await collect(rerun)).toEqual([]);
+      expect(rerun.stats.failed).toBe(2);
+      // Fixed: a new version, read whole.
+      await fixture.put('small.jsonl', body(10, 0));
+      const fixed = await collect(harness.source(fixture.url, { state, skipErrors: true }));
+      expect(fixed).toHaveLength(10);
+    });
+
+    it('refuses a second run on the same checkpoint while the first goes on', async () => {
+      const { fixture } = ctx;
+      const state = join(dir, 'state.json');
+      await fixture.put('a.txt', 'a\n');
+      const first = harness.source(fixture.url, { state });
+      const iterator = first[Symbol.asyncIterator]();
+      expect((await iterator.next()).value?.text).toBe('a');
+      await expect(collect(harness.source(fixture.url, { state }))).rejects.toThrow(
+        /the checkpoint is in use by another run/,
+      );
+      expect((await iterator.next()).done).toBe(true);
+      expect(await collect(harness.source(fixture.url, { state }))).toEqual([]);
+    });
   });
 }
 
@@ -470,6 +536,31 @@ export function testSourceMedia(harness: SourceHarness): void {
   });
 }
 
+/** Changes: an item that changed after it was listed is read in its new version, never stamped with the old one. */
+export function testSourceChanges(harness: SourceHarness): void {
+  describe(`${harness.connector} source: changes`, () => {
+    const ctx = useFixture(() => harness.setup());
+
+    it('reads an item replaced after it was listed in its new version', async () => {
+      const { fixture } = ctx;
+      await fixture.put('a.txt', 'first\n');
+      await fixture.put('b.txt', 'before\n');
+      const source = harness.source(fixture.url, { concurrency: 1, order: 'listing' });
+      const seen: Task[] = [];
+      for await (const task of source) {
+        seen.push(task);
+        // b.txt is listed (in the same page or folder read) but not read yet.
+        if (task.text === 'first') await fixture.put('b.txt', 'after, and longer\n');
+      }
+      expect(seen.map((task) => task.text)).toEqual(['first', 'after, and longer']);
+      const [now] = (await collect(harness.source(fixture.url))).filter(
+        (task) => task.meta?.source === uriOf(fixture, 'b.txt'),
+      );
+      expect(seen[1]?.meta?.version).toBe(now?.meta?.version);
+    });
+  });
+}
+
 /** Watch: new items appear on the stream while it runs. */
 export function testSourceWatch(harness: SourceHarness): void {
   describe(`${harness.connector} source: watch`, () => {
@@ -501,6 +592,7 @@ export function testSource(harness: SourceHarness, options: SourceSuiteOptions =
   if (!skip.has('state')) testSourceState(harness);
   if (!skip.has('media')) testSourceMedia(harness);
   if (!skip.has('watch')) testSourceWatch(harness);
+  if (!skip.has('changes')) testSourceChanges(harness);
   for (const name of skip)
     it.skip(`${harness.connector} source: ${name} (declared unsupported)`, () => {});
 }
