@@ -100,7 +100,8 @@ export interface SourceDriver<I extends SourceItem = SourceItem> {
   stat(key: string): Promise<I | undefined>;
   /**
    * For drivers whose item URIs are not the root plus the key (Drive's `gdrive://file/<id>`):
-   * looks up an item by URI, as `stat` does by key, and only one that this source listed.
+   * looks up an item by URI, as `stat` does by key. Core asks only for items the source
+   * listed (media this run selected, items that changed since they were listed).
    */
   resolve?(uri: string): Promise<I | undefined>;
   /**
@@ -513,7 +514,8 @@ class SourceRun implements Source {
         connector: this.driver.connector,
       });
     }
-    Object.assign(item, fresh);
+    // The item as listed keeps its name; the rest (version, size, type) is the store's now.
+    Object.assign(item, fresh, { key: item.key, uri: item.uri, path: item.path });
   }
 
   private warn(key: string, message: string): void {

@@ -259,12 +259,13 @@ export class ContentServer implements File360Api {
 
   async download(
     id: number,
-    options: { start?: number; end?: number; signal?: AbortSignal } = {},
+    options: { start?: number; end?: number; version?: number; signal?: AbortSignal } = {},
   ): Promise<AsyncIterable<Uint8Array>> {
-    const { start, end, signal } = options;
+    const { start, end, version, signal } = options;
     const range =
       start !== undefined || end !== undefined ? `bytes=${start ?? 0}-${end ?? ''}` : undefined;
-    const response = await this.request(`/api/v1/nodes/${id}/content`, {
+    const path = version ? `/versions/${version}/content` : '/content';
+    const response = await this.request(`/api/v1/nodes/${id}${path}`, {
       signal,
       headers: { accept: '*/*', ...(range ? { range } : {}) },
     });

@@ -65,10 +65,10 @@ export interface File360Api {
     id: number,
     options?: { signal?: AbortSignal; containers?: boolean; name?: string; newest?: boolean },
   ): AsyncGenerator<File360Node>;
-  /** A document's current bytes, or a range of them. */
+  /** A document's bytes, or a range of them: of its current version, or of `version`. */
   download(
     id: number,
-    options?: { start?: number; end?: number; signal?: AbortSignal },
+    options?: { start?: number; end?: number; version?: number; signal?: AbortSignal },
   ): Promise<AsyncIterable<Uint8Array>>;
   createFolder(parent: number, name: string): Promise<File360Node>;
   createDocument(parent: number, file: Upload): Promise<File360Node>;
