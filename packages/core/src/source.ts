@@ -23,6 +23,7 @@ import {
   MediaServer,
   toDataUri,
 } from './media.js';
+import { serviceUrl } from './redact.js';
 import { createSelector, type Selection } from './select.js';
 import { MANIFEST_KEY, REJECTS_KEY } from './sink.js';
 import { Checkpoint, fileStateStore, type StateStore } from './state.js';
@@ -302,6 +303,12 @@ class SourceRun implements Source {
       !(Number.isInteger(options.concurrency) && options.concurrency >= 1)
     ) {
       throw usageError(`--concurrency must be a positive integer, got ${options.concurrency}`);
+    }
+    // Written into every media task: a URL with credentials in it would put them there.
+    if (options.mediaBaseUrl !== undefined) {
+      serviceUrl(options.mediaBaseUrl, '--media-base-url', {
+        example: 'https://annotate.acme.com/media',
+      });
     }
     // Every in-flight request listens on this signal; the default limit of 10 would warn.
     setMaxListeners(0, this.abort.signal);
