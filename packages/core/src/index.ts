@@ -72,10 +72,12 @@ export { checkedBody, createLeanGet, type LeanGet } from './lean-get.js';
 export { fileUri, toLocalPath } from './local.js';
 export {
   DEFAULT_MEDIA_PORT,
+  loadMediaKey,
   MEDIA_MODES,
   type MediaMode,
   MediaServer,
   mediaPath,
+  prodigyOrigins,
 } from './media.js';
 export { PyFloat, pythonJsonDumps } from './python-json.js';
 export { debugLog, serviceUrl } from './redact.js';
@@ -118,7 +120,7 @@ export {
   type SourceStats,
   skipBytes,
 } from './source.js';
-export { fileStateStore, type StateData, type StateStore } from './state.js';
+export { fileStateStore, parseState, type StateData, type StateStore } from './state.js';
 export type { Answer, Span, Task, TaskMeta, TaskOption, Token } from './task.js';
 export { validateTask } from './task.js';
 export { assertSafeKey, renderTemplate, safeSegment, TEMPLATE_KEYS } from './template.js';
