@@ -1,5 +1,5 @@
-import type { BigIntStats } from 'node:fs';
-import { type FileHandle, open, readdir, realpath, stat } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { type FileHandle, open, readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, join, sep } from 'node:path';
 import {
   assertSafeKey,
@@ -25,12 +25,11 @@ const STAT_BATCH = 64;
 const CHUNK_BYTES = 64 * 1024;
 
 /** `meta.version` of a file: its modification time (ms) and size. */
-const versionOf = (stats: { mtimeMs: number | bigint; size: number | bigint }) =>
-  `${typeof stats.mtimeMs === 'bigint' ? stats.mtimeMs : Math.trunc(stats.mtimeMs)}:${stats.size}`;
+const versionOf = (stats: Stats) => `${Math.trunc(stats.mtimeMs)}:${stats.size}`;
 
-/** Whether a file is as it was: any write moves its ctime, to the nanosecond. */
-const unchanged = (a: BigIntStats, b: BigIntStats) =>
-  a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs;
+/** Whether a file is as it was: any write moves its change time (kept to a fraction of a microsecond). */
+const unchanged = (a: Stats, b: Stats) =>
+  a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs;
 
 function changed(item: SourceItem): SluiceError {
   return new SluiceError(`${item.uri}: changed while it was being read`, {
@@ -43,25 +42,31 @@ function changed(item: SourceItem): SluiceError {
 /**
  * Reads a file in chunks, passing a chunk on only when the file has not changed since it was
  * opened, checked after the chunk was read: bytes of another version never go out with this
- * one's version.
+ * one's version. The next chunk is read while the last one is checked.
  */
 async function* readChecked(
   handle: FileHandle,
-  opened: BigIntStats,
+  opened: Stats,
   item: SourceItem,
   start = 0,
   end = Number.POSITIVE_INFINITY,
 ): AsyncGenerator<Uint8Array> {
+  const read = (position: number) => {
+    const buffer = Buffer.allocUnsafe(Math.min(CHUNK_BYTES, end - position + 1));
+    return handle.read(buffer, 0, buffer.length, position);
+  };
+  let next = start <= end ? read(start) : undefined;
   try {
-    for (let position = start; position <= end; ) {
-      const buffer = Buffer.allocUnsafe(Math.min(CHUNK_BYTES, end - position + 1));
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
-      if (!unchanged(opened, await handle.stat({ bigint: true }))) throw changed(item);
-      if (bytesRead === 0) return;
+    for (let position = start; next; ) {
+      const { bytesRead, buffer } = await next;
+      const check = handle.stat();
       position += bytesRead;
-      yield buffer.subarray(0, bytesRead);
+      next = bytesRead > 0 && position <= end ? read(position) : undefined;
+      if (!unchanged(opened, await check)) throw changed(item);
+      if (bytesRead > 0) yield buffer.subarray(0, bytesRead);
     }
   } finally {
+    await next?.catch(() => {});
     await handle.close();
   }
 }
@@ -154,19 +159,21 @@ export async function createFsSourceDriver(url: string): Promise<SourceDriver> {
       yield* walk('', signal, warn);
     },
     async open(item, { start, end }) {
-      const handle = await open(join(rootPath, ...item.key.split('/')), 'r');
-      let opened: BigIntStats;
+      const path = join(rootPath, ...item.key.split('/'));
+      // One read for a small whole file (a stream per tiny file costs more than its bytes),
+      // then one stat: a file that is not the version listed by then is read again by core.
+      if (start === undefined && end === undefined && (item.size ?? Infinity) <= SMALL_FILE_BYTES) {
+        const bytes = await readFile(path);
+        const now = await stat(path);
+        if (versionOf(now) !== item.version || now.size !== bytes.length) throw changed(item);
+        return [bytes];
+      }
+      const handle = await open(path, 'r');
+      let opened: Stats;
       try {
-        opened = await handle.stat({ bigint: true });
+        opened = await handle.stat();
         // Replaced or rewritten since it was listed: core reads the new version.
         if (versionOf(opened) !== item.version) throw changed(item);
-        // One read for a small whole file: a stream per tiny file costs more than the bytes.
-        if (start === undefined && end === undefined && opened.size <= SMALL_FILE_BYTES) {
-          const bytes = await handle.readFile();
-          if (!unchanged(opened, await handle.stat({ bigint: true }))) throw changed(item);
-          await handle.close();
-          return [bytes];
-        }
       } catch (error) {
         await handle.close().catch(() => {});
         throw error;
