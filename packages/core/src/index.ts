@@ -82,6 +82,13 @@ export {
 export { PyFloat, pythonJsonDumps } from './python-json.js';
 export { debugLog, serviceUrl } from './redact.js';
 export { type Agreement, type DatasetReport, datasetReport, ReportBuilder } from './report.js';
+export {
+  isTransient,
+  type RetryPolicy,
+  retryAfterMs,
+  retryWait,
+  sendWithRetry,
+} from './retry.js';
 export { createSelector, parseShard, parseSize, parseTime, type Selection } from './select.js';
 export {
   createSink,
@@ -108,11 +115,13 @@ export {
 } from './sink.js';
 export {
   type Bytes,
+  byteRange,
   createSource,
   type ListOptions,
   mapReadErrors,
   modifiedCursor,
   type OpenOptions,
+  rangedBody,
   type Source,
   type SourceDriver,
   type SourceItem,
