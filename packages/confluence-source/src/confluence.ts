@@ -639,7 +639,8 @@ export class Confluence {
     const headers = { accept: '*/*', ...(range ? { range } : {}) };
     let response: Response;
     if (this.cloud) {
-      const route = `/rest/api/content/${encodeURIComponent(attachment.pageId)}/child/attachment/${encodeURIComponent(attachment.id)}/download`;
+      // The version listed, which the tasks are stamped with, even when one was added since.
+      const route = `/rest/api/content/${encodeURIComponent(attachment.pageId)}/child/attachment/${encodeURIComponent(attachment.id)}/download?version=${attachment.version}`;
       response = await this.request(route, { signal, headers, redirect: 'manual' });
       const location = response.headers.get('location');
       if (response.status >= 300 && response.status < 400 && location) {

@@ -1,5 +1,7 @@
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,7 +11,6 @@ import { runCli } from '../src/testing/index.js';
 // Every CLI, with credentials planted in every URL-shaped input it takes (the URL argument,
 // endpoint flags and the environment variables naming services), under every debug log of
 // Sluice: nothing of them may reach stdout or stderr. Port 9 on loopback refuses connections.
-// (The Cloud Storage client retries a refused connection for a minute: its query case is left out.)
 const cli = (name: string) => fileURLToPath(new URL(`../../${name}/dist/cli.js`, import.meta.url));
 const TOKEN = 'PLANTEDs3cret';
 const userinfo = `u:${TOKEN}@`;
@@ -22,6 +23,8 @@ interface Case {
   args: string[];
   env?: NodeJS.ProcessEnv;
   input?: string;
+  /** Parts known only once the refusing server listens. */
+  late?: () => Partial<Case>;
 }
 
 const cases: Case[] = [
@@ -125,43 +128,71 @@ const cases: Case[] = [
     bin: 'fs-source',
     args: ['.', '--media-base-url', `http://${userinfo}annotate.acme.com`],
   },
-  // Secret query parameters in URLs that are accepted, then fail to connect.
-  {
-    name: 's3 endpoint query',
-    bin: 's3-source',
-    args: ['s3://bucket/', '--endpoint', `http://127.0.0.1:9/?${query}`],
-    env: { AWS_ACCESS_KEY_ID: 'a', AWS_SECRET_ACCESS_KEY: 'b', AWS_REGION: 'us-east-1' },
-  },
-  {
-    name: 'drive endpoint query',
-    bin: 'gdrive-source',
-    args: ['gdrive://folder/abc', '--endpoint', `http://127.0.0.1:9/?${query}`],
-    env: { GOOGLE_OAUTH_ACCESS_TOKEN: 'x' },
-  },
-  {
-    name: 'confluence site query',
-    bin: 'confluence-source',
-    args: ['confluence://SPACE'],
-    env: { CONFLUENCE_URL: `http://127.0.0.1:9/wiki?${query}`, CONFLUENCE_TOKEN: 'x' },
-  },
-  {
-    name: 'file360 server query',
-    bin: 'file360-source',
-    args: ['file360://node/1'],
-    env: { FILE360_URL: `http://127.0.0.1:9/otcs/cs.exe?${query}`, FILE360_TOKEN: 'x' },
-  },
+  // Secret query parameters in URLs that are accepted: the server refuses the credentials.
+  ...queryCases(),
 ];
+
+/** A server that refuses every request at once, as a store does wrong credentials. */
+let refusing: Server;
+let refusingUrl = '';
+
+function queryCases(): Case[] {
+  const at = (path: string) => `${refusingUrl}${path}?${query}`;
+  // The URL is known once the server listens: cases read it when they run.
+  return [
+    {
+      name: 's3 endpoint query',
+      bin: 's3-source',
+      args: ['s3://bucket/', '--endpoint', ''],
+      env: { AWS_ACCESS_KEY_ID: 'a', AWS_SECRET_ACCESS_KEY: 'b', AWS_REGION: 'us-east-1' },
+      late: () => ({ args: ['s3://bucket/', '--endpoint', at('/')] }),
+    },
+    {
+      name: 'gcs endpoint query',
+      bin: 'gcs-source',
+      args: [],
+      late: () => ({ args: ['gs://bucket/', '--endpoint', at('/')] }),
+    },
+    {
+      name: 'drive endpoint query',
+      bin: 'gdrive-source',
+      args: [],
+      env: { GOOGLE_OAUTH_ACCESS_TOKEN: 'x' },
+      late: () => ({ args: ['gdrive://folder/abc', '--endpoint', at('/')] }),
+    },
+    {
+      name: 'confluence site query',
+      bin: 'confluence-source',
+      args: ['confluence://SPACE'],
+      late: () => ({ env: { CONFLUENCE_URL: at('/wiki'), CONFLUENCE_TOKEN: 'x' } }),
+    },
+    {
+      name: 'file360 server query',
+      bin: 'file360-source',
+      args: ['file360://node/1'],
+      late: () => ({ env: { FILE360_URL: at('/otcs/cs.exe'), FILE360_TOKEN: 'x' } }),
+    },
+  ];
+}
 
 describe('no credential planted in a URL is ever printed', () => {
   let home: string;
   beforeAll(async () => {
     home = await mkdtemp(join(tmpdir(), 'sluice-secrets-'));
+    refusing = createServer((req, res) => {
+      req.resume();
+      res.writeHead(401, { 'content-type': 'application/json' }).end('{"error":"refused"}');
+    });
+    await new Promise<void>((resolve) => refusing.listen(0, '127.0.0.1', resolve));
+    refusingUrl = `http://127.0.0.1:${(refusing.address() as AddressInfo).port}`;
   });
   afterAll(async () => {
+    await new Promise((resolve) => refusing.close(resolve));
     await rm(home, { recursive: true, force: true });
   });
 
-  it.each(cases)('$name', async ({ bin, args, env, input }) => {
+  it.each(cases)('$name', async (given) => {
+    const { bin, args, env, input } = { ...given, ...given.late?.() };
     const script = cli(bin);
     if (!existsSync(script)) throw new Error(`${script} is missing: build first`);
     for (const debug of ['sluice*', 'sluice,sluice:*']) {
