@@ -134,7 +134,7 @@ function baseCommand(info: CliInfo, io: Io): Command {
     .showHelpAfterError(false)
     .configureOutput({
       writeOut: (text) => io.stdout.write(text),
-      writeErr: (text) => writeErr(io, text),
+      writeErr: (text) => toStderr(io, text),
     })
     .exitOverride();
   program.addHelpText(
@@ -407,7 +407,7 @@ export function sinkOptionsFromFlags(flags: Flags, info: CliInfo): SinkOptions {
 }
 
 /** Every line on stderr passes through the one redaction rule: URLs keep no credentials. */
-function writeErr(io: Io, text: string): void {
+function toStderr(io: Io, text: string): void {
   io.stderr.write(redact(text));
 }
 
@@ -458,7 +458,7 @@ class Progress {
     const redraw = this.bar !== undefined;
     this.bar?.stop();
     this.bar = undefined;
-    writeErr(this.io, `${this.bin}: ${text}\n`);
+    toStderr(this.io, `${this.bin}: ${text}\n`);
     if (redraw) this.showBar();
   }
 
@@ -555,12 +555,12 @@ function report(io: Io, bin: string, error: unknown): number {
     ) {
       return EXIT.ok;
     }
-    writeErr(io, `${bin}: run with --help for usage and examples\n`);
+    toStderr(io, `${bin}: run with --help for usage and examples\n`);
     return EXIT.usage;
   }
   const failure = toSluiceError(error);
-  writeErr(io, `${bin}: error: ${failure.message.split('\n')[0]}\n`);
-  if (failure.hint) writeErr(io, `${bin}: hint: ${failure.hint}\n`);
+  toStderr(io, `${bin}: error: ${failure.message.split('\n')[0]}\n`);
+  if (failure.hint) toStderr(io, `${bin}: hint: ${failure.hint}\n`);
   if (failure.code === 'INTERNAL' || !isSluiceError(error)) {
     debug('%s', (error as Error)?.stack ?? error);
   }
@@ -687,7 +687,7 @@ export async function runSourceCli(
     const stats = running.stats;
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
     if (flags.jsonSummary) {
-      writeErr(
+      toStderr(
         io,
         `${JSON.stringify({ bin: info.bin, ...stats, seconds: Number(seconds), interrupted: interrupted !== undefined })}\n`,
       );
@@ -705,7 +705,7 @@ export async function runSourceCli(
       // Prodigy loads media from the proxy while annotators work, long after the stream ended.
       await endOutput(io.stdout);
       // Printed even with --quiet: the process is still running, and the Python loader waits for this line.
-      writeErr(
+      toStderr(
         io,
         `${info.bin}: serving media at ${running.mediaUrl} until interrupted (Ctrl-C)\n`,
       );
@@ -814,7 +814,7 @@ export async function runSinkCli(
     const result = await sink.writeJsonl(io.stdin as AsyncIterable<Uint8Array>);
     shown.stop();
     if (flags.jsonSummary) {
-      writeErr(
+      toStderr(
         io,
         `${JSON.stringify({ bin: info.bin, status: result.status, root: result.root, records: result.manifest.counts.records, parts: result.manifest.parts.length, rejected: result.manifest.input.rejected, written: result.written, removed: result.removed })}\n`,
       );
@@ -893,7 +893,7 @@ export async function runDocumentCli(
     const flags = program.opts();
     const quiet = flags.quiet === true;
     const say = (line: string) => {
-      if (!quiet) writeErr(io, `${info.bin}: ${line}\n`);
+      if (!quiet) toStderr(io, `${info.bin}: ${line}\n`);
     };
     const out = flags.out as string;
     if (name === 'guidelines') {
@@ -968,7 +968,7 @@ export async function runPublishCli(
       );
     }
     if (!asked) {
-      writeErr(
+      toStderr(
         io,
         `${info.bin}: error: ${name ? `unknown command "${name}"` : 'no command given'}; expected ${Object.keys(commands).join(' or ')}\n`,
       );
@@ -999,7 +999,7 @@ export async function runPublishCli(
     stdin.refuseTerminal(bin, url);
     const quiet = flags.quiet === true;
     const say = (line: string) => {
-      if (!quiet) writeErr(io, `${bin}: ${line}\n`);
+      if (!quiet) toStderr(io, `${bin}: ${line}\n`);
     };
     const summary = await command.run({
       url,

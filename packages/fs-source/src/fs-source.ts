@@ -112,6 +112,9 @@ export async function createFsSourceDriver(url: string): Promise<SourceDriver> {
     };
   };
 
+  /** The first link left out of the listing, named in its one warning. */
+  let outside: string | undefined;
+
   // Depth-first, names sorted, one folder read at a time: stable order, memory bounded by one
   // folder. Files are stat'ed in parallel batches, since a stat round trip per file dominates.
   async function* walk(
@@ -144,8 +147,6 @@ export async function createFsSourceDriver(url: string): Promise<SourceDriver> {
       }
     }
   }
-
-  let outside: string | undefined;
 
   return {
     connector: FS_CONNECTOR,
