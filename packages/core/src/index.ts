@@ -38,10 +38,12 @@ export {
 } from './documents.js';
 export {
   apiError,
+  hasUserinfo,
   isRetryableStatus,
   isSluiceError,
   type KnownAnswer,
   RATE_LIMIT_REASONS,
+  redact,
   requestError,
   SluiceError,
   type SluiceErrorCode,
@@ -78,12 +80,15 @@ export {
 export { fileUri, toLocalPath } from './local.js';
 export {
   DEFAULT_MEDIA_PORT,
+  loadMediaKey,
   MEDIA_MODES,
   type MediaMode,
   MediaServer,
   mediaPath,
+  prodigyOrigins,
 } from './media.js';
 export { PyFloat, pythonJsonDumps } from './python-json.js';
+export { debugLog, serviceUrl } from './redact.js';
 export { type Agreement, type DatasetReport, datasetReport, ReportBuilder } from './report.js';
 export {
   isTransient,
@@ -134,7 +139,7 @@ export {
   type SourceStats,
   skipBytes,
 } from './source.js';
-export { fileStateStore, type StateData, type StateStore } from './state.js';
+export { fileStateStore, parseState, type StateData, type StateStore } from './state.js';
 export type { Answer, Span, Task, TaskMeta, TaskOption, Token } from './task.js';
 export { validateTask } from './task.js';
 export { assertSafeKey, renderTemplate, safeSegment, TEMPLATE_KEYS } from './template.js';
