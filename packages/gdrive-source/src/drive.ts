@@ -131,6 +131,11 @@ export function driveCall<T>(
     },
     {
       ...options,
+      // A 429 may say how long to wait (Retry-After): the client error keeps the answer.
+      headersOf: (error) => {
+        const headers = (error as { cause?: ApiErrorLike })?.cause?.response?.headers;
+        return headers instanceof Headers ? headers : undefined;
+      },
       onRetry: (error, retry, wait) =>
         debug('%s: retry %d in %d ms (%s)', what, retry, wait, (error as Error).message),
     },
@@ -141,7 +146,7 @@ interface ApiErrorLike {
   status?: number;
   code?: number | string;
   message?: string;
-  response?: { status?: number; data?: unknown };
+  response?: { status?: number; data?: unknown; headers?: unknown };
   errors?: Array<{ reason?: string; message?: string }>;
 }
 
