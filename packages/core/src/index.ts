@@ -75,7 +75,7 @@ export {
   MediaServer,
   mediaPath,
 } from './media.js';
-export { PyFloat, pythonJsonDumps } from './python-json.js';
+export { numberOf, PyFloat, PyInt, parsePythonJson, pythonJsonDumps } from './python-json.js';
 export { type Agreement, type DatasetReport, datasetReport, ReportBuilder } from './report.js';
 export { createSelector, parseShard, parseSize, parseTime, type Selection } from './select.js';
 export {
@@ -116,6 +116,14 @@ export {
   skipBytes,
 } from './source.js';
 export { fileStateStore, type StateData, type StateStore } from './state.js';
-export type { Answer, Span, Task, TaskMeta, TaskOption, Token } from './task.js';
+export type {
+  Answer,
+  SourceLineage,
+  Span,
+  Task,
+  TaskMeta,
+  TaskOption,
+  Token,
+} from './task.js';
 export { validateTask } from './task.js';
 export { assertSafeKey, renderTemplate, safeSegment, TEMPLATE_KEYS } from './template.js';

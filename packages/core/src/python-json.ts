@@ -1,18 +1,76 @@
 /**
- * A number that must serialize as a Python float even when it is integral.
+ * A number that serializes as a Python float even when it is integral.
  * JSON.parse turns both `1` and `1.0` into the number 1, but Python's json.dumps writes them
- * differently, and Prodigy's hashes are computed over Python's output.
+ * differently, and Prodigy's hashes are computed over Python's output. `literal` is the text
+ * the number was read from; JSON.stringify writes it back as it was (`43.0`, `1e16`).
  */
 export class PyFloat {
-  constructor(readonly value: number) {}
+  constructor(
+    readonly value: number,
+    readonly literal?: string,
+  ) {}
 
   valueOf(): number {
     return this.value;
   }
 
-  toJSON(): number {
-    return this.value;
+  toJSON(): unknown {
+    if (this.literal !== undefined) return rawJson(this.literal);
+    // JSON has no NaN or Infinity: JSON.stringify writes null for them, as for plain numbers.
+    return Number.isFinite(this.value) ? rawJson(pythonFloatRepr(this.value)) : null;
   }
+}
+
+/**
+ * An integer beyond 2^53, kept digit for digit: JSON.parse would round it to the nearest
+ * double (a tweet id `1453...` changes), Python's json reads it exactly.
+ */
+export class PyInt {
+  constructor(readonly literal: string) {}
+
+  valueOf(): number {
+    return Number(this.literal);
+  }
+
+  toJSON(): unknown {
+    return rawJson(this.literal);
+  }
+}
+
+// JSON.rawJSON (Node 21+; we require 22) lets JSON.stringify write a number's own text.
+const rawJson = (JSON as unknown as { rawJSON(text: string): unknown }).rawJSON;
+
+/** The number inside a {@link PyFloat} or {@link PyInt}, or the value itself. */
+export function numberOf(value: unknown): unknown {
+  return value instanceof PyFloat || value instanceof PyInt ? value.valueOf() : value;
+}
+
+// A line holds a number JSON.parse would misrepresent only if it has a digit before `.`, `e`
+// or `E`, sixteen digits in a row, or a `-0`; most lines have none and skip the reviver.
+const NEEDS_LITERALS = /\d[.eE]|\d{16}|-0(?![\d.eE])/;
+const FLOAT_LITERAL = /[.eE]/;
+
+function keepLiteral(_key: string, value: unknown, context?: { source?: string }): unknown {
+  if (typeof value !== 'number' || context?.source === undefined) return value;
+  const literal = context.source;
+  if (FLOAT_LITERAL.test(literal)) {
+    // A float with a fraction prints the same in both languages; integral ones, -0.0 and
+    // overflows to Infinity do not.
+    return Number.isInteger(value) || !Number.isFinite(value) ? new PyFloat(value, literal) : value;
+  }
+  if (Object.is(value, -0)) return 0; // `-0` is the int 0 to Python
+  return Number.isSafeInteger(value) ? value : new PyInt(literal);
+}
+
+/**
+ * Parses JSON text as Python's json.loads reads its numbers: an integral float (`43.0`,
+ * `1e16`) becomes a {@link PyFloat} and an integer beyond 2^53 a {@link PyInt}, so hashes
+ * and the JSON written back match what Python holds. Everything else is JSON.parse's.
+ */
+export function parsePythonJson(text: string): unknown {
+  return NEEDS_LITERALS.test(text)
+    ? JSON.parse(text, keepLiteral as (key: string, value: unknown) => unknown)
+    : JSON.parse(text);
 }
 
 const HEX = '0123456789abcdef';
@@ -160,6 +218,7 @@ function dump(
       return undefined;
   }
   if (value instanceof PyFloat) return pythonFloatRepr(value.value);
+  if (value instanceof PyInt) return value.literal;
   const obj = value as object;
   if (depth >= MAX_DEPTH) {
     throw new TypeError(`Circular reference detected, or a value nested over ${MAX_DEPTH} deep`);

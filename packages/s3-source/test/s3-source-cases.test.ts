@@ -87,7 +87,7 @@ describe.skipIf(!S3_SERVERS.includes('moto'))('s3 source on a versioned bucket (
     try {
       const [task] = await collect(s3Source({ url: 's3://versioned/', client: kit.s3, state }));
       expect(task?.text).toBe('second draft');
-      expect(task?.meta?.version).toMatch(new RegExp(`@${second.VersionId}$`));
+      expect(task?.sluice?.source?.version).toMatch(new RegExp(`@${second.VersionId}$`));
       expect(await collect(s3Source({ url: 's3://versioned/', client: kit.s3, state }))).toEqual(
         [],
       );
