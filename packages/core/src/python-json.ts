@@ -45,14 +45,14 @@ export function numberOf(value: unknown): unknown {
   return value instanceof PyFloat || value instanceof PyInt ? value.valueOf() : value;
 }
 
-// A line holds a number JSON.parse would misrepresent only if it has a digit before `.`, `e`
-// or `E`, sixteen digits in a row, or a `-0`; most lines have none and skip the reviver.
-const NEEDS_LITERALS = /\d[.eE]|\d{16}|-0(?![\d.eE])/;
+// A line can hold a number JSON.parse would misrepresent only if it has a digit before `.`,
+// `e` or `E`, sixteen digits in a row, or a `-0`. Most lines have none; those that do (a price
+// in a text) are scanned outside their strings before paying for the reviver.
+const MAYBE_LITERALS = /\d[.eE]|\d{16}|-0(?![\d.eE])/;
 const FLOAT_LITERAL = /[.eE]/;
 
-function keepLiteral(_key: string, value: unknown, context?: { source?: string }): unknown {
-  if (typeof value !== 'number' || context?.source === undefined) return value;
-  const literal = context.source;
+/** What a number literal becomes when read as Python reads it. */
+function pythonNumber(value: number, literal: string): unknown {
   if (FLOAT_LITERAL.test(literal)) {
     // A float with a fraction prints the same in both languages; integral ones, -0.0 and
     // overflows to Infinity do not.
@@ -62,13 +62,45 @@ function keepLiteral(_key: string, value: unknown, context?: { source?: string }
   return Number.isSafeInteger(value) ? value : new PyInt(literal);
 }
 
+function keepLiteral(_key: string, value: unknown, context?: { source?: string }): unknown {
+  return typeof value === 'number' && context?.source !== undefined
+    ? pythonNumber(value, context.source)
+    : value;
+}
+
+const isNumberChar = (c: number) =>
+  (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x2b || c === 0x2e || c === 0x45 || c === 0x65;
+
+/** Whether a number outside the strings of `text` reads differently in Python. */
+function hasPythonOnlyNumbers(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      // Skip a string, escapes included.
+      for (i++; i < text.length; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 0x5c) i++;
+        else if (d === 0x22) break;
+      }
+    } else if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
+      let end = i + 1;
+      while (end < text.length && isNumberChar(text.charCodeAt(end))) end++;
+      const literal = text.slice(i, end);
+      if (typeof pythonNumber(Number(literal), literal) !== 'number') return true;
+      if (literal === '-0') return true;
+      i = end - 1;
+    }
+  }
+  return false;
+}
+
 /**
  * Parses JSON text as Python's json.loads reads its numbers: an integral float (`43.0`,
  * `1e16`) becomes a {@link PyFloat} and an integer beyond 2^53 a {@link PyInt}, so hashes
  * and the JSON written back match what Python holds. Everything else is JSON.parse's.
  */
 export function parsePythonJson(text: string): unknown {
-  return NEEDS_LITERALS.test(text)
+  return MAYBE_LITERALS.test(text) && hasPythonOnlyNumbers(text)
     ? JSON.parse(text, keepLiteral as (key: string, value: unknown) => unknown)
     : JSON.parse(text);
 }

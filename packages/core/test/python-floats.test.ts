@@ -129,7 +129,11 @@ describe('numbers as Python reads them', () => {
   });
 
   it('reads numbers inside strings as text, whatever they look like', () => {
-    const task = parsePythonJson('{"text":"v1.0 costs 1e3 -0 or 12345678901234567890"}') as Task;
-    expect(task).toEqual({ text: 'v1.0 costs 1e3 -0 or 12345678901234567890' });
+    const text = 'v1.0 \\"costs\\" 1e3 -0 or 12345678901234567890';
+    const task = parsePythonJson(JSON.stringify({ text, score: 0.5, n: [-0.5, 10.0] })) as Task;
+    expect(task).toEqual({ text, score: 0.5, n: [-0.5, 10] });
+    expect(JSON.stringify(parsePythonJson('{"t":"a\\"1.0","n":[-3,1.0]}'))).toBe(
+      '{"t":"a\\"1.0","n":[-3,1.0]}',
+    );
   });
 });
