@@ -121,6 +121,10 @@ function choice<T extends string>(flag: string, choices: readonly T[]) {
 }
 
 function baseCommand(info: CliInfo, io: Io): Command {
+  // `--help | head` closes the pipe early: that is the reader's choice, not an error to print.
+  io.stdout.on('error', (error) => {
+    if (!isEpipe(error)) throw error;
+  });
   const program = new Command(info.bin)
     .description(info.description)
     .version(info.version, '-V, --version')

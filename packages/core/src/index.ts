@@ -77,6 +77,13 @@ export {
 } from './media.js';
 export { numberOf, PyFloat, PyInt, parsePythonJson, pythonJsonDumps } from './python-json.js';
 export { type Agreement, type DatasetReport, datasetReport, ReportBuilder } from './report.js';
+export {
+  isTransient,
+  type RetryPolicy,
+  retryAfterMs,
+  retryWait,
+  sendWithRetry,
+} from './retry.js';
 export { createSelector, parseShard, parseSize, parseTime, type Selection } from './select.js';
 export {
   createSink,
@@ -103,11 +110,13 @@ export {
 } from './sink.js';
 export {
   type Bytes,
+  byteRange,
   createSource,
   type ListOptions,
   mapReadErrors,
   modifiedCursor,
   type OpenOptions,
+  rangedBody,
   type Source,
   type SourceDriver,
   type SourceItem,

@@ -618,6 +618,21 @@ export async function* skipBytes(
   }
 }
 
+/** A `Range` header for bytes `start` to `end` (inclusive), or undefined for the whole file. */
+export function byteRange(start?: number, end?: number): string | undefined {
+  return start !== undefined || end !== undefined ? `bytes=${start ?? 0}-${end ?? ''}` : undefined;
+}
+
+/**
+ * A ranged download's body from `start`: a server that ignores Range answers 200 with the
+ * whole file, whose first bytes are then skipped.
+ */
+export function rangedBody(response: Response, start?: number): AsyncIterable<Uint8Array> {
+  const body = response.body as unknown as AsyncIterable<Uint8Array> | null;
+  if (!body) return skipBytes([], 0);
+  return start && response.status === 200 ? skipBytes(body, start) : body;
+}
+
 /** Every item failure names the item; a broken gzip stream is bad data, not a bug. */
 function itemError(item: SourceItem, error: unknown, connector: string): SluiceError {
   const failure = toSluiceError(error, connector);

@@ -61,7 +61,7 @@ export async function createFile360SinkDriver(
   }
   const uriOf = (key: string) => `${root}/${key}`;
   /** The child of `parent` named exactly `name`, if any. */
-  const child = async (parent: number, name: string) => {
+  const child = async (parent: string, name: string) => {
     for await (const node of client.children(parent, { name })) return node;
     return undefined;
   };
@@ -146,11 +146,11 @@ export async function createFile360SinkDriver(
           return;
         }
         try {
-          await client.createDocument(folder as number, upload(name, part));
+          await client.createDocument(folder as string, upload(name, part));
         } catch (error) {
           // Someone added the name meanwhile: a new version on top of theirs, unless told not to.
           if (!isNameTaken(error)) throw error;
-          const raced = await child(folder as number, name);
+          const raced = await child(folder as string, name);
           if (part.ifAbsent || !raced) throw taken();
           await client.addVersion(raced.id, upload(name, part));
         }
