@@ -191,3 +191,13 @@ def build_sdist(sdist_directory, config_settings=None):
             info.mode = 0o644
             sdist.addfile(info, io.BytesIO(data))
     return filename
+
+
+if __name__ == "__main__":
+    # `python3 _build/backend.py dist`: the wheel and the sdist, as a release attaches them.
+    import sys
+
+    out = sys.argv[1] if len(sys.argv) > 1 else "dist"
+    os.makedirs(out, exist_ok=True)
+    for built in (build_wheel(out), build_sdist(out)):
+        print(os.path.join(out, built))

@@ -15,6 +15,7 @@ from itertools import islice
 
 import pytest
 from conftest import PNG, RECIPES, REPO, alive, children, wait_gone, write_jsonl
+import prodigy_sluice
 from prodigy_sluice import CLI_VERSION, SluiceError, load
 
 
@@ -205,6 +206,7 @@ def test_cli_version_is_the_version_of_the_npm_packages():
             versions[package["name"]] = package["version"]
     assert len(versions) >= 12
     assert set(versions.values()) == {CLI_VERSION}, versions
+    assert prodigy_sluice.__version__ == CLI_VERSION  # prodigy-sluice shares the npm packages' version
 
 
 def test_npx_that_cannot_fetch_the_cli_says_what_failed_and_how_to_install(tmp_path, monkeypatch):
