@@ -1,9 +1,9 @@
 """Runs a Sluice sink CLI over JSONL bytes: what the live export and `publish` share."""
 
-import os
+import json
 import subprocess
 import tempfile
-from typing import BinaryIO, List, Optional, Tuple
+from typing import Any, BinaryIO, Dict, List, Optional, Tuple
 
 from ._connectors import SluiceError, StderrTail, cli_failure
 
@@ -52,5 +52,6 @@ def _copy(source: BinaryIO, target: BinaryIO, size: int) -> int:
     return sent
 
 
-def file_size(data: BinaryIO) -> int:
-    return os.fstat(data.fileno()).st_size
+def jsonl_bytes(examples: List[Dict[str, Any]]) -> bytes:
+    """Examples as JSONL, one object a line, as the live export journals them."""
+    return "".join(json.dumps(eg, ensure_ascii=False) + "\n" for eg in examples).encode("utf-8")

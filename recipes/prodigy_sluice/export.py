@@ -14,7 +14,6 @@ and a journal left behind by a killed process is published when the next session
 
 import atexit
 import hashlib
-import json
 import os
 import re
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from ._connectors import SluiceError, command_for, split_flags
-from ._sink import file_size, run_sink
+from ._sink import jsonl_bytes, run_sink
 
 try:
     import fcntl
@@ -108,7 +107,7 @@ class LiveExport:
     def append(self, examples: Examples) -> Examples:
         """The `before_db` callback: the batch is on disk before Prodigy saves it."""
         if examples:
-            data = "".join(json.dumps(eg, ensure_ascii=False) + "\n" for eg in examples).encode("utf-8")
+            data = jsonl_bytes(examples)
             with self._changed:
                 os.write(self._fd, data)  # one O_APPEND write: whole lines even with two writers
                 os.fsync(self._fd)
@@ -156,7 +155,7 @@ class LiveExport:
         with open(self.journal, "rb") as journal:
             if fcntl is not None:
                 fcntl.flock(journal, fcntl.LOCK_EX)  # one publisher per journal at a time
-            size = file_size(journal)
+            size = os.fstat(journal.fileno()).st_size
             if size == 0:
                 self._published = 0
                 return True

@@ -10,7 +10,6 @@ manifest), and a publish is skipped outright when the dataset has not changed si
 
 import hashlib
 import io
-import json
 import signal
 import sys
 import threading
@@ -18,12 +17,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional
 
 from ._connectors import SluiceError, command_for, split_flags
-from ._sink import run_sink
-
-
-def jsonl_bytes(examples: List[Dict[str, Any]]) -> bytes:
-    """Examples as JSONL, one object a line, as the live export journals them."""
-    return "".join(json.dumps(eg, ensure_ascii=False) + "\n" for eg in examples).encode("utf-8")
+from ._sink import jsonl_bytes, run_sink
 
 
 def _reader(db: Any, dataset: str) -> Callable[[], List[Dict[str, Any]]]:

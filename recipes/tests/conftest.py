@@ -102,6 +102,12 @@ def db_out(venv, env, cwd, dataset):
     return [json.loads(line) for line in run.stdout.splitlines() if line.strip()]
 
 
+def export_records(folder):
+    """Records of a Sluice export, in part order, as a reader of the manifest sees them."""
+    manifest = json.loads((Path(folder) / "manifest.json").read_text())
+    return manifest, [r for part in manifest["parts"] for r in read_jsonl(Path(folder) / part["key"])]
+
+
 def write_jsonl(path, records):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")

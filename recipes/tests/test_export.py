@@ -9,17 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import (PNG, alive, children, ctrl_c, db_out, prodigy, read_jsonl, serve_and_stop, wait_for,
-                      wait_gone, write_jsonl)
+from conftest import (PNG, alive, children, ctrl_c, db_out, export_records, prodigy, read_jsonl, serve_and_stop,
+                      wait_for, wait_gone, write_jsonl)
 
 NEWS = [{"text": f"Story {i}: Ada Lovelace met Charles Babbage in London."} for i in range(25)]
-
-
-def export_records(folder):
-    """Records of a Sluice export, in part order, as a reader of the manifest sees them."""
-    manifest = json.loads((Path(folder) / "manifest.json").read_text())
-    records = [r for part in manifest["parts"] for r in read_jsonl(Path(folder) / part["key"])]
-    return manifest, records
 
 
 def strip_time(records):

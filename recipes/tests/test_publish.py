@@ -1,20 +1,13 @@
 """`prodigy sluice.publish DATASET URL [--every S]`: the dataset, read through Prodigy's database
 API while annotators work in another process, exported through the real sink CLI."""
 
-import json
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
-from conftest import ctrl_c, db_out, prodigy, read_jsonl, serve_and_stop, wait_for, write_jsonl
+from conftest import ctrl_c, db_out, export_records, prodigy, serve_and_stop, wait_for, write_jsonl
 
 NEWS = [{"text": f"Item {i}: Grace Hopper joined Remington Rand."} for i in range(60)]
-
-
-def export_records(folder):
-    manifest = json.loads((Path(folder) / "manifest.json").read_text())
-    return manifest, [r for part in manifest["parts"] for r in read_jsonl(Path(folder) / part["key"])]
 
 
 def published(err):

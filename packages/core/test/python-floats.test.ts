@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { convert } from '../src/convert.js';
 import { inputHash, taskHash } from '../src/hash.js';
@@ -7,52 +8,13 @@ import { PyFloat, PyInt, parsePythonJson, pythonJsonDumps } from '../src/python-
 import type { Task } from '../src/task.js';
 
 // Python writes the tasks (json.dumps, as a Python pre-annotation script would) and hashes them
-// as Prodigy does: MurmurHash3 x86 32 over `key=` + json.dumps(strip(value), sort_keys=True,
-// separators=(",", ":")), the whole stripped task when no key is present (see DESIGN.md §4).
+// with the Python port of Prodigy's hashing that the recipes' Prodigy stand-in uses (over
+// json.dumps(..., sort_keys=True, separators=(",", ":")), see DESIGN.md section 4).
+const STANDIN = fileURLToPath(new URL('../../../recipes/tests/standin', import.meta.url));
 const PYTHON = `
-import json, random, struct, sys
-
-IGNORE = {"score", "rank", "model", "source", "pattern", "priority", "path",
-          "_view_id", "_session_id", "_annotator_id", "answer"}
-
-def murmur(data):
-    data = data.encode("utf-8")
-    h, n = 0, len(data)
-    for i in range(0, n - n % 4, 4):
-        k = struct.unpack_from("<I", data, i)[0]
-        k = (k * 0xCC9E2D51) & 0xFFFFFFFF
-        k = ((k << 15) | (k >> 17)) & 0xFFFFFFFF
-        h ^= (k * 0x1B873593) & 0xFFFFFFFF
-        h = ((h << 13) | (h >> 19)) & 0xFFFFFFFF
-        h = (h * 5 + 0xE6546B64) & 0xFFFFFFFF
-    k = 0
-    for j, b in enumerate(data[n - n % 4:]):
-        k |= b << (8 * j)
-    if n % 4:
-        k = (k * 0xCC9E2D51) & 0xFFFFFFFF
-        k = ((k << 15) | (k >> 17)) & 0xFFFFFFFF
-        h ^= (k * 0x1B873593) & 0xFFFFFFFF
-    h ^= n
-    h ^= h >> 16
-    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
-    h ^= h >> 16
-    return h - (1 << 32) if h & 0x80000000 else h
-
-def strip(value):
-    if isinstance(value, dict):
-        return {k: strip(v) for k, v in value.items() if k not in IGNORE}
-    if isinstance(value, list):
-        return [strip(v) for v in value]
-    return value
-
-def dumps(value):
-    return json.dumps(strip(value), sort_keys=True, separators=(",", ":"))
-
-def hashed(task, keys, prefix=""):
-    parts = "".join(f"{k}={dumps(task[k])}" for k in keys if k in task)
-    return murmur(prefix + (parts or dumps(task)))
+import json, random, sys
+sys.path.insert(0, sys.argv[2])
+from prodigy.util import set_hashes
 
 rng = random.Random(int(sys.argv[1]))
 FLOATS = [0.0, -0.0, 1.0, 10.0, 43.0, 1e16, 1e22, 2.5e-7, 1e-5, 123456789012345.6,
@@ -74,9 +36,7 @@ for i in range(200):
     else:
         task["audio"] = f"http://127.0.0.1:8099/m/{i}.wav"
         task["audio_spans"] = [{"start": number(), "end": number(), "label": "SPEECH"}]
-    task["_input_hash"] = hashed(task, ("text", "image", "html", "input"))
-    task["_task_hash"] = hashed(task, ("spans", "label", "options", "arcs"), str(task["_input_hash"]))
-    print(json.dumps(task))
+    print(json.dumps(set_hashes(task)))
 `;
 
 function python(args: string[], input?: string): string {
@@ -87,7 +47,7 @@ function python(args: string[], input?: string): string {
 
 describe('numbers as Python reads them', () => {
   it('hashes generated Python tasks with floats in hashed fields as Python does', async () => {
-    const lines = python(['-c', PYTHON, '20261212']).trim().split('\n');
+    const lines = python(['-c', PYTHON, '20261212', STANDIN]).trim().split('\n');
     expect(lines.length).toBe(200);
     expect(lines.join('\n')).toMatch(/\d\.0[,\]}]/); // integral floats are in there
     const converted = convert('jsonl', Readable.from([`${lines.join('\n')}\n`]), {
@@ -102,7 +62,7 @@ describe('numbers as Python reads them', () => {
   });
 
   it('writes the numbers back as they were read, so Python reads the same values', () => {
-    const lines = python(['-c', PYTHON, '7']).trim().split('\n');
+    const lines = python(['-c', PYTHON, '7', STANDIN]).trim().split('\n');
     const written = lines.map((line) => JSON.stringify(parsePythonJson(line))).join('\n');
     // Python's == says 1 == 1.0: compare its own canonical dumps of both sides instead.
     const canon =
