@@ -48,7 +48,7 @@ export function numberOf(value: unknown): unknown {
 // A line can hold a number JSON.parse would misrepresent only if it has a digit before `.`,
 // `e` or `E`, sixteen digits in a row, or a `-0`. Most lines have none; those that do (a price
 // in a text) are scanned outside their strings before paying for the reviver.
-const MAYBE_LITERALS = /\d[.eE]|\d{16}|-0(?![\d.eE])/;
+const MAYBE_LITERALS = /[0-9](?:[.eE]|[0-9]{15})|-0(?![0-9.eE])/;
 const FLOAT_LITERAL = /[.eE]/;
 
 /** What a number literal becomes when read as Python reads it. */
@@ -68,9 +68,6 @@ function keepLiteral(_key: string, value: unknown, context?: { source?: string }
     : value;
 }
 
-const isNumberChar = (c: number) =>
-  (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x2b || c === 0x2e || c === 0x45 || c === 0x65;
-
 /** Whether a number outside the strings of `text` reads differently in Python. */
 function hasPythonOnlyNumbers(text: string): boolean {
   for (let i = 0; i < text.length; i++) {
@@ -84,10 +81,19 @@ function hasPythonOnlyNumbers(text: string): boolean {
       }
     } else if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
       let end = i + 1;
-      while (end < text.length && isNumberChar(text.charCodeAt(end))) end++;
-      const literal = text.slice(i, end);
-      if (typeof pythonNumber(Number(literal), literal) !== 'number') return true;
-      if (literal === '-0') return true;
+      let float = false;
+      for (; end < text.length; end++) {
+        const d = text.charCodeAt(end);
+        if (d === 0x2e || d === 0x45 || d === 0x65) float = true;
+        else if (!((d >= 0x30 && d <= 0x39) || d === 0x2b || d === 0x2d)) break;
+      }
+      // Short integers (the token offsets of an NER task) read the same; `-0` does not.
+      if (float || end - i >= 16) {
+        const literal = text.slice(i, end);
+        if (typeof pythonNumber(Number(literal), literal) !== 'number') return true;
+      } else if (c === 0x2d && end - i === 2 && text.charCodeAt(i + 1) === 0x30) {
+        return true;
+      }
       i = end - 1;
     }
   }
