@@ -1,20 +1,21 @@
 // Every Confluence wire call of Sluice, source and sink alike: Cloud (REST v2, plus v1 for CQL
 // search and attachment upload, which v2 does not have), on the site or through Atlassian's API
 // gateway, and Data Center (REST v1), over fetch.
-import { debuglog } from 'node:util';
 import {
   apiError,
   byteRange,
+  debugLog,
   type KnownAnswer,
   type RetryPolicy,
   rangedBody,
   SluiceError,
   sendWithRetry,
+  serviceUrl,
   usageError,
 } from '@sluice/core';
 
 export const CONFLUENCE_CONNECTOR = 'confluence';
-export const debug = debuglog('sluice:confluence');
+export const debug = debugLog('sluice:confluence');
 
 /**
  * Where the API is: a Cloud site (API tokens), Cloud through Atlassian's API gateway (OAuth 2.0
@@ -121,13 +122,11 @@ function resolveConnection(options: ConfluenceConnectionOptions) {
   const env = process.env;
   const given = (options.site ?? env.CONFLUENCE_URL ?? '').trim();
   if (!given) throw usageError('no Confluence site given', siteHint);
-  let url: URL;
-  try {
-    url = new URL(given);
-    if (!/^https?:$/.test(url.protocol)) throw new Error('not http');
-  } catch {
-    throw usageError(`not a URL: ${given}`, siteHint);
-  }
+  const url = new URL(
+    serviceUrl(given, options.site ? '--site' : 'CONFLUENCE_URL', {
+      example: 'https://acme.atlassian.net/wiki',
+    }),
+  );
   const chosen =
     options.deployment ?? ((env.CONFLUENCE_DEPLOYMENT || undefined) as Deployment | undefined);
   if (chosen !== undefined && !DEPLOYMENTS.includes(chosen)) {
@@ -640,7 +639,8 @@ export class Confluence {
     const headers = { accept: '*/*', ...(range ? { range } : {}) };
     let response: Response;
     if (this.cloud) {
-      const route = `/rest/api/content/${encodeURIComponent(attachment.pageId)}/child/attachment/${encodeURIComponent(attachment.id)}/download`;
+      // The version listed, which the tasks are stamped with, even when one was added since.
+      const route = `/rest/api/content/${encodeURIComponent(attachment.pageId)}/child/attachment/${encodeURIComponent(attachment.id)}/download?version=${attachment.version}`;
       response = await this.request(route, { signal, headers, redirect: 'manual' });
       const location = response.headers.get('location');
       if (response.status >= 300 && response.status < 400 && location) {

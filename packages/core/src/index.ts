@@ -38,8 +38,10 @@ export {
 } from './documents.js';
 export {
   apiError,
+  hasUserinfo,
   isSluiceError,
   type KnownAnswer,
+  redact,
   requestError,
   SluiceError,
   type SluiceErrorCode,
@@ -70,12 +72,15 @@ export { checkedBody, createLeanGet, type LeanGet } from './lean-get.js';
 export { fileUri, toLocalPath } from './local.js';
 export {
   DEFAULT_MEDIA_PORT,
+  loadMediaKey,
   MEDIA_MODES,
   type MediaMode,
   MediaServer,
   mediaPath,
+  prodigyOrigins,
 } from './media.js';
 export { numberOf, PyFloat, PyInt, parsePythonJson, pythonJsonDumps } from './python-json.js';
+export { debugLog, serviceUrl } from './redact.js';
 export { type Agreement, type DatasetReport, datasetReport, ReportBuilder } from './report.js';
 export {
   isTransient,
@@ -124,7 +129,7 @@ export {
   type SourceStats,
   skipBytes,
 } from './source.js';
-export { fileStateStore, type StateData, type StateStore } from './state.js';
+export { fileStateStore, parseState, type StateData, type StateStore } from './state.js';
 export type {
   Answer,
   SourceLineage,

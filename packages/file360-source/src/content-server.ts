@@ -307,11 +307,12 @@ export class ContentServer implements File360Api {
 
   async download(
     id: string,
-    options: { start?: number; end?: number; signal?: AbortSignal } = {},
+    options: { start?: number; end?: number; version?: number; signal?: AbortSignal } = {},
   ): Promise<AsyncIterable<Uint8Array>> {
-    const { start, end, signal } = options;
+    const { start, end, version, signal } = options;
     const range = byteRange(start, end);
-    const response = await this.request(`/api/v1/nodes/${encodeURIComponent(id)}/content`, {
+    const content = version ? `versions/${version}/content` : 'content';
+    const response = await this.request(`/api/v1/nodes/${encodeURIComponent(id)}/${content}`, {
       signal,
       headers: { accept: '*/*', ...(range ? { range } : {}) },
     });

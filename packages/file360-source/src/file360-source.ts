@@ -142,7 +142,9 @@ export async function createFile360SourceDriver(
     },
     async open(item, { start: from, end, signal }) {
       try {
-        const body = await client.download(item.id, { start: from, end, signal });
+        // The version listed, which the tasks are stamped with, even when one was added since.
+        const version = item.version ? Number(item.version) : undefined;
+        const body = await client.download(item.id, { start: from, end, version, signal });
         return mapReadErrors(body, (error) => file360Error(error, item.uri));
       } catch (error) {
         throw file360Error(error, item.uri);

@@ -1,17 +1,18 @@
 // What the File 360 source and sink share: the URL, the connection options, the errors, and
 // the interface of an OpenText API client. Two implementations sit behind it: Content Server
 // REST (content-server.ts) and Core Share REST (core-share.ts).
-import { debuglog } from 'node:util';
 import {
   apiError,
+  debugLog,
   type KnownAnswer,
   type RetryPolicy,
   SluiceError,
+  serviceUrl,
   usageError,
 } from '@sluice/core';
 
 export const FILE360_CONNECTOR = 'file360';
-export const debug = debuglog('sluice:file360');
+export const debug = debugLog('sluice:file360');
 
 /** The OpenText APIs Sluice speaks. */
 export type File360ApiName = 'content-server' | 'core-share';
@@ -60,13 +61,11 @@ export function resolveConnection(options: File360ConnectionOptions) {
   }
   const given = (options.baseUrl ?? env.FILE360_URL ?? '').trim();
   if (!given) throw usageError('no File 360 server given', urlHint(chosen ?? 'content-server'));
-  let url: URL;
-  try {
-    url = new URL(given);
-    if (!/^https?:$/.test(url.protocol)) throw new Error('not http');
-  } catch {
-    throw usageError(`not a URL: ${given}`, urlHint(chosen ?? 'content-server'));
-  }
+  const url = new URL(
+    serviceUrl(given, options.baseUrl ? '--base-url' : 'FILE360_URL', {
+      example: 'https://otcs.acme.com/otcs/cs.exe',
+    }),
+  );
   const api: File360ApiName =
     chosen ??
     (/(^|\.)core\.opentext\.[a-z.]+$/i.test(url.hostname) ? 'core-share' : 'content-server');
@@ -78,9 +77,12 @@ export function resolveConnection(options: File360ConnectionOptions) {
   const clientId = options.clientId ?? (env.FILE360_CLIENT_ID || undefined);
   const clientSecret = options.clientSecret ?? (env.FILE360_CLIENT_SECRET || undefined);
   // Core Share's OTDS lives at sso.<host> (sso.core.opentext.com for core.opentext.com).
+  const givenOtds = options.otdsUrl ?? (env.FILE360_OTDS_URL || undefined);
   const otdsUrl =
-    options.otdsUrl ??
-    (env.FILE360_OTDS_URL || undefined) ??
+    (givenOtds &&
+      serviceUrl(givenOtds, options.otdsUrl ? 'otdsUrl' : 'FILE360_OTDS_URL', {
+        example: 'https://otds.acme.com',
+      })) ??
     (api === 'core-share' ? `${url.protocol}//sso.${url.host}` : undefined);
   const client = clientId && clientSecret ? { clientId, clientSecret } : undefined;
   if (client && !otdsUrl) {
@@ -151,10 +153,10 @@ export interface File360Api {
     id: string,
     options?: { signal?: AbortSignal; containers?: boolean; name?: string; newest?: boolean },
   ): AsyncGenerator<File360Node>;
-  /** A document's current bytes, or a range of them. */
+  /** A document's bytes, or a range of them: of its current version, or of `version`. */
   download(
     id: string,
-    options?: { start?: number; end?: number; signal?: AbortSignal },
+    options?: { start?: number; end?: number; version?: number; signal?: AbortSignal },
   ): Promise<AsyncIterable<Uint8Array>>;
   createFolder(parent: string, name: string): Promise<File360Node>;
   createDocument(parent: string, file: Upload): Promise<File360Node>;

@@ -28,6 +28,7 @@ export {
   type SourceSuiteOptions,
   TINY_PNG,
   testSource,
+  testSourceChanges,
   testSourceConvert,
   testSourceList,
   testSourceMedia,
