@@ -62,6 +62,24 @@ export function createGcsSinkDriver(rootUrl: string, options: GcsSinkOptions): S
     }
   };
 
+  /** A change to the store, retried for any client; `done` may take a failure as success. */
+  const retried = (
+    key: string,
+    change: () => Promise<unknown>,
+    done?: (error: unknown) => Promise<boolean>,
+  ) =>
+    retrying(
+      async () => {
+        try {
+          await change();
+        } catch (error) {
+          if (await done?.(error)) return;
+          throw gcsError(error, uriOf(key));
+        }
+      },
+      { retries: UPLOAD_RETRIES },
+    );
+
   return {
     connector: GCS_CONNECTOR,
     root: `gs://${bucketName}${prefix ? `/${prefix.replace(/\/$/, '')}` : ''}`,
@@ -78,40 +96,28 @@ export function createGcsSinkDriver(rootUrl: string, options: GcsSinkOptions): S
     async write(key, part) {
       // An object appears whole when its upload completes; until then readers see the old one.
       const name = `${prefix}${key}`;
-      await retrying(
-        async () => {
-          try {
-            await bucket.upload(part.path, {
-              destination: name,
-              resumable: part.bytes > chunkSize,
-              chunkSize,
-              validation: 'crc32c',
-              metadata: { contentType: part.contentType, metadata: part.metadata },
-              // Only if no object has the name yet: generation 0 means "does not exist".
-              ...(part.ifAbsent ? { preconditionOpts: { ifGenerationMatch: 0 } } : {}),
-            });
-          } catch (error) {
-            // A retry of an upload that landed (its answer lost) finds the name taken by itself.
-            const taken = (error as { code?: unknown })?.code === 412;
-            if (part.ifAbsent && taken && (await isOwnWrite(name, part))) return;
-            throw gcsError(error, uriOf(key));
-          }
-        },
-        { retries: UPLOAD_RETRIES },
+      await retried(
+        key,
+        () =>
+          bucket.upload(part.path, {
+            destination: name,
+            resumable: part.bytes > chunkSize,
+            chunkSize,
+            validation: 'crc32c',
+            metadata: { contentType: part.contentType, metadata: part.metadata },
+            // Only if no object has the name yet: generation 0 means "does not exist".
+            ...(part.ifAbsent ? { preconditionOpts: { ifGenerationMatch: 0 } } : {}),
+          }),
+        // A retry of an upload that landed (its answer lost) finds the name taken by itself.
+        async (error) =>
+          part.ifAbsent === true &&
+          (error as { code?: unknown })?.code === 412 &&
+          (await isOwnWrite(name, part)),
       );
     },
     async delete(key) {
-      // Safe to repeat (a missing object is fine), so retried like uploads, for any client.
-      await retrying(
-        async () => {
-          try {
-            await bucket.file(`${prefix}${key}`).delete({ ignoreNotFound: true });
-          } catch (error) {
-            throw gcsError(error, uriOf(key));
-          }
-        },
-        { retries: UPLOAD_RETRIES },
-      );
+      // Safe to repeat: a missing object is fine.
+      await retried(key, () => bucket.file(`${prefix}${key}`).delete({ ignoreNotFound: true }));
     },
     async close() {
       reader.close();
