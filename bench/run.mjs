@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { alternate, machine, measure, nerFile, version } from './lib.mjs';
+import { annotate, latencyProxy, percentile } from './media.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const root = join(here, '..');
@@ -48,6 +49,7 @@ const P = quick
       rss: [10_000, 30_000],
       sinkMB: 50,
       codecMB: 10,
+      images: 40,
     }
   : {
       rounds: 3,
@@ -57,6 +59,7 @@ const P = quick
       rss: [10_000, 100_000, 1_000_000],
       sinkMB: 500,
       codecMB: 100,
+      images: 200,
     };
 
 for (const path of Object.values(CLI)) {
@@ -422,6 +425,62 @@ if (want('codec')) {
   });
   if (codec.status !== 0) throw new Error('codec benchmark failed');
   results.scenarios.codec = JSON.parse(codec.stdout);
+}
+
+if (want('media')) {
+  // A cloud store seen from a laptop, a typical photo, and a brisk annotator.
+  const latencyMs = 50;
+  const size = 100_000;
+  const thinkMs = 100;
+  await withServer('stub', [`media:${P.images}:${size}:png`], async (server) => {
+    const store = await latencyProxy(server.endpoint, latencyMs);
+    const keyFile = join(work, 'media.key');
+    const waits = { prefetch: [], proxy: [], direct: [] };
+    const run = (name, flags) => async () => {
+      const args = [
+        `s3://media/data/`,
+        '--quiet',
+        '--media-port',
+        String(await freePort()),
+        '--media-key-file',
+        keyFile,
+        ...flags,
+      ];
+      const r = await annotate(CLI.source, args, {
+        env: envFor(server, { AWS_ENDPOINT_URL_S3: store.url }),
+        images: P.images,
+        size,
+        thinkMs,
+      });
+      waits[name].push(...r.waits);
+      return r;
+    };
+    try {
+      await alternate(
+        'media',
+        {
+          prefetch: run('prefetch', []),
+          proxy: run('proxy', ['--media-prefetch', '0']),
+          direct: run('direct', ['--media', 'signed']),
+        },
+        P.rounds,
+      );
+    } finally {
+      await store.close();
+    }
+    results.scenarios.media = {
+      latencyMs,
+      size,
+      thinkMs,
+      images: P.images,
+      contenders: Object.fromEntries(
+        Object.entries(waits).map(([name, ms]) => [
+          name,
+          { p50: percentile(ms, 50), p99: percentile(ms, 99), samples: ms.length },
+        ]),
+      ),
+    };
+  });
 }
 
 // --- report ---------------------------------------------------------------------------------

@@ -212,6 +212,13 @@ function sourceFlags(program: Command): void {
       'secret behind the media URLs, made on first use (default: ~/.config/sluice/media.key)',
     )
     .option(
+      '--media-prefetch <n>',
+      'media items the proxy reads ahead of the browser, in stream order (0: none)',
+      number('--media-prefetch', { integer: true, min: 0 }),
+      16,
+    )
+    .option('--media-prefetch-bytes <size>', 'memory the items read ahead may take', '64MB')
+    .option(
       '--url-ttl <seconds>',
       'lifetime of signed URLs',
       number('--url-ttl', { integer: true, min: 1 }),
@@ -264,6 +271,8 @@ export function sourceOptionsFromFlags(flags: Flags): SourceOptions {
     mediaBaseUrl: f.mediaBaseUrl,
     mediaOrigins: flags.mediaOrigin ? parseOrigins(flags.mediaOrigin as string[]) : undefined,
     mediaKeyFile: f.mediaKeyFile,
+    mediaPrefetch: flags.mediaPrefetch as number,
+    mediaPrefetchBytes: parseSize(f.mediaPrefetchBytes ?? '64MB', '--media-prefetch-bytes'),
     urlTtl: flags.urlTtl as number,
     inlineMaxBytes: parseSize(f.inlineMaxBytes ?? '5MB', '--inline-max-bytes'),
     maxLineBytes: parseSize(f.maxLineBytes ?? '64MB', '--max-line-bytes'),

@@ -138,6 +138,10 @@ export interface SourceOptions extends Selection {
   mediaOrigins?: string[];
   /** The file holding the per-user secret behind media URLs (default `~/.config/sluice/media.key`, made on first use). */
   mediaKeyFile?: string;
+  /** Media items the proxy reads ahead of the browser, in stream order (default 16; 0: none). */
+  mediaPrefetch?: number;
+  /** Memory the items read ahead may take, in bytes (default 64 MiB). */
+  mediaPrefetchBytes?: number;
   /** Lifetime of signed URLs, in seconds (default 3600). */
   urlTtl?: number;
   /** Largest media item turned into a data URI (default 5 MiB). */
@@ -599,7 +603,7 @@ class SourceRun implements Source {
       );
     } else {
       // Only what this run selected is served, each under a URL nobody can guess.
-      url = (await this.mediaServer()).add(item.uri, item.key);
+      url = (await this.mediaServer()).add(item.uri, item.key, this.mediaItem(item));
     }
     // Prodigy's base64 removal (`image.manual --remove-base64`, `audio.manual`) puts `path`
     // back in place of inlined bytes, so the database keeps this reference, not the media.
@@ -614,6 +618,8 @@ class SourceRun implements Source {
         baseUrl: this.options.mediaBaseUrl,
         origins: this.options.mediaOrigins,
         key: await loadMediaKey(this.options.mediaKeyFile),
+        prefetch: this.options.mediaPrefetch,
+        prefetchBytes: this.options.mediaPrefetchBytes,
         resolve: (uri) => this.resolveMedia(uri),
       });
       await server.start();
@@ -632,11 +638,16 @@ class SourceRun implements Source {
     if (!item || !this.selector(item)) return undefined;
     const format = formatOf(item, this.options);
     if (!format || !isMediaFormat(format)) return undefined;
+    return this.mediaItem(item);
+  }
+
+  private mediaItem(item: SourceItem): MediaItem {
     return {
       size: item.size,
       version: item.version,
       contentType: contentTypeOf(item.key, item.contentType),
-      open: async (range) => this.driver.open(item, { start: range?.start, end: range?.end }),
+      open: async (range, signal) =>
+        this.driver.open(item, { start: range?.start, end: range?.end, signal }),
     };
   }
 
