@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type Converted,
   contentTypeOf,
-  convert,
+  convertBatches,
   DEFAULT_MAX_DOCUMENT_BYTES,
   detectFormat,
   type Format,
@@ -15,6 +15,7 @@ import {
 } from './convert.js';
 import { SluiceError, toSluiceError, usageError } from './errors.js';
 import { murmurhash3_32, setHashes } from './hash.js';
+import { TASK_BATCHES } from './jsonl.js';
 import {
   DEFAULT_INLINE_MAX_BYTES,
   loadMediaKey,
@@ -338,6 +339,11 @@ class SourceRun implements Source {
   }
 
   async *[Symbol.asyncIterator](): AsyncGenerator<Task> {
+    for await (const batch of this[TASK_BATCHES]()) yield* batch;
+  }
+
+  /** The tasks a chunk of input at a time, for writers that take them so (see {@link TASK_BATCHES}). */
+  async *[TASK_BATCHES](): AsyncGenerator<Task[]> {
     const { options } = this;
     this.driver = await this.pending;
     if (options.media === 'signed' && !this.driver.signedUrl) {
@@ -357,7 +363,7 @@ class SourceRun implements Source {
     }
   }
 
-  private async *passes(): AsyncGenerator<Task> {
+  private async *passes(): AsyncGenerator<Task[]> {
     const { options } = this;
     const signal = this.abort.signal;
     // A change-feed position is only good for the same root and selection: items a different
@@ -389,15 +395,23 @@ class SourceRun implements Source {
         let converted = 0;
         let failure = 'error' in result ? result.error : undefined;
         try {
-          const entries =
-            'stream' in result ? this.convertItem(item, this.read(item)) : result.tasks;
-          for await (const entry of entries) {
-            converted++;
-            if (before && converted <= before.tasks && before.version === versionOf(item)) {
-              continue;
+          const batches =
+            'stream' in result ? this.convertItem(item, this.read(item)) : [result.tasks];
+          for await (const entries of batches) {
+            const tasks: Task[] = [];
+            try {
+              for (const entry of entries) {
+                converted++;
+                if (before && converted <= before.tasks && before.version === versionOf(item)) {
+                  continue;
+                }
+                tasks.push(this.stamp(entry, item));
+              }
+            } finally {
+              // What was stamped before a failure goes out, as it would one by one.
+              this.stats.tasks += tasks.length;
+              if (tasks.length > 0) yield tasks;
             }
-            this.stats.tasks++;
-            yield this.stamp(entry, item);
           }
         } catch (error) {
           failure = error;
@@ -491,7 +505,7 @@ class SourceRun implements Source {
           return { item, stream: true };
         }
         try {
-          for await (const entry of this.convertItem(item, this.read(item))) tasks.push(entry);
+          for await (const batch of this.convertItem(item, this.read(item))) tasks.push(...batch);
           return { item, tasks };
         } catch (error) {
           if (!isChanged(error) || changes >= CHANGE_RETRIES || this.abort.signal.aborted) {
@@ -538,9 +552,9 @@ class SourceRun implements Source {
   private convertItem(
     item: SourceItem,
     bytes: AsyncIterable<Uint8Array>,
-  ): AsyncIterable<Converted> {
+  ): AsyncIterable<Converted[]> {
     const format = formatOf(item, this.options) as Exclude<Format, MediaFormat>;
-    return convert(format, isGzipped(item.key) ? gunzip(bytes) : bytes, {
+    return convertBatches(format, isGzipped(item.key) ? gunzip(bytes) : bytes, {
       name: shown(item),
       textMode: this.options.textMode ?? item.textMode,
       maxLineBytes: this.options.maxLineBytes,
