@@ -204,6 +204,28 @@ export function render(results) {
     ]);
   }
 
+  if (s.convert) {
+    const c = s.convert;
+    const x = c.medians;
+    out.push('\n### 8. Conversion: a JSONL file into tasks\n');
+    out.push(
+      `Seconds to turn a file of ${c.tasks.toLocaleString('en')} small text tasks (${(c.bytes / 1e6).toFixed(0)} MB) into tasks on stdout (to /dev/null): \`fs-source file\` (checked, stamped with lineage, hashed) against a bare \`readline\` + \`JSON.parse\` + \`JSON.stringify\` loop that stamps \`meta.source\` (\`bare-loop.mjs\`).\n`,
+    );
+    out.push(
+      table(
+        ['contender', 'seconds', 'µs a task', 'Sluice vs this'],
+        Object.entries(x).map(([name, m]) => [
+          name,
+          f2(m.seconds),
+          ((m.seconds / c.tasks) * 1e6).toFixed(1),
+          ratio(x.sluice.seconds, m.seconds),
+        ]),
+      ),
+    );
+    const r = x.bare.seconds / x.sluice.seconds;
+    targets.push(['conversion >= 0.6x the bare loop', `${r.toFixed(2)}x`, mark(r >= 0.6)]);
+  }
+
   if (s.media) {
     const m = s.media;
     const c = m.contenders;

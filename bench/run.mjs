@@ -18,7 +18,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { alternate, machine, measure, nerFile, version } from './lib.mjs';
+import { alternate, machine, measure, nerFile, textTasksFile, version } from './lib.mjs';
 import { annotate, latencyProxy, percentile } from './media.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -34,9 +34,11 @@ const chosenServers = listArg('servers');
 const CLI = {
   source: join(root, 'packages/s3-source/dist/cli.js'),
   sink: join(root, 'packages/s3-sink/dist/cli.js'),
+  fs: join(root, 'packages/fs-source/dist/cli.js'),
   serve: join(root, 'packages/testkit/dist/serve.js'),
 };
 const SDK_LOOP = join(here, 'sdk-loop.mjs');
+const BARE_LOOP = join(here, 'bare-loop.mjs');
 const CONCURRENCY = 16;
 
 // Sizes: the issue's figures, or a run of a minute or two with --quick.
@@ -50,6 +52,7 @@ const P = quick
       sinkMB: 50,
       codecMB: 10,
       images: 40,
+      tasks: 400_000,
     }
   : {
       rounds: 3,
@@ -60,6 +63,7 @@ const P = quick
       sinkMB: 500,
       codecMB: 100,
       images: 200,
+      tasks: 400_000,
     };
 
 for (const path of Object.values(CLI)) {
@@ -425,6 +429,25 @@ if (want('codec')) {
   });
   if (codec.status !== 0) throw new Error('codec benchmark failed');
   results.scenarios.codec = JSON.parse(codec.stdout);
+}
+
+if (want('convert')) {
+  const file = await textTasksFile(P.tasks);
+  const tasks = (r, name) => {
+    const count = JSON.parse(r.stderr.trim().split('\n').pop()).tasks;
+    if (count !== P.tasks) throw new Error(`${name} wrote ${count} tasks, expected ${P.tasks}`);
+    return r;
+  };
+  const medians = await alternate(
+    'convert',
+    {
+      sluice: async () =>
+        tasks(await measure('node', [CLI.fs, file, '--quiet', '--json-summary']), 'fs-source'),
+      bare: async () => tasks(await measure('node', [BARE_LOOP, file]), 'bare loop'),
+    },
+    P.rounds,
+  );
+  results.scenarios.convert = { tasks: P.tasks, bytes: statSync(file).size, medians };
 }
 
 if (want('media')) {

@@ -197,8 +197,6 @@ function dumpNumber(x: number): string {
   return pythonFloatRepr(x);
 }
 
-const SURROGATE = /[\ud800-\udfff]/;
-
 /**
  * Sorts keys in place as Python sorts str: by code point, which differs from UTF-16 order only
  * around surrogates. Objects have few keys, and insertion sort beats `Array.prototype.sort`
@@ -214,7 +212,13 @@ function sortKeys(keys: string[]): string[] {
       keys[j + 1] = key;
     }
   }
-  for (const key of keys) if (SURROGATE.test(key)) return keys.sort(compareCodePoints);
+  for (const key of keys) {
+    // A loop, not a regular expression: keys are short, and this runs for every key hashed.
+    for (let i = 0; i < key.length; i++) {
+      const unit = key.charCodeAt(i);
+      if (unit >= 0xd800 && unit <= 0xdfff) return keys.sort(compareCodePoints);
+    }
+  }
   return keys;
 }
 
