@@ -22,7 +22,7 @@ import {
   type SinkOptions,
   type SinkResult,
   type TaskFilters,
-} from './sink.js';
+} from './sink/index.js';
 import type { Source, SourceOptions } from './source.js';
 import type { Answer } from './task.js';
 

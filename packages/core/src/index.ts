@@ -79,13 +79,20 @@ export { PyFloat, pythonJsonDumps } from './python-json.js';
 export { type Agreement, type DatasetReport, datasetReport, ReportBuilder } from './report.js';
 export { createSelector, parseShard, parseSize, parseTime, type Selection } from './select.js';
 export {
+  type CommitGuarantee,
   createSink,
   folderPaths,
+  hostIdentity,
+  isExportFile,
   labelsOf,
   MANIFEST_KEY,
+  MANIFEST_VERSION,
   type Manifest,
+  type ManifestFile,
   type ManifestPart,
   type PartStream,
+  parseManifest,
+  processAlive,
   REVIEW_KEY,
   SINK_FORMATS,
   type Sink,
@@ -95,12 +102,13 @@ export {
   type SinkResult,
   type SinkStats,
   type StagedPart,
+  type StoredObject,
   type StreamedPart,
   scoreOf,
   sheetCell,
   type TaskFilters,
   taskFilter,
-} from './sink.js';
+} from './sink/index.js';
 export {
   type Bytes,
   createSource,

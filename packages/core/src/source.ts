@@ -23,7 +23,7 @@ import {
   toDataUri,
 } from './media.js';
 import { createSelector, type Selection } from './select.js';
-import { MANIFEST_KEY, REJECTS_KEY } from './sink.js';
+import { isExportFile, MANIFEST_KEY, REJECTS_KEY } from './sink/index.js';
 import { Checkpoint, fileStateStore, type StateStore } from './state.js';
 import type { Task } from './task.js';
 
@@ -375,8 +375,7 @@ class SourceRun implements Source {
       this.stats.listed++;
       if (!this.selector(item)) continue;
       // A review or export location read back holds Sluice's own files next to the tasks.
-      const name = item.key.slice(item.key.lastIndexOf('/') + 1);
-      if (name === MANIFEST_KEY || name === REJECTS_KEY) {
+      if (isExportFile(item.key)) {
         this.warn(
           'export-files',
           `skipping Sluice export files (${MANIFEST_KEY}, ${REJECTS_KEY}) such as ${shown(item)}`,

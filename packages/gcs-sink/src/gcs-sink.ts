@@ -1,5 +1,12 @@
+import { readFile } from 'node:fs/promises';
 import type { Storage } from '@google-cloud/storage';
-import { createSink, type Sink, type SinkDriver, type SinkOptions } from '@sluice/core';
+import {
+  createSink,
+  type Sink,
+  type SinkDriver,
+  type SinkOptions,
+  SluiceError,
+} from '@sluice/core';
 import {
   createStorage,
   GCS_CONNECTOR,
@@ -23,7 +30,11 @@ export interface GcsSinkOptions extends SinkOptions, GcsConnectionOptions {
 const DEFAULT_CHUNK = 8 * 1024 * 1024;
 const CHUNK_MULTIPLE = 256 * 1024;
 
-/** Builds the driver over an export root. */
+/**
+ * Builds the driver over an export root. The manifest is committed with a generation
+ * precondition: `ifGenerationMatch: 0` where the root has no export, the generation read to
+ * replace one, so Cloud Storage itself refuses a commit that another run got in first.
+ */
 export function createGcsSinkDriver(rootUrl: string, options: GcsSinkOptions): SinkDriver {
   const { bucket: bucketName, prefix: given } = parseGcsUrl(rootUrl);
   const prefix = given === '' || given.endsWith('/') ? given : `${given}/`;
@@ -37,14 +48,55 @@ export function createGcsSinkDriver(rootUrl: string, options: GcsSinkOptions): S
   return {
     connector: GCS_CONNECTOR,
     root: `gs://${bucketName}${prefix ? `/${prefix.replace(/\/$/, '')}` : ''}`,
+    commits: 'atomic',
     async read(key) {
       try {
-        const [body] = await bucket.file(`${prefix}${key}`).download();
-        return body;
+        // The generation first, then exactly its bytes: a newer object makes this one 404.
+        const [metadata] = await bucket.file(`${prefix}${key}`).getMetadata();
+        const generation = String(metadata.generation);
+        const [body] = await bucket.file(`${prefix}${key}`, { generation }).download();
+        return { body, version: generation };
       } catch (error) {
         if (isMissingObject(error)) return undefined;
         throw gcsError(error, uriOf(key));
       }
+    },
+    async commit(key, part, expected) {
+      try {
+        await bucket.file(`${prefix}${key}`).save(await readFile(part.path), {
+          resumable: false,
+          validation: 'crc32c',
+          metadata: { contentType: part.contentType, metadata: part.metadata },
+          // Generation 0 means "does not exist".
+          preconditionOpts: { ifGenerationMatch: expected ?? 0 },
+        });
+      } catch (error) {
+        const wrapped = gcsError(error, uriOf(key));
+        if (wrapped.code !== 'CONFLICT') throw wrapped;
+        throw new SluiceError(`${uriOf(key)} changed since this run read it`, {
+          code: 'CONFLICT',
+          connector: GCS_CONNECTOR,
+          cause: error,
+        });
+      }
+    },
+    async *list(start) {
+      let pageToken: string | undefined;
+      do {
+        let files: Array<{ name: string }>;
+        let next: { pageToken?: string } | null | undefined;
+        try {
+          [files, next] = await bucket.getFiles({
+            prefix: `${prefix}${start}`,
+            autoPaginate: false,
+            pageToken,
+          });
+        } catch (error) {
+          throw gcsError(error, uriOf(start));
+        }
+        for (const file of files) yield file.name.slice(prefix.length);
+        pageToken = next?.pageToken;
+      } while (pageToken);
     },
     async write(key, part) {
       // An object appears whole when its upload completes; until then readers see the old one.
@@ -55,8 +107,6 @@ export function createGcsSinkDriver(rootUrl: string, options: GcsSinkOptions): S
           chunkSize,
           validation: 'crc32c',
           metadata: { contentType: part.contentType, metadata: part.metadata },
-          // Only if no object has the name yet: generation 0 means "does not exist".
-          ...(part.ifAbsent ? { preconditionOpts: { ifGenerationMatch: 0 } } : {}),
         });
       } catch (error) {
         throw gcsError(error, uriOf(key));

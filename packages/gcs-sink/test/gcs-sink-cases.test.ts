@@ -27,7 +27,7 @@ describe('gcs sink', () => {
     }).write(tasks);
     expect(result.status).toBe('written');
     const part = result.manifest.parts[0];
-    const stored = kit.server.getObject('exports', `big/tickets «v2»/${part?.key}`);
+    const stored = kit.server.getObject('exports', `big/tickets %C2%ABv2%C2%BB/${part?.key}`);
     expect(stored?.data.length).toBe(part?.bytes);
     expect(
       createHash('sha256')

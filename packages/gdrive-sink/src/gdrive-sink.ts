@@ -65,8 +65,11 @@ function header(headers: Headers | Record<string, string>, name: string): string
 /**
  * Builds the driver over an export root. Folders of the path are found by name, or created
  * when a write needs them (the oldest wins if a name is doubled); files are found by the
- * `sluice_key` appProperty, so a rerun updates its own files (Drive keeps their revisions)
- * and never touches a file a person put there under the same name.
+ * `sluice_key` appProperty, so the sink never touches a file a person put there under the
+ * same name. Drive has no conditional write: the manifest is replaced only if its `version`
+ * is still the one read (checked just before the upload, so two runs committing in the same
+ * instant may both succeed); a new manifest is created, then the oldest of its name wins and
+ * a younger one is trashed.
  */
 export async function createGdriveSinkDriver(
   rootUrl: string,
@@ -124,13 +127,25 @@ export async function createGdriveSinkDriver(
 
   /** The id of the folder at a path below the Drive folder, created when `create` is set. */
   const folderAt = folderPaths(target.id, async (parent, name, create) => {
-    const id = await oldest(parent, `name = '${quote(name)}' and mimeType = '${FOLDER_TYPE}'`);
+    const named = `name = '${quote(name)}' and mimeType = '${FOLDER_TYPE}'`;
+    const id = await oldest(parent, named);
     if (id || !create) return id;
     const { data } = await drive.files.create({
       requestBody: { name, mimeType: FOLDER_TYPE, parents: [parent] },
       fields: 'id',
       supportsAllDrives: true,
     });
+    // Another run may have made the same folder meanwhile: all use the oldest, and the
+    // younger (still empty) goes to the bin.
+    const first = await oldest(parent, named);
+    if (data.id && first && first !== data.id) {
+      await drive.files.update({
+        fileId: data.id,
+        requestBody: { trashed: true },
+        supportsAllDrives: true,
+      });
+      return first;
+    }
     return data.id ?? undefined;
   });
 
@@ -140,27 +155,96 @@ export async function createGdriveSinkDriver(
     return { segments: segments.slice(0, -1), name: segments.at(-1) as string };
   };
 
+  const ownedBy = (name: string) =>
+    `appProperties has { key='${KEY_PROPERTY}' and value='${quote(propertyValue(KEY_PROPERTY, name))}' }`;
+
   /** The file Sluice wrote at `key`, if any. */
   const find = async (key: string, create: boolean) => {
     const { segments, name } = locate(key);
     const folder = await folderAt(segments, create);
     if (!folder) return { folder, name, id: undefined };
-    const value = quote(propertyValue(KEY_PROPERTY, name));
-    const id = await oldest(
-      folder,
-      `appProperties has { key='${KEY_PROPERTY}' and value='${value}' }`,
-    );
+    const id = await oldest(folder, ownedBy(name));
     return { folder, name, id };
   };
 
+  /** A file's `version`: Drive raises it with every change. */
+  const versionOf = async (id: string) => {
+    const { data } = await drive.files.get({
+      fileId: id,
+      fields: 'version',
+      supportsAllDrives: true,
+    });
+    return String(data.version);
+  };
+
+  const changed = (key: string) =>
+    new SluiceError(`${uriOf(key)} changed since this run read it`, {
+      code: 'CONFLICT',
+      connector: GDRIVE_CONNECTOR,
+    });
+
+  /** Uploads a new file, or new content for `id`, tagged as Sluice's with the key's name. */
+  const put = async (folder: string, name: string, part: StagedPart, id?: string) => {
+    const appProperties: Record<string, string> = {
+      [KEY_PROPERTY]: propertyValue(KEY_PROPERTY, name),
+    };
+    for (const [k, v] of Object.entries(part.metadata ?? {})) {
+      appProperties[k] = propertyValue(k, v);
+    }
+    const query = 'uploadType=resumable&supportsAllDrives=true&fields=id';
+    return upload(
+      id
+        ? {
+            method: 'PATCH',
+            url: `${apiRoot}upload/drive/v3/files/${id}?${query}`,
+            metadata: { mimeType: part.contentType, appProperties },
+          }
+        : {
+            method: 'POST',
+            url: `${apiRoot}upload/drive/v3/files?${query}`,
+            metadata: { name, parents: [folder], mimeType: part.contentType, appProperties },
+          },
+      part,
+    );
+  };
+
+  /** Sluice's files under a folder, at any depth, as keys below `at`, pruned to `prefix`. */
+  async function* walk(folder: string, at: string, prefix: string): AsyncGenerator<string> {
+    let pageToken: string | undefined;
+    do {
+      const { data } = await drive.files.list({
+        q: `'${folder}' in parents and trashed = false`,
+        fields: 'nextPageToken, files(id, name, mimeType, appProperties)',
+        pageSize: 1000,
+        pageToken,
+        supportsAllDrives: true,
+        includeItemsFromAllDrives: true,
+        corpora: 'allDrives',
+      });
+      for (const file of data.files ?? []) {
+        const key = `${at}${file.name}`;
+        if (file.mimeType === FOLDER_TYPE) {
+          const inner = `${key}/`;
+          if (inner.startsWith(prefix) || prefix.startsWith(inner)) {
+            yield* walk(file.id as string, inner, prefix);
+          }
+        } else if (file.appProperties?.[KEY_PROPERTY] !== undefined && key.startsWith(prefix)) {
+          yield key;
+        }
+      }
+      pageToken = data.nextPageToken ?? undefined;
+    } while (pageToken);
+  }
+
   /**
    * A resumable upload: a session, then the staged file in chunks. A chunk that fails is
-   * asked about (`bytes *\/total`) and sent again from where the server stopped.
+   * asked about (`bytes *\/total`) and sent again from where the server stopped. Resolves to
+   * the file's id.
    */
   const upload = async (
     session: { method: 'POST' | 'PATCH'; url: string; metadata: Record<string, unknown> },
     part: StagedPart,
-  ) => {
+  ): Promise<string | undefined> => {
     const started = await auth.request<unknown>({
       url: session.url,
       method: session.method,
@@ -192,7 +276,7 @@ export async function createGdriveSinkDriver(
             maxRedirects: 0,
             retry: false,
           });
-          if (response.status !== 308) return;
+          if (response.status !== 308) return (response.data as { id?: string })?.id;
           offset = nextOffset(header(response.headers, 'range'));
           failures = 0;
         } catch (error) {
@@ -206,7 +290,7 @@ export async function createGdriveSinkDriver(
             validateStatus: (s: number) => s < 300 || s === 308,
             maxRedirects: 0,
           });
-          if (asked.status !== 308) return;
+          if (asked.status !== 308) return (asked.data as { id?: string })?.id;
           offset = nextOffset(header(asked.headers, 'range'));
         }
       }
@@ -218,15 +302,17 @@ export async function createGdriveSinkDriver(
   return {
     connector: GDRIVE_CONNECTOR,
     root,
+    commits: 'checked',
     async read(key) {
       try {
         const { id } = await find(key, false);
         if (!id) return undefined;
+        const version = await versionOf(id);
         const { data } = await drive.files.get(
           { fileId: id, alt: 'media', supportsAllDrives: true },
           { responseType: 'arraybuffer' },
         );
-        return Buffer.from(data as unknown as ArrayBuffer);
+        return { body: Buffer.from(data as unknown as ArrayBuffer), version };
       } catch (error) {
         throw driveError(error, uriOf(key));
       }
@@ -234,33 +320,32 @@ export async function createGdriveSinkDriver(
     async write(key, part) {
       try {
         const { folder, name, id } = await find(key, true);
-        if (id && part.ifAbsent) {
-          throw new SluiceError(`${uriOf(key)}: already exists`, {
-            code: 'CONFLICT',
-            connector: GDRIVE_CONNECTOR,
+        if (id) throw changed(key);
+        await put(folder as string, name, part);
+      } catch (error) {
+        throw driveError(error, uriOf(key));
+      }
+    },
+    async commit(key, part, expected) {
+      try {
+        const { folder, name, id } = await find(key, true);
+        if (expected !== undefined) {
+          if (!id || (await versionOf(id)) !== expected) throw changed(key);
+          await put(folder as string, name, part, id);
+          return;
+        }
+        if (id) throw changed(key);
+        const mine = await put(folder as string, name, part);
+        // Drive lets two files share a name: the oldest is the one readers find.
+        const first = await oldest(folder as string, ownedBy(name));
+        if (mine && first !== mine) {
+          await drive.files.update({
+            fileId: mine,
+            requestBody: { trashed: true },
+            supportsAllDrives: true,
           });
+          throw changed(key);
         }
-        const appProperties: Record<string, string> = {
-          [KEY_PROPERTY]: propertyValue(KEY_PROPERTY, name),
-        };
-        for (const [k, v] of Object.entries(part.metadata ?? {})) {
-          appProperties[k] = propertyValue(k, v);
-        }
-        const query = 'uploadType=resumable&supportsAllDrives=true&fields=id';
-        await upload(
-          id
-            ? {
-                method: 'PATCH',
-                url: `${apiRoot}upload/drive/v3/files/${id}?${query}`,
-                metadata: { mimeType: part.contentType, appProperties },
-              }
-            : {
-                method: 'POST',
-                url: `${apiRoot}upload/drive/v3/files?${query}`,
-                metadata: { name, parents: [folder], mimeType: part.contentType, appProperties },
-              },
-          part,
-        );
       } catch (error) {
         throw driveError(error, uriOf(key));
       }
@@ -278,6 +363,20 @@ export async function createGdriveSinkDriver(
       } catch (error) {
         if (isNotFound(error)) return;
         throw driveError(error, uriOf(key));
+      }
+    },
+    async *list(prefix) {
+      let folder: string | undefined;
+      try {
+        folder = await folderAt(target.path, false);
+      } catch (error) {
+        throw driveError(error, root);
+      }
+      if (!folder) return;
+      try {
+        yield* walk(folder, '', prefix);
+      } catch (error) {
+        throw driveError(error, root);
       }
     },
   };
