@@ -95,7 +95,10 @@ async function realRoot(path: string): Promise<string> {
       return join(await realpath(at), ...rest.reverse());
     } catch (error) {
       const parent = dirname(at);
-      if (errno(error) !== 'ENOENT' || parent === at) throw fsError(error, at);
+      // Missing, or under a file (check() says which): resolve what exists above it.
+      if (!['ENOENT', 'ENOTDIR'].includes(errno(error) ?? '') || parent === at) {
+        throw fsError(error, at);
+      }
       rest.push(basename(at));
       at = parent;
     }
