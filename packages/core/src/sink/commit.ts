@@ -163,7 +163,24 @@ export class Publication {
   async write(key: string, part: StagedPart, signal?: AbortSignal): Promise<void> {
     await this.begin();
     this.written.push(key);
-    await this.driver.write(key, part, signal);
+    try {
+      await this.driver.write(key, part, signal);
+    } catch (error) {
+      throw await this.explain(error);
+    }
+  }
+
+  /**
+   * A write that failed because another run committed meanwhile (and removed this doomed
+   * run's files) is that run's CONFLICT, not the write's error; anything else stays as it is.
+   */
+  async explain(error: unknown): Promise<unknown> {
+    if (this.committed || isConflict(error)) return error;
+    if (error instanceof SluiceError && error.code === 'INTERRUPTED') return error;
+    const now = await readLive(this.driver).catch(() => undefined);
+    if (!now || now.identity === this.live.identity) return error;
+    await this.abandon(now);
+    return lostError(this.driver, now.manifest, error);
   }
 
   /** Notes a file written by other means (a part streamed while staged). */

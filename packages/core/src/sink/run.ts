@@ -413,7 +413,7 @@ class SinkRun {
         if (options.signal?.aborted) throw this.interrupted(publication);
         await started.commit(manifest());
       } catch (error) {
-        throw this.unpublished(error, driver, live);
+        throw this.unpublished(await started.explain(error), driver, live);
       }
       written.push(MANIFEST_KEY);
       // Committed: the export is published. A signal from here on changes nothing.
