@@ -108,6 +108,8 @@ export class Publication {
   committed = false;
   private marker: RunMarker | undefined;
   private readonly written: string[] = [];
+  /** A write was cut short by an interrupt: its object may still land after this run ends. */
+  private cut = false;
   private small = 0;
 
   constructor(
@@ -166,6 +168,7 @@ export class Publication {
     try {
       await this.driver.write(key, part, signal);
     } catch (error) {
+      if (signal?.aborted) this.cut = true;
       throw await this.explain(error);
     }
   }
@@ -216,14 +219,18 @@ export class Publication {
     }
   }
 
-  /** Removes what this run wrote (never a key `live` lists) and its marker; failures are left to a later run. */
+  /**
+   * Removes what this run wrote (never a key `live` lists) and its marker; failures are left to
+   * a later run. After a write cut short the marker stays, so that the next run also removes
+   * that object should it land after this one ended.
+   */
   async abandon(live?: LiveExport): Promise<void> {
     if (!this.marker || this.committed) return;
     const keep = live ? liveKeys(live) : new Set([MANIFEST_KEY]);
     for (const key of this.written.splice(0)) {
       if (!keep.has(key)) await this.driver.delete(key).catch(() => {});
     }
-    await this.driver.delete(markerKey(this.tag)).catch(() => {});
+    if (!this.cut) await this.driver.delete(markerKey(this.tag)).catch(() => {});
     this.marker = undefined;
   }
 

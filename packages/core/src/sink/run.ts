@@ -254,10 +254,10 @@ class SinkRun {
     this.options.onWarning?.(message);
   }
 
-  private interrupted(publication: Publication | undefined, cause?: unknown): SluiceError {
+  private interrupted(begun: boolean | undefined, cause?: unknown): SluiceError {
     return new SluiceError(
-      publication?.begun
-        ? 'interrupted before the export was committed: nothing was published, and the files this run wrote are removed'
+      begun
+        ? 'interrupted before the export was committed: nothing was published, and what this run wrote is removed (an upload cut short, by the next run)'
         : 'interrupted: nothing was written',
       { code: 'INTERRUPTED', cause },
     );
@@ -305,7 +305,7 @@ class SinkRun {
       if (streaming) await started.begin();
       const staged = await this.stage(records, folder, driver, streaming, streams, started);
       const { input, counts, lineage, groups, rejects, review } = staged;
-      if (options.signal?.aborted) throw this.interrupted(publication);
+      if (options.signal?.aborted) throw this.interrupted(publication?.begun);
       if (input.lines === 0 && !options.allowEmpty) {
         throw new SluiceError(`${options.inputName ?? 'input'} is empty: nothing to export`, {
           code: 'BAD_INPUT',
@@ -398,7 +398,7 @@ class SinkRun {
       const written: string[] = [];
       try {
         for (const file of outgoing) {
-          if (options.signal?.aborted) throw this.interrupted(publication);
+          if (options.signal?.aborted) throw this.interrupted(publication?.begun);
           const key = file.key as string;
           if (file.streamed) {
             await file.streamed.done;
@@ -410,7 +410,7 @@ class SinkRun {
           }
           if (partFiles.has(file)) this.stats.written++;
         }
-        if (options.signal?.aborted) throw this.interrupted(publication);
+        if (options.signal?.aborted) throw this.interrupted(publication?.begun);
         await started.commit(manifest());
       } catch (error) {
         throw this.unpublished(await started.explain(error), driver, live);
@@ -428,6 +428,7 @@ class SinkRun {
       return result('written', manifest(), written, tidied.removed, tidied.swept);
     } catch (error) {
       // Nothing of a failed run may appear: uploads still open are dropped, files written go.
+      const begun = publication?.begun;
       await Promise.allSettled(streams.map((started) => started.abort()));
       await publication?.abandon();
       // Stopping stdin mid-read surfaces as a stream error; the user asked for it.
@@ -435,7 +436,7 @@ class SinkRun {
         options.signal?.aborted &&
         !(error instanceof SluiceError && error.code === 'INTERRUPTED')
       ) {
-        throw this.interrupted(publication, error);
+        throw this.interrupted(begun, error);
       }
       throw error;
     } finally {
