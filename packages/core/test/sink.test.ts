@@ -22,6 +22,8 @@ interface Faults {
   loseAnswer?: (key: string) => Error | undefined;
   /** Ignore commit preconditions, as s3rver does. */
   lax?: boolean;
+  /** Answers a commit with this error without taking it. */
+  refuseCommit?: (key: string) => Error | undefined;
 }
 
 let versions = 0;
@@ -49,6 +51,8 @@ function memoryDriver(store: Map<string, Stored>, faults: Faults = {}) {
         await put(key, part);
       },
       async commit(key, part, expected) {
+        const refused = faults.refuseCommit?.(key);
+        if (refused) throw refused;
         const current = store.get(at(key));
         if (!faults.lax && (current ? String(current.version) : undefined) !== expected) {
           throw new SluiceError(`${at(key)} changed`, { code: 'CONFLICT', connector: 'memory' });
@@ -321,6 +325,31 @@ describe('sink commit protocol', () => {
     const result = await createSink(lost, 'mem://x').write(tasks(3));
     expect(result.status).toBe('written');
     expect(keys(store)).toEqual(exportKeys(manifestOf(store)));
+  });
+
+  it('leaves what it wrote for the next run when the commit got no answer', async () => {
+    const store = new Map<string, Stored>();
+    await createSink(memoryDriver(store), 'mem://x').write(tasks(3));
+    const live = manifestOf(store);
+    const silent = memoryDriver(store, {
+      refuseCommit: (key) =>
+        key === 'manifest.json' ? new SluiceError('socket hang up', { code: 'IO' }) : undefined,
+    });
+    await expect(createSink(silent, 'mem://x').write(tasks(4))).rejects.toMatchObject({
+      code: 'IO',
+      message:
+        'socket hang up (the store did not answer the commit: run again to finish or undo it)',
+    });
+    // Its part and marker stay: had the manifest landed, they would be the export.
+    expect(keys(store).length).toBeGreaterThan(exportKeys(live).length);
+    expect(manifestOf(store)).toEqual(live);
+    // The next run commits, and with that the silent run's commit can only fail: its files go
+    // (its marker too, once its process is gone: here it is this one, still running).
+    const again = await createSink(memoryDriver(store), 'mem://x').write(tasks(4));
+    expect(again.status).toBe('written');
+    expect(again.swept.length).toBeGreaterThan(0);
+    const files = keys(store).filter((key) => !key.includes('/.sluice-run.'));
+    expect(files).toEqual(exportKeys(again.manifest));
   });
 
   it('removes what a killed run left: its files, and its marker once its process is gone', async () => {

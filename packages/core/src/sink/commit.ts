@@ -50,6 +50,8 @@ export interface LiveExport {
   identity: string | null;
 }
 
+/** Commits refused because conditional writes raced (and none won) are tried this often. */
+const COMMIT_ATTEMPTS = 3;
 /** A marker whose run is gone for good is removed after this long even when its host is another. */
 const MARKER_EXPIRY_MS = 24 * 60 * 60 * 1000;
 
@@ -110,6 +112,8 @@ export class Publication {
   private readonly written: string[] = [];
   /** A write was cut short by an interrupt: its object may still land after this run ends. */
   private cut = false;
+  /** The manifest write failed without an answer: it may or may not have taken effect. */
+  uncertain = false;
   private small = 0;
 
   constructor(
@@ -195,17 +199,29 @@ export class Publication {
   async commit(manifest: Manifest): Promise<void> {
     await this.begin();
     const part = await this.staged(manifestBytes(manifest), 'application/json');
-    try {
-      await this.driver.commit(MANIFEST_KEY, part, this.live.stored?.version);
-    } catch (error) {
-      // The store's answer may have been lost after it took the write: look before undoing.
-      const now = await readLive(this.driver).catch(() => undefined);
-      if (now?.manifest?.run === this.tag) {
-        this.committed = true;
-        return;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.driver.commit(MANIFEST_KEY, part, this.live.stored?.version);
+        break;
+      } catch (error) {
+        // The store's answer may have been lost after it took the write: look before undoing.
+        const now = await readLive(this.driver).catch(() => undefined);
+        if (now?.manifest?.run === this.tag) break;
+        if (!isConflict(error)) {
+          // Whether the write will still land is unknown: what this run wrote stays, for the
+          // next run to keep (if this manifest is live) or remove.
+          this.uncertain = true;
+          this.marker = undefined;
+          throw error;
+        }
+        // S3 answers 409 when conditional writes race; if none of them won, try again.
+        if (now && now.identity === this.live.identity && attempt < COMMIT_ATTEMPTS) {
+          await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
+          continue;
+        }
+        if (now) await this.abandon(now);
+        throw lostError(this.driver, now?.manifest, error);
       }
-      if (now) await this.abandon(now);
-      throw isConflict(error) ? lostError(this.driver, now?.manifest, error) : error;
     }
     this.committed = true;
     if (this.atomic) return;

@@ -413,7 +413,7 @@ class SinkRun {
         if (options.signal?.aborted) throw this.interrupted(publication?.begun);
         await started.commit(manifest());
       } catch (error) {
-        throw this.unpublished(await started.explain(error), driver, live);
+        throw this.unpublished(await started.explain(error), driver, live, started.uncertain);
       }
       written.push(MANIFEST_KEY);
       // Committed: the export is published. A signal from here on changes nothing.
@@ -445,13 +445,21 @@ class SinkRun {
     }
   }
 
-  /** A failure while publishing says that nothing was published (unless it says so already). */
-  private unpublished(error: unknown, driver: SinkDriver, live: LiveExport): unknown {
+  /** A failure while publishing says whether anything was published (unless it says so already). */
+  private unpublished(
+    error: unknown,
+    driver: SinkDriver,
+    live: LiveExport,
+    uncertain: boolean,
+  ): unknown {
     if (!(error instanceof SluiceError) || ['INTERRUPTED', 'CONFLICT'].includes(error.code)) {
       return error;
     }
     const kept = live.manifest ? `: ${driver.root} still holds the previous export` : '';
-    return new SluiceError(`${error.message} (nothing was published${kept})`, {
+    const what = uncertain
+      ? 'the store did not answer the commit: run again to finish or undo it'
+      : `nothing was published${kept}`;
+    return new SluiceError(`${error.message} (${what})`, {
       code: error.code,
       connector: error.connector,
       hint: error.hint,
