@@ -1,8 +1,9 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { constants, type Dirent } from 'node:fs';
 import {
   access,
   copyFile,
+  link,
   lstat,
   mkdir,
   open,
@@ -14,6 +15,7 @@ import {
   rmdir,
   stat,
   unlink,
+  writeFile,
 } from 'node:fs/promises';
 import { basename, dirname, join, sep } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -47,6 +49,20 @@ const LOCK_STALE_MS = 30_000;
 /** How long a commit waits for another run's commit before giving up. */
 const LOCK_WAIT_MS = 10_000;
 const TEMP_SUFFIX = '.sluice-tmp';
+/**
+ * A temporary file: `.<name>.<host>-<pid>.sluice-tmp`, with a hash of the machine and the pid
+ * of the process writing it, so that a later run can tell one whose writer is gone.
+ */
+const TEMP = /^\.(.+)\.([0-9a-f]{6})-(\d+)\.sluice-tmp$/;
+/** Temporary files of releases before that (`.<pid>.<ms>.sluice-tmp`) go after a day. */
+const LEGACY_TEMP = /^\.\d+\.(\d+)\.sluice-tmp$/;
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/** This process in temporary file names: a hash of the machine, and the pid. */
+function writer(): string {
+  const host = createHash('sha256').update(hostIdentity()).digest('hex').slice(0, 6);
+  return `${host}-${process.pid}`;
+}
 
 const errno = (error: unknown) => (error as NodeJS.ErrnoException | undefined)?.code;
 
@@ -162,7 +178,7 @@ export function createFsSinkDriver(rootUrl: string): SinkDriver {
 
   /** Copies a staged file in under a temporary name, flushes it and renames it into place. */
   const place = async (path: string, part: StagedPart, durable: boolean) => {
-    const temp = join(dirname(path), `.${basename(path)}${TEMP_SUFFIX}`);
+    const temp = join(dirname(path), `.${basename(path)}.${writer()}${TEMP_SUFFIX}`);
     try {
       // EXCL: a link planted under the temporary name is never written through.
       await copyFile(part.path, temp, constants.COPYFILE_EXCL);
@@ -191,43 +207,58 @@ export function createFsSinkDriver(rootUrl: string): SinkDriver {
     return { body, version: createHash('sha256').update(body).digest('hex') };
   };
 
+  /** Whether the lock file at `path` was left by a process that is gone (or long ago). */
+  const staleLock = async (path: string): Promise<boolean> => {
+    const held = await readFile(path, 'utf8').catch(() => undefined);
+    const info = await lstat(path).catch(() => undefined);
+    if (held === undefined || !info) return false;
+    if (Date.now() - info.mtimeMs > LOCK_STALE_MS) return true;
+    try {
+      const { host, pid } = JSON.parse(held) as { host?: string; pid?: number };
+      return host === hostIdentity() && typeof pid === 'number' && !processAlive(pid);
+    } catch {
+      return false; // not ours to read: only its age counts
+    }
+  };
+
   /** Takes the root's commit lock, breaking one whose owner is gone; resolves to its release. */
   const lock = async (): Promise<() => Promise<void>> => {
-    const path = join(await rootPath(), LOCK);
+    const root = await rootPath();
+    const path = join(root, LOCK);
+    // Written whole under a temporary name, then linked in: the lock is never seen empty.
+    const attempt = randomBytes(4).toString('hex'); // runs in one process each have their own
+    const temp = join(root, `${LOCK}.${attempt}.${writer()}${TEMP_SUFFIX}`);
     const owner = JSON.stringify({ host: hostIdentity(), pid: process.pid, at: Date.now() });
+    await writeFile(temp, owner).catch((error: unknown) => {
+      throw fsError(error, temp);
+    });
     const deadline = Date.now() + LOCK_WAIT_MS;
-    for (;;) {
-      try {
-        const handle = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL);
-        await handle.writeFile(owner).finally(() => handle.close());
-        return () => unlink(path).catch(() => {});
-      } catch (error) {
-        if (errno(error) !== 'EEXIST') throw fsError(error, path);
+    try {
+      for (;;) {
+        try {
+          await link(temp, path);
+          return () => unlink(path).catch(() => {});
+        } catch (error) {
+          if (errno(error) !== 'EEXIST') throw fsError(error, path);
+        }
+        if (await staleLock(path)) {
+          await unlink(path).catch(() => {});
+          continue;
+        }
+        if (Date.now() > deadline) {
+          throw new SluiceError(
+            `${path}: another run has held the commit lock for ${LOCK_WAIT_MS / 1000} s`,
+            {
+              code: 'CONFLICT',
+              connector: FS_CONNECTOR,
+              hint: `another sink is committing to this folder; if none runs, remove ${path}`,
+            },
+          );
+        }
+        await sleep(20 + Math.random() * 30);
       }
-      const held = await readFile(path, 'utf8').catch(() => '');
-      const info = await lstat(path).catch(() => undefined);
-      let stale = info !== undefined && Date.now() - info.mtimeMs > LOCK_STALE_MS;
-      try {
-        const { host, pid } = JSON.parse(held) as { host?: string; pid?: number };
-        if (host === hostIdentity() && typeof pid === 'number' && !processAlive(pid)) stale = true;
-      } catch {
-        // being written, or not ours to read: only its age counts
-      }
-      if (stale) {
-        await unlink(path).catch(() => {});
-        continue;
-      }
-      if (Date.now() > deadline) {
-        throw new SluiceError(
-          `${path}: another run has held the commit lock for ${LOCK_WAIT_MS / 1000} s`,
-          {
-            code: 'CONFLICT',
-            connector: FS_CONNECTOR,
-            hint: `another sink is committing to this folder; if none runs, remove ${path}`,
-          },
-        );
-      }
-      await sleep(20 + Math.random() * 30);
+    } finally {
+      await unlink(temp).catch(() => {});
     }
   };
 
@@ -326,6 +357,26 @@ export function createFsSinkDriver(rootUrl: string): SinkDriver {
     },
     async *list(prefix) {
       yield* walk(await rootPath(), '', prefix);
+    },
+    async sweep(owned) {
+      // What killed runs leave that no marker names: temporary files of processes that are
+      // gone (a run killed while writing its marker has none yet), and a lock they held.
+      const removed: string[] = [];
+      const root = await rootPath();
+      for await (const key of walk(root, '', '')) {
+        const name = key.slice(key.lastIndexOf('/') + 1);
+        const temp = TEMP.exec(name);
+        const legacy = LEGACY_TEMP.exec(name);
+        const gone = temp
+          ? temp[2] === writer().slice(0, 6) && !processAlive(Number(temp[3]))
+          : legacy !== null && Date.now() - Number(legacy[1]) > DAY_MS;
+        const stale = key === LOCK && (await staleLock(join(root, LOCK)));
+        if (gone || stale || (name.endsWith(TEMP_SUFFIX) && owned(key))) {
+          await unlink(join(root, ...key.split('/'))).catch(() => {});
+          removed.push(key);
+        }
+      }
+      return removed;
     },
   };
 }

@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
@@ -129,6 +130,29 @@ describe('fs sink driver', () => {
       await chmod(locked, 0o755);
     },
   );
+
+  it('removes the temporary files and lock that killed runs left, even on a rerun that writes nothing', async () => {
+    const root = join(dir, 'left');
+    const first = await fsSink({ url: root }).write(sampleExport());
+    const pid = spawnSync(process.execPath, ['-e', '0']).pid;
+    const host = createHash('sha256').update(hostIdentity()).digest('hex').slice(0, 6);
+    const yesterday = Date.now() - 2 * 24 * 60 * 60 * 1000;
+    const planted = [
+      `.part-00000.abcdefgh.jsonl.${host}-${pid}.sluice-tmp`, // a copy cut short
+      `..sluice-run.abcdefgh.json.${host}-${pid}.sluice-tmp`, // a marker never finished
+      `.${pid}.${yesterday}.sluice-tmp`, // an older release's
+    ];
+    for (const name of planted) await writeFile(join(root, name), 'half');
+    await writeFile(join(root, '.sluice-lock'), JSON.stringify({ host: hostIdentity(), pid }));
+    const alive = `.part-00001.abcdefgh.jsonl.${host}-${process.pid}.sluice-tmp`;
+    await writeFile(join(root, alive), 'still being written');
+    const again = await fsSink({ url: root }).write(sampleExport());
+    expect(again.status).toBe('unchanged');
+    expect(again.swept.sort()).toEqual([...planted, '.sluice-lock'].sort());
+    expect((await listFiles(root)).sort()).toEqual(
+      [alive, 'manifest.json', ...first.manifest.parts.map((part) => part.key)].sort(),
+    );
+  });
 
   it('breaks the commit lock of a process that is gone', async () => {
     const root = join(dir, 'locked-root');

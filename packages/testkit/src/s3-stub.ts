@@ -239,31 +239,18 @@ export class S3Stub {
   private refused(req: IncomingMessage, res: ServerResponse, bucket: Bucket, key: string): boolean {
     const current = this.object(bucket, key);
     const match = req.headers['if-match'];
-    if (req.headers['if-none-match'] === '*' && current) {
-      this.error(
-        res,
-        412,
-        'PreconditionFailed',
-        'At least one of the pre-conditions you specified did not hold',
-      );
+    if (typeof match === 'string' && !current) {
+      this.error(res, 404, 'NoSuchKey', 'The specified key does not exist.');
       return true;
     }
-    if (typeof match === 'string') {
-      if (!current) {
-        this.error(res, 404, 'NoSuchKey', 'The specified key does not exist.');
-        return true;
-      }
-      if (match.replace(/"/g, '') !== current.etag) {
-        this.error(
-          res,
-          412,
-          'PreconditionFailed',
-          'At least one of the pre-conditions you specified did not hold',
-        );
-        return true;
-      }
+    const failed =
+      (req.headers['if-none-match'] === '*' && current !== undefined) ||
+      (typeof match === 'string' && match.replace(/"/g, '') !== current?.etag);
+    if (failed) {
+      const message = 'At least one of the pre-conditions you specified did not hold';
+      this.error(res, 412, 'PreconditionFailed', message);
     }
-    return false;
+    return failed;
   }
 
   private store(bucket: Bucket, key: string, object: StoredObject) {

@@ -75,6 +75,17 @@ export interface TortureFigures {
 }
 
 const here = fileURLToPath(new URL('.', import.meta.url));
+
+const figureOf = (scenario: string, store: TortureStore): TortureFigures => ({
+  scenario,
+  store,
+  runs: 0,
+  unreadable: 0,
+  mismatched: 0,
+  lost: 0,
+  leftovers: 0,
+  notes: [],
+});
 const CLIS: Record<'fs' | 's3', string> = {
   fs: join(here, '../../fs-sink/dist/cli.js'),
   s3: join(here, '../../s3-sink/dist/cli.js'),
@@ -362,15 +373,29 @@ export async function torture(options: TortureOptions): Promise<TortureFigures[]
       try {
         const run = (root: string, file: string, extra: string[] = [], more = {}) =>
           start(target, args(target, root, extra), file, { ...env, ...more }).done;
-        /** Leftovers once a run has finished: under the root, in TMPDIR, open uploads. */
-        const leftovers = async (root: string, seen: Inspection) => {
+        /**
+         * The next successful run, as a user would start it after a failure: the export must be
+         * readable and whole, and nothing may be left over (under the root, in TMPDIR, uploads).
+         */
+        const recover = async (root: string, figure: TortureFigures) => {
+          const next = await run(root, files.b);
+          const final = await inspect(target, root);
+          if (next.code !== 0 || final.state !== 'ok') figure.unreadable++;
+          if (final.state === 'mismatch') figure.mismatched++;
           const stagingLeft = (await readdir(staging)).filter((n) => n.startsWith('sluice-sink-'));
           const uploads = await target.uploads(root);
-          return [
-            ...seen.extra,
+          const left = [
+            ...final.extra,
             ...stagingLeft.map((n) => `$TMPDIR/${n}`),
             ...(uploads ? [`${uploads} multipart uploads`] : []),
           ];
+          if (left.length) {
+            figure.leftovers++;
+            figure.notes.push(
+              `left: ${left.join(', ')}${next.stderr ? ` (next run: ${next.stderr.trim()})` : ''}`,
+            );
+          }
+          return { next, final, left };
         };
         // How long one export takes here (the median of three): kills land across it.
         const times: number[] = [];
@@ -384,25 +409,22 @@ export async function torture(options: TortureOptions): Promise<TortureFigures[]
         log(`${name}: one export of ${lines} lines takes ${duration} ms`);
 
         for (const previous of [false, true]) {
-          const figure: TortureFigures = {
-            scenario: previous ? 'kill -9, replacing an export' : 'kill -9, new root',
-            store: name,
-            runs: 0,
-            unreadable: 0,
-            mismatched: 0,
-            lost: 0,
-            leftovers: 0,
-            notes: [],
-          };
+          const figure = figureOf(
+            previous ? 'kill -9, replacing an export' : 'kill -9, new root',
+            name,
+          );
           let committed = 0;
           let cut = 0;
+          let publishing = 0;
           for (let i = 0; i < options.kills; i++) {
             const root = `kill-${roots++}`;
             if (previous && (await run(root, files.a)).code !== 0)
               throw new Error('set-up run failed');
             const before = previous ? await inspect(target, root) : undefined;
             const running = start(target, args(target, root), files.b, env);
-            await sleep(duration * (0.05 + rand() * 0.9));
+            // Half the kills anywhere in the run, half in its last part, where it publishes.
+            const at = rand() < 0.5 ? 0.05 + rand() * 0.9 : 0.6 + rand() * 0.5;
+            await sleep(duration * at);
             running.child.kill('SIGKILL');
             const killed = await running.done;
             figure.runs++;
@@ -411,22 +433,16 @@ export async function torture(options: TortureOptions): Promise<TortureFigures[]
             if (after.state === 'mismatch') figure.mismatched++;
             if (previous && after.state !== 'ok') figure.lost++;
             if (previous && after.state === 'none') figure.unreadable++;
-            if (after.state === 'ok' && after.run !== before?.run) committed++;
-            const next = await run(root, files.b);
-            const final = await inspect(target, root);
-            if (next.code !== 0 || final.state === 'none') figure.unreadable++;
-            if (final.state === 'mismatch') figure.mismatched++;
-            const left = await leftovers(root, final);
-            if (left.length) {
-              figure.leftovers++;
-              figure.notes.push(`left: ${left.join(', ')}`);
-            }
+            const replaced = after.state === 'ok' && after.run !== before?.run;
+            if (replaced && killed.signal === 'SIGKILL') committed++;
+            else if (after.extra.some((key) => key.startsWith('.sluice-run.'))) publishing++;
+            const { next, final, left } = await recover(root, figure);
             log(
               `${name} ${figure.scenario} #${i + 1}: killed ${killed.signal ?? killed.code}, then ${after.state}; next run ${next.code}, ${final.state}${left.length ? `, left ${left.length}` : ''}`,
             );
           }
           figure.notes.unshift(
-            `${cut} of ${figure.runs} killed while running, ${committed} of those after their manifest was committed`,
+            `${cut} of ${figure.runs} killed while running: ${publishing} while publishing (a run marker was there), ${committed} after their commit`,
           );
           figures.push(figure);
         }
@@ -434,18 +450,12 @@ export async function torture(options: TortureOptions): Promise<TortureFigures[]
         for (const writers of options.writerCounts ?? [2, 3]) {
           for (const fail of [false, true]) {
             for (const previous of [false, true]) {
-              const figure: TortureFigures = {
-                scenario: `${writers} writers${fail ? ', --if-exists fail' : ''}, ${previous ? 'replacing an export' : 'new root'}`,
-                store: name,
-                runs: 0,
-                unreadable: 0,
-                mismatched: 0,
-                lost: 0,
-                leftovers: 0,
-                notes: [],
-                // s3rver takes If-None-Match and If-Match and ignores them: shown, not counted.
-                unguaranteed: name === 's3rver',
-              };
+              const figure = figureOf(
+                `${writers} writers${fail ? ', --if-exists fail' : ''}, ${previous ? 'replacing an export' : 'new root'}`,
+                name,
+              );
+              // s3rver takes If-None-Match and If-Match and ignores them: shown, not counted.
+              figure.unguaranteed = name === 's3rver';
               let expected = 0;
               let oneLine = 0;
               for (let i = 0; i < options.writers; i++) {
@@ -496,15 +506,7 @@ export async function torture(options: TortureOptions): Promise<TortureFigures[]
                 if (after.state === 'mismatch') figure.mismatched++;
                 if (after.state === 'none' && (previous || winners > 0)) figure.unreadable++;
                 if (previous && after.state !== 'ok') figure.lost++;
-                const next = await run(root, files.b);
-                const final = await inspect(target, root);
-                if (next.code !== 0 || final.state !== 'ok') figure.unreadable++;
-                if (final.state === 'mismatch') figure.mismatched++;
-                const left = await leftovers(root, final);
-                if (left.length) {
-                  figure.leftovers++;
-                  figure.notes.push(`left: ${left.join(', ')}`);
-                }
+                const { next, final, left } = await recover(root, figure);
                 log(
                   `${name} ${figure.scenario} #${i + 1}: exits ${finished.map((f) => f.code).join(' ')}, ${after.state}; next run ${next.code}, ${final.state}${left.length ? `, left ${left.length}` : ''}`,
                 );
@@ -517,19 +519,12 @@ export async function torture(options: TortureOptions): Promise<TortureFigures[]
           }
         }
 
-        const figure: TortureFigures = {
-          scenario:
-            name === 'fs'
-              ? 'full disk, replacing an export'
-              : 'full staging disk, replacing an export',
-          store: name,
-          runs: 0,
-          unreadable: 0,
-          mismatched: 0,
-          lost: 0,
-          leftovers: 0,
-          notes: [],
-        };
+        const figure = figureOf(
+          name === 'fs'
+            ? 'full disk, replacing an export'
+            : 'full staging disk, replacing an export',
+          name,
+        );
         let hinted = 0;
         const real = mountable;
         // Room for the first export and half of the second, so the second fills the disk.
@@ -576,15 +571,7 @@ export async function torture(options: TortureOptions): Promise<TortureFigures[]
             if (after.state === 'none') figure.unreadable++;
             if (after.state === 'mismatch') figure.mismatched++;
             if (real) spawnSync('mount', ['-o', 'remount,size=64m', mount]);
-            const next = await run(root, files.b);
-            const final = await inspect(target, root);
-            if (next.code !== 0 || final.state !== 'ok') figure.unreadable++;
-            if (final.state === 'mismatch') figure.mismatched++;
-            const left = await leftovers(root, final);
-            if (left.length) {
-              figure.leftovers++;
-              figure.notes.push(`left: ${left.join(', ')}`);
-            }
+            const { next, final, left } = await recover(root, figure);
             log(
               `${name} ${figure.scenario} #${i + 1}: exit ${full.code}, previous ${after.state}; next run ${next.code}, ${final.state}${left.length ? `, left ${left.length}` : ''}`,
             );

@@ -307,10 +307,13 @@ export async function sweepLeftovers(
     if (gone || (stale && old)) expired.push(marker);
   }
   const keys: string[] = [];
+  const owned = (key: string) => dead.some((marker) => ownedBy(key, marker.run));
+  // The store's own leftovers (S3 multipart uploads, local temporary files and locks) are
+  // looked for on every run: a run killed before its marker existed leaves some too.
+  if (driver.sweep) keys.push(...(await driver.sweep((key) => owned(key) && !keep.has(key))));
   if (dead.length === 0) return { keys, live };
   const all: string[] = [];
   for await (const key of driver.list('')) all.push(key);
-  const owned = (key: string) => dead.some((marker) => ownedBy(key, marker.run));
   const doomed = new Set([
     ...dead.flatMap((marker) => marker.supersedes.filter(isSafeKey)),
     ...all.filter((key) => owned(key) && markerTag(key) === undefined),
@@ -320,7 +323,6 @@ export async function sweepLeftovers(
     await driver.delete(key);
     keys.push(key);
   }
-  if (driver.sweep) keys.push(...(await driver.sweep((key) => owned(key) && !keep.has(key))));
   // A run still working (on another machine) keeps its marker until it gives up or a day
   // passes, so files it writes after this sweep are still known as its own.
   for (const marker of expired) await driver.delete(markerKey(marker.run));

@@ -250,6 +250,16 @@ class SinkRun {
     );
   }
 
+  /** The values of the run placeholders: {dataset}, {date}, {timestamp}. */
+  private runValues(): Partial<Record<TemplateKey, string>> {
+    const iso = (this.options.now ?? new Date()).toISOString();
+    return {
+      dataset: this.options.dataset,
+      date: iso.slice(0, 10),
+      timestamp: iso.replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z'),
+    };
+  }
+
   private warn(message: string): void {
     this.options.onWarning?.(message);
   }
@@ -266,12 +276,7 @@ class SinkRun {
   async run(records: AsyncIterable<SinkRecord>): Promise<SinkResult> {
     const { options } = this;
     const now = options.now ?? new Date();
-    const iso = now.toISOString();
-    const runValues = {
-      dataset: options.dataset,
-      date: iso.slice(0, 10),
-      timestamp: iso.replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z'),
-    };
+    const runValues = this.runValues();
     // The destination is checked before stdin is read, so a wrong URL fails at once.
     const driver = await this.openDriver(renderTemplate(this.rootTemplate, runValues));
     let staging: string | undefined;
@@ -491,13 +496,7 @@ class SinkRun {
     publication: Publication,
   ) {
     const { options } = this;
-    const now = options.now ?? new Date();
-    const iso = now.toISOString();
-    const runValues = {
-      dataset: options.dataset,
-      date: iso.slice(0, 10),
-      timestamp: iso.replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z'),
-    };
+    const runValues = this.runValues();
     const input = { lines: 0, valid: 0, rejected: 0, filtered: 0 };
     // Keys come from data (labels, annotators, sources): no prototype, so `constructor` is just a label.
     const tally = () => Object.create(null) as Record<string, number>;
