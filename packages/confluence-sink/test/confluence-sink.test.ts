@@ -195,6 +195,34 @@ describe('confluence-sink report', () => {
     expect(second.page?.version).toBe(3);
   });
 
+  it('publishes through throttling: a 429 on page create is sent again once allowed', async () => {
+    kit.server.throttle(1, { method: 'POST', retryAfter: 1 });
+    kit.server.throttle(1, { method: 'POST' });
+    const started = Date.now();
+    const result = await publishReport(lines(annotated), {
+      url: `confluence://page/${ctx.parent}`,
+      title: 'Throttled',
+      client: client(),
+    });
+    expect(result.page?.created).toBe(true);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
+    expect(byTitle(ctx.space, 'Throttled')).toHaveLength(1);
+  });
+
+  it('leaves an archived report alone and publishes a current page of that title', async () => {
+    const options = { url: `confluence://page/${ctx.parent}`, title: 'Weekly', client: client() };
+    const first = await publishReport(lines(annotated), options);
+    kit.server.archive(first.page?.id as string);
+    const second = await publishReport(lines(annotated), options);
+    expect(second.page?.created).toBe(true);
+    expect(second.page?.id).not.toBe(first.page?.id);
+    expect(kit.server.page(first.page?.id as string)).toMatchObject({
+      status: 'archived',
+      version: 1,
+    });
+    expect(byTitle(ctx.space, 'Weekly').map((p) => p.status)).toEqual(['archived', 'current']);
+  });
+
   it('stops at a bad line, naming it, and publishes nothing', async () => {
     const input = [...lines(annotated.slice(0, 2)), '{"text": broken\n'];
     await expect(

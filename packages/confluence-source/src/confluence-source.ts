@@ -17,6 +17,7 @@ import {
   type ConfluenceConnectionOptions,
   ConfluenceHttpError,
   confluenceError,
+  cqlDate,
   cqlString,
   type Page,
   parseConfluenceUrl,
@@ -55,16 +56,15 @@ export interface ConfluenceItem extends SourceItem {
   attachment?: Attachment;
 }
 
-/** Pages modified less than this before a saved position are listed again (CQL dates are in the user's time zone, to the minute). */
+/** Pages modified less than this before a saved position are listed again (search indexes a change late). */
 const CURSOR_MARGIN_MS = 24 * 60 * 60 * 1000;
+/** CQL dates are to the minute; a bound is moved this much earlier (the exact cut is made after). */
+const MINUTE_MARGIN_MS = 60 * 1000;
+/** When the account's time zone is unknown, the widest offset from UTC there is. */
+const ZONE_MARGIN_MS = 14 * 60 * 60 * 1000;
 
 /** A title as one path segment: titles may hold `/`. */
 const segment = (title: string) => title.replaceAll('/', '%2F');
-
-/** A CQL date: `yyyy-MM-dd HH:mm`. */
-function cqlDate(date: Date): string {
-  return date.toISOString().slice(0, 16).replace('T', ' ');
-}
 
 /** Splits CQL into its filter and its `order by` clause. */
 function splitOrder(cql: string): { filter: string; order: string } {
@@ -103,7 +103,8 @@ export async function createConfluenceSourceDriver(
   // Pages are listed through CQL search, on Cloud and Data Center alike: it takes every
   // selection, a last-modified bound for reruns, and gives each page's ancestors (its path).
   const filters: string[] = [];
-  let order = 'order by id';
+  // An ordering the CQL reference documents; created, then title, keeps result pages stable.
+  let order = 'order by created, title';
   if (options.cql) {
     const parts = splitOrder(options.cql);
     if (parts.filter) filters.push(`(${parts.filter})`);
@@ -121,11 +122,19 @@ export async function createConfluenceSourceDriver(
           ? `(id in (${target.ids.join(', ')}) or ancestor in (${target.ids.join(', ')}))`
           : `id in (${target.ids.join(', ')})`
         : '';
-  const query = (since?: Date) =>
-    [scope, 'type = page', ...filters, ...(since ? [`lastmodified >= "${cqlDate(since)}"`] : [])]
+  /** The search; `since` is written on the clocks of the account's zone, as CQL reads it. */
+  const query = async (since?: Date) => {
+    let bound: string | undefined;
+    if (since) {
+      const zone = await client.timeZone().catch(() => undefined);
+      const at = new Date(since.getTime() - MINUTE_MARGIN_MS - (zone ? 0 : ZONE_MARGIN_MS));
+      bound = `lastmodified >= "${cqlDate(at, zone)}"`;
+    }
+    return [scope, 'type = page', ...filters, ...(bound ? [bound] : [])]
       .filter(Boolean)
       .join(' and ')
       .concat(` ${order}`);
+  };
 
   /**
    * A page as a folder of keys, as globs see it: the titles from the top of the space down
@@ -202,7 +211,7 @@ export async function createConfluenceSourceDriver(
             .filter((d): d is Date => d instanceof Date && !Number.isNaN(d.getTime()))
             .sort((a, b) => b.getTime() - a.getTime())[0];
       try {
-        for await (const page of client.search(query(since), signal)) {
+        for await (const page of client.search(await query(since), signal)) {
           position.see(page.modified);
           if (wantPages) yield pageItem(page);
           if (options.attachments) {

@@ -6,6 +6,7 @@ import {
   usageError,
 } from '@sluice/core';
 import {
+  type Child,
   Confluence,
   type ConfluenceConnectionOptions,
   ConfluenceHttpError,
@@ -36,13 +37,38 @@ async function readPage(
   }
 }
 
+/**
+ * An image attached to a page (`<pageId>/<file>` of its link), read through the API: Cloud
+ * refuses the link itself to API callers.
+ */
+async function attachedImage(client: Confluence, link: string): Promise<FetchedImage> {
+  const [pageId = '', name = ''] = link.split('?')[0]?.split('/') ?? [];
+  const filename = decodeURIComponent(name);
+  for await (const attachment of client.attachments(pageId, undefined, filename)) {
+    if (attachment.title !== filename) continue;
+    if ((attachment.size ?? 0) > MAX_IMAGE_BYTES) {
+      throw new Error(`larger than ${MAX_IMAGE_BYTES} bytes`);
+    }
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    for await (const chunk of await client.download(attachment)) {
+      size += chunk.byteLength;
+      if (size > MAX_IMAGE_BYTES) throw new Error(`larger than ${MAX_IMAGE_BYTES} bytes`);
+      chunks.push(chunk);
+    }
+    return { bytes: Buffer.concat(chunks), contentType: attachment.mediaType };
+  }
+  throw new Error('no such attachment (HTTP 404)');
+}
+
 const escapeHtml = (text: string) =>
   text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
 /**
- * A page (with `children`, the pages below it too, depth first in their order) as HTML for
- * `guidelines`. Images attached to the pages are fetched with the credentials; images
- * elsewhere without them, so that no credential leaves for another host.
+ * A page (with `children`, the pages below it too, depth first in their order, a Cloud folder
+ * as a heading over the pages it holds) as HTML for `guidelines`. Images attached to the
+ * pages are read through the API; images elsewhere are fetched without credentials, so that
+ * no credential leaves for another host.
  */
 export async function readGuidelines(
   url: string,
@@ -52,16 +78,20 @@ export async function readGuidelines(
   const { page, body, name } = await readPage(url, client);
   const pages: Array<{ page: Page; body: string; depth: number }> = [{ page, body, depth: 1 }];
   if (options.children) {
-    const walk = async (parent: Page, depth: number): Promise<void> => {
-      for await (const child of client.children(parent.id)) {
-        const full = await client.page(child.id);
-        if (!full) continue;
-        pages.push({ page: full, body: full.body ?? '', depth });
-        await walk(full, depth + 1);
+    const walk = async (parent: Pick<Child, 'id' | 'type'>, depth: number): Promise<void> => {
+      for await (const child of client.children(parent)) {
+        if (child.type === 'folder') {
+          pages.push({ page: { id: child.id, title: child.title, version: 1 }, body: '', depth });
+        } else {
+          const full = await client.page(child.id);
+          if (!full) continue;
+          pages.push({ page: full, body: full.body ?? '', depth });
+        }
+        await walk(child, depth + 1);
       }
     };
     try {
-      await walk(page, 2);
+      await walk({ id: page.id, type: 'page' }, 2);
     } catch (error) {
       throw confluenceError(error, `${url} (children)`);
     }
@@ -76,11 +106,10 @@ export async function readGuidelines(
       return `<section>\n<h${level}>${escapeHtml(p.title)}</h${level}>\n${content}\n</section>`;
     })
     .join('\n');
+  const own = `${client.base}/download/attachments/`;
   const fetchImage = async (image: string): Promise<FetchedImage> => {
-    const own = image.startsWith(`${client.base}/`);
-    const response = own
-      ? await client.request(image, { headers: { accept: '*/*' } })
-      : await fetch(image, { redirect: 'follow' });
+    if (image.startsWith(own)) return attachedImage(client, image.slice(own.length));
+    const response = await fetch(image, { redirect: 'follow' });
     if (!response.ok) {
       await response.body?.cancel();
       throw new Error(`HTTP ${response.status}`);

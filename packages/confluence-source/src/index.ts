@@ -1,5 +1,6 @@
 export {
   type Attachment,
+  type Child,
   CONFLUENCE_CONNECTOR,
   Confluence,
   type ConfluenceConnectionOptions,
@@ -8,9 +9,11 @@ export {
   confluenceConnectionFlags,
   confluenceConnectionFromFlags,
   confluenceError,
+  cqlDate,
   cqlString,
   DEPLOYMENTS,
   type Deployment,
+  type OAuthCredentials,
   type Page,
   parseConfluenceUrl,
 } from './confluence.js';

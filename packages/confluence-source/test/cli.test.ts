@@ -230,6 +230,85 @@ describe('confluence CLIs against the test kit server', () => {
     expect(server.pages('SUP').find((p) => p.title === 'NER run news')?.version).toBe(2);
   });
 
+  it('reads through the API gateway with an OAuth token, attachments over several pages', async () => {
+    server.addOAuthClient('cli-app', 'cli-secret');
+    const { accessToken } = server.grantOAuth('cli-app');
+    const intake = server.addPage({ space: 'SUP', title: 'Intake', parentId: ids.home });
+    for (let i = 0; i < 60; i++) {
+      server.addAttachment(intake, `mail-${String(i).padStart(2, '0')}.txt`, `mail ${i}\n`);
+    }
+    const gateway = {
+      CONFLUENCE_URL: server.gatewayBase,
+      CONFLUENCE_TOKEN: accessToken,
+      CONFLUENCE_EMAIL: '',
+      CONFLUENCE_API_TOKEN: '',
+      CONFLUENCE_DEPLOYMENT: '',
+    };
+    const run = await runCli(
+      source,
+      [`confluence://page/${intake}`, '--attachments', '--no-pages', '--order', 'listing'],
+      { env: { ...env, ...gateway } },
+    );
+    expect(run.stderr).not.toMatch(/error/);
+    expect(run.code).toBe(0);
+    const tasks = jsonLines(run.stdout);
+    expect(tasks.map((t) => t.text)).toEqual(Array.from({ length: 60 }, (_, i) => `mail ${i}`));
+    // The URIs are the site's, which browsers open, not the gateway's.
+    expect(tasks[0].meta.source).toBe(
+      `${env.CONFLUENCE_URL}/download/attachments/${intake}/mail-00.txt`,
+    );
+    expect(server.mediaAuthorizations).toEqual([]);
+  });
+
+  it('publishes a report through 429 answers', async () => {
+    const input = await readFile(dbOut);
+    server.throttle(1, { method: 'POST', retryAfter: 1 });
+    server.throttle(1, { method: 'POST' });
+    server.throttle(1, { method: 'GET' });
+    const run = await runCli(
+      sink,
+      [
+        'report',
+        `confluence://page/${ids.reports}`,
+        '--dataset',
+        'news',
+        '--title',
+        'Throttled run',
+      ],
+      { env, input },
+    );
+    expect(run.stderr).toMatch(/published report "Throttled run" \(\d+ examples\): .*\(new page\)/);
+    expect(run.code).toBe(0);
+    expect(server.pages('SUP').filter((p) => p.title === 'Throttled run')).toHaveLength(1);
+  });
+
+  it('loses nothing with --since in an account west of UTC', async () => {
+    const hour = 3600_000;
+    const folder = server.addPage({ space: 'SUP', title: 'Recent changes', parentId: ids.home });
+    for (const [title, ago] of [
+      ['Edited an hour ago', 1],
+      ['Edited yesterday', 26],
+    ] as const) {
+      server.addPage({
+        space: 'SUP',
+        title,
+        body: `<p>${title}</p>`,
+        parentId: folder,
+        modified: new Date(Date.now() - ago * hour),
+      });
+    }
+    const since = new Date(Date.now() - 2 * hour).toISOString();
+    const run = await runCli(
+      source,
+      [`confluence://page/${folder}`, '--recursive', '--since', since],
+      {
+        env,
+      },
+    );
+    expect(run.code).toBe(0);
+    expect(jsonLines(run.stdout).map((t) => t.text)).toEqual(['Edited an hour ago']);
+  });
+
   it('publishes review pages with the examples attached; a rerun keeps one set of pages', async () => {
     const input = await readFile(dbOut);
     const args = [

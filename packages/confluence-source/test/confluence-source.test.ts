@@ -312,3 +312,221 @@ describe('confluence guidelines and labels', () => {
     });
   });
 });
+
+describe('Confluence Cloud as it answers', () => {
+  const fast = { baseMs: 20 };
+
+  it('downloads attachments through the REST route, giving the media host no credential', async () => {
+    const s = newSpace();
+    const page = kit.server.addPage({ space: s, title: 'Files', body: '<p>files</p>' });
+    kit.server.addAttachment(page, 'rows.csv', 'text,label\nRefund please,BILLING\n');
+    kit.server.addAttachment(page, 'scan.png', TINY_PNG, 'image/png');
+    const seen = kit.server.mediaAuthorizations.length;
+    const tasks = await collect(
+      confluenceSource({
+        url: `confluence://${s}`,
+        client: cloud(),
+        attachments: true,
+        pages: false,
+        media: 'inline',
+        order: 'listing',
+      }),
+    );
+    expect(tasks.map((t) => t.text ?? t.image?.slice(0, 22))).toEqual([
+      'Refund please',
+      'data:image/png;base64,',
+    ]);
+    // The URIs stay the links people open; the bytes came through the API.
+    expect(tasks[0]?.meta?.source).toBe(`${kit.cloudBase}/download/attachments/${page}/rows.csv`);
+    expect(kit.server.mediaAuthorizations.length).toBe(seen);
+    // Data Center keeps the old path.
+    const dc = new Confluence({ site: kit.dcBase, deployment: 'datacenter', token: kit.bearer });
+    const onDc = await collect(
+      confluenceSource({ url: `confluence://${s}`, client: dc, attachments: true, pages: false }),
+    );
+    expect(onDc.filter((t) => t.text).map((t) => t.text)).toEqual(['Refund please']);
+  });
+
+  it('goes through the API gateway with an OAuth token: lists past one page, prints site URLs', async () => {
+    const s = newSpace();
+    kit.server.addOAuthClient('gw-app', 'gw-secret');
+    const { accessToken } = kit.server.grantOAuth('gw-app');
+    const top = kit.server.addPage({ space: s, title: 'Intake', body: '<p>intake</p>' });
+    for (let i = 0; i < 30; i++) {
+      kit.server.addAttachment(top, `ticket-${String(i).padStart(2, '0')}.txt`, `ticket ${i}\n`);
+    }
+    for (let i = 0; i < 27; i++) {
+      kit.server.addPage({ space: s, title: `Rule ${i}`, body: `<p>rule ${i}</p>`, parentId: top });
+    }
+    const client = new Confluence({ site: kit.server.gatewayBase, token: accessToken });
+    expect(client.deployment).toBe('gateway');
+    const tasks = await collect(
+      confluenceSource({
+        url: `confluence://page/${top}`,
+        client,
+        attachments: true,
+        pages: false,
+        order: 'listing',
+      }),
+    );
+    expect(tasks.map((t) => t.text)).toEqual(Array.from({ length: 30 }, (_, i) => `ticket ${i}`));
+    expect(tasks[0]?.meta?.source).toBe(
+      `${kit.cloudBase}/download/attachments/${top}/ticket-00.txt`,
+    );
+    const pages = await collect(confluenceSource({ url: `confluence://page/${top}`, client }));
+    expect(pages[0]?.meta?.source).toBe(`${kit.cloudBase}/pages/viewpage.action?pageId=${top}`);
+    const guide = await readGuidelines(`confluence://page/${top}`, { client, children: true });
+    expect(guide.html.match(/<h2>Rule \d+<\/h2>/g)).toHaveLength(27);
+  });
+
+  it('sends an OAuth token named with the site through the gateway, finding the cloud id', async () => {
+    expect(new Confluence({ site: 'https://acme.atlassian.net', token: 'x' }).deployment).toBe(
+      'gateway',
+    );
+    expect(
+      new Confluence({ site: 'https://acme.atlassian.net', email: 'a@b.c', apiToken: 't' })
+        .deployment,
+    ).toBe('cloud');
+    expect(
+      () => new Confluence({ site: 'https://acme.atlassian.net', token: 'x', deployment: 'cloud' }),
+    ).toThrow(/works only through the API gateway/);
+    const s = newSpace();
+    const page = kit.server.addPage({ space: s, title: 'Gateway', body: '<p>through</p>' });
+    kit.server.addOAuthClient('site-app', 'site-secret');
+    const { accessToken } = kit.server.grantOAuth('site-app');
+    const client = new Confluence({
+      site: kit.cloudBase,
+      token: accessToken,
+      deployment: 'gateway',
+      gatewayUrl: kit.url,
+    });
+    const tasks = await collect(confluenceSource({ url: `confluence://page/${page}`, client }));
+    expect(tasks.map((t) => [t.text, t.meta?.source])).toEqual([
+      ['through', `${kit.cloudBase}/pages/viewpage.action?pageId=${page}`],
+    ]);
+    expect(kit.server.requests.some((r) => r.path === '/_edge/tenant_info')).toBe(true);
+  });
+
+  it('refreshes an expired OAuth token and hands on the rotated refresh token', async () => {
+    const s = newSpace();
+    const page = kit.server.addPage({ space: s, title: 'Fresh', body: '<p>fresh</p>' });
+    kit.server.addOAuthClient('lib-app', 'lib-secret');
+    const granted = kit.server.grantOAuth('lib-app');
+    const rotated: string[] = [];
+    const client = new Confluence({
+      site: kit.server.gatewayBase,
+      oauth: {
+        ...granted,
+        clientId: 'lib-app',
+        clientSecret: 'lib-secret',
+        tokenUrl: `${kit.url}/oauth/token`,
+        onRefresh: (tokens) => {
+          rotated.push(tokens.refreshToken as string);
+        },
+      },
+    });
+    kit.server.expireOAuthTokens();
+    expect((await client.page(page))?.title).toBe('Fresh');
+    expect(rotated).toHaveLength(1);
+    expect(rotated[0]).not.toBe(granted.refreshToken);
+    kit.server.expireOAuthTokens();
+    expect((await client.page(page))?.body).toBe('<p>fresh</p>');
+    expect(rotated).toHaveLength(2);
+  });
+
+  it('writes --since on the clocks of an account west of UTC, and loses nothing', async () => {
+    const s = newSpace();
+    const hour = 3600_000;
+    const page = (title: string, hoursAgo: number) =>
+      kit.server.addPage({
+        space: s,
+        title,
+        body: `<p>${title}</p>`,
+        modified: new Date(Date.now() - hoursAgo * hour),
+      });
+    page('Old', 30);
+    page('Recent', 2);
+    const since = new Date(Date.now() - 3 * hour);
+    const before = kit.server.requests.length;
+    const tasks = await collect(
+      confluenceSource({ url: `confluence://${s}`, client: cloud(), modifiedSince: since }),
+    );
+    expect(tasks.map((t) => t.meta?.title)).toEqual(['Recent']);
+    const cql = kit.server.requests
+      .slice(before)
+      .find((r) => r.path.includes('/content/search'))
+      ?.query.get('cql');
+    const wall = new Intl.DateTimeFormat('sv-SE', {
+      timeZone: 'America/Los_Angeles',
+      dateStyle: 'short',
+      timeStyle: 'short',
+    }).format(new Date(since.getTime() - 60_000));
+    expect(cql).toContain(`lastmodified >= "${wall}"`);
+    // A searchable ordering the CQL reference documents.
+    expect(cql).toMatch(/ order by created, title$/);
+    // Data Center does not tell the zone: the bound is widened, and the exact cut still made.
+    const dc = new Confluence({ site: kit.dcBase, deployment: 'datacenter', token: kit.bearer });
+    const onDc = await collect(
+      confluenceSource({ url: `confluence://${s}`, client: dc, modifiedSince: since }),
+    );
+    expect(onDc.map((t) => t.meta?.title)).toEqual(['Recent']);
+  });
+
+  it('waits out throttling as long as Confluence asks, past what a fixed 3 s budget allowed', async () => {
+    const s = newSpace();
+    kit.server.addPage({ space: s, title: 'Busy', body: '<p>busy</p>' });
+    const client = () =>
+      new Confluence({
+        site: kit.cloudBase,
+        email: kit.email,
+        apiToken: kit.apiToken,
+        retry: fast,
+      });
+    kit.server.throttle(5);
+    expect(
+      (await collect(confluenceSource({ url: `confluence://${s}`, client: client() }))).map(
+        (t) => t.text,
+      ),
+    ).toEqual(['busy']);
+    kit.server.throttle(1, { retryAfter: 1 });
+    const started = Date.now();
+    expect(
+      await collect(confluenceSource({ url: `confluence://${s}`, client: client() })),
+    ).toHaveLength(1);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
+  });
+
+  it('finds the pages in a folder below a page for guidelines', async () => {
+    const s = newSpace();
+    const top = kit.server.addPage({ space: s, title: 'Guide', body: '<p>top</p>' });
+    const folder = kit.server.addFolder({ space: s, title: 'Edge cases', parentId: top });
+    kit.server.addPage({
+      space: s,
+      title: 'Titles',
+      body: '<p>Dr. is not a name</p>',
+      parentId: folder,
+    });
+    const archived = kit.server.addPage({ space: s, title: 'Old rule', parentId: top });
+    kit.server.archive(archived);
+    const doc = await readGuidelines(`confluence://page/${top}`, {
+      client: cloud(),
+      children: true,
+    });
+    expect(doc.html).toContain('<h2>Edge cases</h2>');
+    expect(doc.html).toContain('<h3>Titles</h3>');
+    expect(doc.html).toContain('Dr. is not a name');
+    expect(doc.html).not.toContain('Old rule');
+  });
+
+  it('sends an attachment comment as UTF-8', async () => {
+    const s = newSpace();
+    const page = kit.server.addPage({ space: s, title: 'Comments' });
+    await cloud().putAttachment(page, {
+      name: 'review.jsonl',
+      bytes: Buffer.from('{}\n'),
+      contentType: 'application/x-ndjson',
+      comment: 'Prüfung: 3 examples ✓',
+    });
+    expect(kit.server.attachments(page)[0]?.comment).toBe('Prüfung: 3 examples ✓');
+  });
+});

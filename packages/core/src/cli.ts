@@ -1,6 +1,5 @@
 import { closeSync, fstatSync, openSync } from 'node:fs';
 import { devNull } from 'node:os';
-import { debuglog } from 'node:util';
 import cliProgress from 'cli-progress';
 import { Command, CommanderError, Option } from 'commander';
 import { FORMATS, type Format } from './convert.js';
@@ -11,9 +10,10 @@ import {
   writeGuidelines,
   writeLabelFiles,
 } from './documents.js';
-import { isSluiceError, SluiceError, toSluiceError, usageError } from './errors.js';
+import { isSluiceError, redact, SluiceError, toSluiceError, usageError } from './errors.js';
 import { writeJsonl } from './jsonl.js';
-import { MEDIA_MODES, type MediaMode } from './media.js';
+import { MEDIA_MODES, type MediaMode, parseOrigins } from './media.js';
+import { debugLog } from './redact.js';
 import { parseShard, parseSize, parseTime } from './select.js';
 import {
   SINK_FORMATS,
@@ -26,7 +26,7 @@ import {
 import type { Source, SourceOptions } from './source.js';
 import type { Answer } from './task.js';
 
-const debug = debuglog('sluice');
+const debug = debugLog('sluice');
 
 /** Exit codes of every Sluice CLI. */
 export const EXIT = { ok: 0, failure: 1, usage: 2, interrupted: 130, terminated: 143 } as const;
@@ -121,6 +121,10 @@ function choice<T extends string>(flag: string, choices: readonly T[]) {
 }
 
 function baseCommand(info: CliInfo, io: Io): Command {
+  // `--help | head` closes the pipe early: that is the reader's choice, not an error to print.
+  io.stdout.on('error', (error) => {
+    if (!isEpipe(error)) throw error;
+  });
   const program = new Command(info.bin)
     .description(info.description)
     .version(info.version, '-V, --version')
@@ -130,7 +134,7 @@ function baseCommand(info: CliInfo, io: Io): Command {
     .showHelpAfterError(false)
     .configureOutput({
       writeOut: (text) => io.stdout.write(text),
-      writeErr: (text) => io.stderr.write(text),
+      writeErr: (text) => toStderr(io, text),
     })
     .exitOverride();
   program.addHelpText(
@@ -199,6 +203,15 @@ function sourceFlags(program: Command): void {
     )
     .option('--media-base-url <url>', 'base URL written into tasks instead of http://host:port')
     .option(
+      '--media-origin <origins>',
+      "origins of Prodigy's web app that may read media, comma-separated (default: http://localhost:8080 and http://127.0.0.1:8080, on PRODIGY_PORT when set)",
+      list,
+    )
+    .option(
+      '--media-key-file <path>',
+      'secret behind the media URLs, made on first use (default: ~/.config/sluice/media.key)',
+    )
+    .option(
       '--url-ttl <seconds>',
       'lifetime of signed URLs',
       number('--url-ttl', { integer: true, min: 1 }),
@@ -249,6 +262,8 @@ export function sourceOptionsFromFlags(flags: Flags): SourceOptions {
     mediaHost: f.mediaHost,
     mediaPort: flags.mediaPort as number,
     mediaBaseUrl: f.mediaBaseUrl,
+    mediaOrigins: flags.mediaOrigin ? parseOrigins(flags.mediaOrigin as string[]) : undefined,
+    mediaKeyFile: f.mediaKeyFile,
     urlTtl: flags.urlTtl as number,
     inlineMaxBytes: parseSize(f.inlineMaxBytes ?? '5MB', '--inline-max-bytes'),
     maxLineBytes: parseSize(f.maxLineBytes ?? '64MB', '--max-line-bytes'),
@@ -391,6 +406,11 @@ export function sinkOptionsFromFlags(flags: Flags, info: CliInfo): SinkOptions {
   };
 }
 
+/** Every line on stderr passes through the one redaction rule: URLs keep no credentials. */
+function toStderr(io: Io, text: string): void {
+  io.stderr.write(redact(text));
+}
+
 const plural = (n: number, noun: string) => `${n} ${noun}${n === 1 ? '' : 's'}`;
 
 function formatBytes(bytes: number): string {
@@ -438,7 +458,7 @@ class Progress {
     const redraw = this.bar !== undefined;
     this.bar?.stop();
     this.bar = undefined;
-    this.io.stderr.write(`${this.bin}: ${text}\n`);
+    toStderr(this.io, `${this.bin}: ${text}\n`);
     if (redraw) this.showBar();
   }
 
@@ -535,12 +555,12 @@ function report(io: Io, bin: string, error: unknown): number {
     ) {
       return EXIT.ok;
     }
-    io.stderr.write(`${bin}: run with --help for usage and examples\n`);
+    toStderr(io, `${bin}: run with --help for usage and examples\n`);
     return EXIT.usage;
   }
   const failure = toSluiceError(error);
-  io.stderr.write(`${bin}: error: ${failure.message.split('\n')[0]}\n`);
-  if (failure.hint) io.stderr.write(`${bin}: hint: ${failure.hint}\n`);
+  toStderr(io, `${bin}: error: ${failure.message.split('\n')[0]}\n`);
+  if (failure.hint) toStderr(io, `${bin}: hint: ${failure.hint}\n`);
   if (failure.code === 'INTERNAL' || !isSluiceError(error)) {
     debug('%s', (error as Error)?.stack ?? error);
   }
@@ -637,8 +657,15 @@ export async function runSourceCli(
       total: running.stats.selected,
       line: `${running.stats.tasks} tasks, ${formatBytes(running.stats.bytes)}`,
     }));
+    // A save that still fails after its retries stops the run: going on would emit tasks
+    // that no checkpoint records (with --watch, for as long as it runs).
+    let saveFailure: unknown;
     const checkpointTimer = setInterval(
-      () => void running.checkpoint(delivery.delivered()).catch(() => {}),
+      () =>
+        void running.checkpoint(delivery.delivered()).catch((error) => {
+          saveFailure ??= error;
+          abort.abort();
+        }),
       5_000,
     );
     checkpointTimer.unref();
@@ -653,13 +680,15 @@ export async function runSourceCli(
       if (!(abort.signal.aborted || isEpipe(error))) throw error;
     } finally {
       clearInterval(checkpointTimer);
-      await running.checkpoint(delivery.delivered());
+      if (saveFailure === undefined) await running.checkpoint(delivery.delivered());
     }
+    if (saveFailure !== undefined) throw saveFailure;
     shown.stop();
     const stats = running.stats;
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
     if (flags.jsonSummary) {
-      io.stderr.write(
+      toStderr(
+        io,
         `${JSON.stringify({ bin: info.bin, ...stats, seconds: Number(seconds), interrupted: interrupted !== undefined })}\n`,
       );
     } else {
@@ -676,7 +705,8 @@ export async function runSourceCli(
       // Prodigy loads media from the proxy while annotators work, long after the stream ended.
       await endOutput(io.stdout);
       // Printed even with --quiet: the process is still running, and the Python loader waits for this line.
-      io.stderr.write(
+      toStderr(
+        io,
         `${info.bin}: serving media at ${running.mediaUrl} until interrupted (Ctrl-C)\n`,
       );
       await new Promise((resolve) =>
@@ -797,7 +827,8 @@ export async function runSinkCli(
     const result = await sink.writeJsonl(io.stdin as AsyncIterable<Uint8Array>);
     shown.stop();
     if (flags.jsonSummary) {
-      io.stderr.write(
+      toStderr(
+        io,
         `${JSON.stringify({ bin: info.bin, status: result.status, root: result.root, records: result.manifest.counts.records, parts: result.manifest.parts.length, rejected: result.manifest.input.rejected, written: result.written, removed: result.removed, swept: result.swept })}\n`,
       );
     } else {
@@ -875,7 +906,7 @@ export async function runDocumentCli(
     const flags = program.opts();
     const quiet = flags.quiet === true;
     const say = (line: string) => {
-      if (!quiet) io.stderr.write(`${info.bin}: ${line}\n`);
+      if (!quiet) toStderr(io, `${info.bin}: ${line}\n`);
     };
     const out = flags.out as string;
     if (name === 'guidelines') {
@@ -950,7 +981,8 @@ export async function runPublishCli(
       );
     }
     if (!asked) {
-      io.stderr.write(
+      toStderr(
+        io,
         `${info.bin}: error: ${name ? `unknown command "${name}"` : 'no command given'}; expected ${Object.keys(commands).join(' or ')}\n`,
       );
     }
@@ -980,7 +1012,7 @@ export async function runPublishCli(
     stdin.refuseTerminal(bin, url);
     const quiet = flags.quiet === true;
     const say = (line: string) => {
-      if (!quiet) io.stderr.write(`${bin}: ${line}\n`);
+      if (!quiet) toStderr(io, `${bin}: ${line}\n`);
     };
     const summary = await command.run({
       url,

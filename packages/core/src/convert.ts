@@ -1,9 +1,10 @@
+import { isUtf8 } from 'node:buffer';
 import { type Duplex, pipeline, Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { parse as parseCsv } from 'csv-parse';
 import mime from 'mime-types';
 import { SluiceError } from './errors.js';
-import { parseJsonl, readLines } from './jsonl.js';
+import { notUtf8, parseJsonl, readLines } from './jsonl.js';
 import { type Task, validateTask } from './task.js';
 
 /** Formats a source can turn into tasks. */
@@ -135,9 +136,92 @@ async function readAll(input: Bytes, options: ConvertOptions): Promise<string> {
     }
     chunks.push(buffer);
   }
-  let text = Buffer.concat(chunks).toString('utf8');
+  const bytes = Buffer.concat(chunks);
+  if (!isUtf8(bytes)) throw asItemError(notUtf8(options.name, lineOfInvalidUtf8(bytes)));
+  let text = bytes.toString('utf8');
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   return text;
+}
+
+/** The 1-based line of the first byte sequence that is not UTF-8 (RFC 3629), in a buffer that has one. */
+function lineOfInvalidUtf8(bytes: Buffer): number {
+  let i = 0;
+  while (i < bytes.length) {
+    const b = bytes[i] as number;
+    const size =
+      b < 0x80
+        ? 1
+        : b >= 0xc2 && b <= 0xdf
+          ? 2
+          : b >= 0xe0 && b <= 0xef
+            ? 3
+            : b >= 0xf0 && b <= 0xf4
+              ? 4
+              : 0;
+    if (size === 0 || !isUtf8(bytes.subarray(i, i + size))) break;
+    i += size;
+  }
+  let line = 1;
+  for (let at = bytes.indexOf(0x0a); at !== -1 && at < i; at = bytes.indexOf(0x0a, at + 1)) line++;
+  return line;
+}
+
+/**
+ * Passes bytes on once they are known to be UTF-8, whole lines at a time (so a character split
+ * between chunks is never taken for a bad one), for converters that decode bytes themselves
+ * (CSV). At the first line that is not UTF-8 it ends, after the lines before it, and leaves
+ * the error in `found` for the converter to throw once it has made their tasks.
+ */
+async function* checkedUtf8(
+  input: Bytes,
+  name: string,
+  found: { error?: unknown },
+): AsyncGenerator<Buffer> {
+  let line = 1;
+  let held: Buffer[] = [];
+  // The valid lines of `bytes`, counted; the error is noted when a line is not UTF-8.
+  const valid = (bytes: Buffer): Buffer => {
+    let end = bytes.length;
+    if (!isUtf8(bytes)) {
+      const bad = lineOfInvalidUtf8(bytes);
+      found.error = asItemError(notUtf8(name, line + bad - 1));
+      end = 0;
+      for (let n = 1; n < bad; n++) end = bytes.indexOf(0x0a, end) + 1;
+    }
+    for (let at = bytes.indexOf(0x0a); at !== -1 && at < end; at = bytes.indexOf(0x0a, at + 1)) {
+      line++;
+    }
+    return bytes.subarray(0, end);
+  };
+  for await (const chunk of input) {
+    const buffer =
+      typeof chunk === 'string'
+        ? Buffer.from(chunk)
+        : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    const end = buffer.lastIndexOf(0x0a) + 1;
+    if (end === 0) {
+      held.push(buffer);
+      continue;
+    }
+    const ready = valid(
+      held.length > 0 ? Buffer.concat([...held, buffer.subarray(0, end)]) : buffer.subarray(0, end),
+    );
+    if (ready.length > 0) yield ready;
+    if (found.error) return;
+    held = end < buffer.length ? [buffer.subarray(end)] : [];
+  }
+  if (held.length > 0) {
+    const rest = valid(Buffer.concat(held));
+    if (rest.length > 0) yield rest;
+  }
+}
+
+/** A codec error (bad line, not UTF-8) about an item: its hint speaks to sinks (--skip-invalid), a source skips items. */
+function asItemError(error: unknown): unknown {
+  if (error instanceof SluiceError && error.code === 'BAD_INPUT') {
+    return convertError(error.message, ITEM_HINT, error);
+  }
+  return error;
 }
 
 async function* fromJsonl(input: Bytes, options: ConvertOptions): AsyncGenerator<Converted> {
@@ -152,11 +236,7 @@ async function* fromJsonl(input: Bytes, options: ConvertOptions): AsyncGenerator
       };
     }
   } catch (error) {
-    // The codec's hint speaks to sinks (--skip-invalid); a source skips whole items.
-    if (error instanceof SluiceError && error.code === 'BAD_INPUT') {
-      throw convertError(error.message, ITEM_HINT, error);
-    }
-    throw error;
+    throw asItemError(error);
   }
 }
 
@@ -197,8 +277,9 @@ async function* fromCsv(input: Bytes, options: ConvertOptions): AsyncGenerator<C
   let header: string[] | undefined;
   let textColumn = -1;
   let row = 0;
+  const utf8: { error?: unknown } = {};
   try {
-    for await (const record of through<string[]>(input, parser)) {
+    for await (const record of through<string[]>(checkedUtf8(input, options.name, utf8), parser)) {
       if (!header) {
         header = record.map((name) => name.trim());
         textColumn = header.findIndex((name) => name.toLowerCase() === 'text');
@@ -227,7 +308,10 @@ async function* fromCsv(input: Bytes, options: ConvertOptions): AsyncGenerator<C
       if (Object.keys(meta).length > 0) task.meta = meta;
       yield { task, row };
     }
+    if (utf8.error) throw utf8.error;
   } catch (error) {
+    // Bytes cut short at a line that is not UTF-8 may leave a quote open: the cause is the bytes.
+    if (utf8.error) throw utf8.error;
     // Read errors (a broken gzip stream, a dropped connection) pass through as they are.
     if (!String((error as { code?: unknown }).code).startsWith('CSV_')) throw error;
     const line = (error as { lines?: number }).lines;
@@ -248,11 +332,15 @@ async function* fromText(input: Bytes, options: ConvertOptions): AsyncGenerator<
     if (text.trim() !== '') yield { task: { text } };
     return;
   }
-  for await (const { line, text } of readLines(input, {
-    name: options.name,
-    maxLineBytes: options.maxLineBytes,
-  })) {
-    if (text.trim() !== '') yield { task: { text }, line };
+  try {
+    for await (const { line, text } of readLines(input, {
+      name: options.name,
+      maxLineBytes: options.maxLineBytes,
+    })) {
+      if (text.trim() !== '') yield { task: { text }, line };
+    }
+  } catch (error) {
+    throw asItemError(error);
   }
 }
 

@@ -20,6 +20,8 @@ export type SluiceErrorCode =
   | 'STATE'
   /** The store or network failed; a retry may help. */
   | 'IO'
+  /** An item changed while it was read: its version is no longer the one listed. */
+  | 'CHANGED'
   /** The user stopped the run (Ctrl-C). */
   | 'INTERRUPTED'
   /** Anything else: a bug in Sluice. */
@@ -36,7 +38,11 @@ export interface SluiceErrorOptions {
   retryable?: boolean;
 }
 
-/** The one error class of Sluice: a code, the connector, a hint for the user, the cause and whether a retry can help. */
+/**
+ * The one error class of Sluice: a code, the connector, a hint for the user, the cause and
+ * whether a retry can help. Message and hint pass through {@link redact}, so credentials in a
+ * URL never reach a user's terminal or logs through an error.
+ */
 export class SluiceError extends Error {
   readonly code: SluiceErrorCode;
   readonly connector: string;
@@ -44,11 +50,11 @@ export class SluiceError extends Error {
   readonly retryable: boolean;
 
   constructor(message: string, options: SluiceErrorOptions) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    super(redact(message), options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'SluiceError';
     this.code = options.code;
     this.connector = options.connector ?? 'core';
-    this.hint = options.hint;
+    this.hint = options.hint === undefined ? undefined : redact(options.hint);
     this.retryable = options.retryable ?? false;
   }
 }
@@ -136,4 +142,47 @@ export function apiError(
     hint: known.hint,
     cause: error,
   });
+}
+
+/**
+ * Query parameters whose values are secrets wherever they appear: request signatures (AWS,
+ * Google, Azure), OAuth and API tokens and keys, passwords, Content Server tickets.
+ */
+const SECRET_PARAMS = [
+  'x-amz-signature',
+  'x-amz-credential',
+  'x-amz-security-token',
+  'x-goog-signature',
+  'x-goog-credential',
+  'signature',
+  'sig',
+  'access_token',
+  'refresh_token',
+  'id_token',
+  'token',
+  'api_key',
+  'apikey',
+  'key',
+  'client_secret',
+  'secret',
+  'password',
+  'passwd',
+  'ticket',
+  'otcsticket',
+  'code',
+];
+
+const SECRET_QUERY = new RegExp(`([?&;])(${SECRET_PARAMS.join('|')})=[^&#\\s"'<>]*`, 'gi');
+// The authority of a URL up to its last `@`: `user:password@` (a password may hold `@`).
+const USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/)[^/?#\s"'<>]*@/gi;
+
+/** The one redaction rule for every message, log and debug line: what a URL's userinfo or secret parameters hold becomes `***`. */
+export function redact(text: string): string {
+  if (!text.includes('@') && !text.includes('=')) return text;
+  return text.replace(USERINFO, '$1***@').replace(SECRET_QUERY, '$1$2=***');
+}
+
+/** Whether a URL (or `host:port`) carries credentials in its userinfo. */
+export function hasUserinfo(url: string): boolean {
+  return /^(?:[a-z][a-z0-9+.-]*:\/\/)?[^/?#\s]*@/i.test(url.trim());
 }

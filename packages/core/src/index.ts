@@ -38,8 +38,10 @@ export {
 } from './documents.js';
 export {
   apiError,
+  hasUserinfo,
   isSluiceError,
   type KnownAnswer,
+  redact,
   requestError,
   SluiceError,
   type SluiceErrorCode,
@@ -70,13 +72,23 @@ export { checkedBody, createLeanGet, type LeanGet } from './lean-get.js';
 export { fileUri, toLocalPath } from './local.js';
 export {
   DEFAULT_MEDIA_PORT,
+  loadMediaKey,
   MEDIA_MODES,
   type MediaMode,
   MediaServer,
   mediaPath,
+  prodigyOrigins,
 } from './media.js';
 export { PyFloat, pythonJsonDumps } from './python-json.js';
+export { debugLog, serviceUrl } from './redact.js';
 export { type Agreement, type DatasetReport, datasetReport, ReportBuilder } from './report.js';
+export {
+  isTransient,
+  type RetryPolicy,
+  retryAfterMs,
+  retryWait,
+  sendWithRetry,
+} from './retry.js';
 export { createSelector, parseShard, parseSize, parseTime, type Selection } from './select.js';
 export {
   type CommitGuarantee,
@@ -111,11 +123,13 @@ export {
 } from './sink/index.js';
 export {
   type Bytes,
+  byteRange,
   createSource,
   type ListOptions,
   mapReadErrors,
   modifiedCursor,
   type OpenOptions,
+  rangedBody,
   type Source,
   type SourceDriver,
   type SourceItem,
@@ -123,7 +137,7 @@ export {
   type SourceStats,
   skipBytes,
 } from './source.js';
-export { fileStateStore, type StateData, type StateStore } from './state.js';
+export { fileStateStore, parseState, type StateData, type StateStore } from './state.js';
 export type { Answer, Span, Task, TaskMeta, TaskOption, Token } from './task.js';
 export { validateTask } from './task.js';
 export { assertSafeKey, renderTemplate, safeSegment, TEMPLATE_KEYS } from './template.js';

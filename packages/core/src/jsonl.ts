@@ -53,13 +53,6 @@ const BAD_JSON_HINT =
   'each line must be one JSON object; use --skip-invalid to set bad lines aside';
 
 /**
- * Cuts byte chunks into lines: decoded text, or with `bytes`, the lines' own bytes (views of
- * the chunk: use them before the next push). Lines are decoded only once complete, so a
- * multi-byte character split across chunks is never torn. A line longer than the limit is
- * reported as `null` in place of its text and its bytes are dropped as they arrive, so memory
- * stays bounded by the limit plus one chunk.
- */
-/**
  * A piece of a line longer than the limit, for a caller that keeps such lines (a sink's
  * rejects): `first` starts the line, `last` ends it, and pieces in between continue it.
  */
@@ -72,9 +65,17 @@ class SpilledPiece {
   ) {}
 }
 
+/**
+ * Cuts byte chunks into lines: decoded text, or with `bytes`, the lines' own bytes (views of
+ * the chunk: use them before the next push). Lines are decoded only once complete, so a
+ * multi-byte character split across chunks is never torn. A line longer than the limit is
+ * reported as `null` in place of its text and its bytes are dropped as they arrive, so memory
+ * stays bounded by the limit plus one chunk. In text mode a line that is not valid UTF-8 is
+ * reported as `false`, never decoded into replacement characters.
+ */
 class LineSplitter<Line extends string | Buffer> {
   /** Lines completed by the last push() or end(); reused between calls. */
-  readonly lines: (Line | null | SpilledPiece)[] = [];
+  readonly lines: (Line | null | false | SpilledPiece)[] = [];
   /** Line number of `lines[0]`. */
   first = 1;
   /** In byte mode: false when some line of the last push() may not be valid UTF-8. */
@@ -125,7 +126,9 @@ class LineSplitter<Line extends string | Buffer> {
         // One native check for all complete lines of the chunk.
         if (!isUtf8(chunk.subarray(start, last))) this.utf8 = false;
         this.splitBytes(chunk, start, last);
-      } else this.splitDecoded(chunk.toString('utf8', start, last));
+      } else if (isUtf8(chunk.subarray(start, last))) {
+        this.splitDecoded(chunk.toString('utf8', start, last));
+      } else this.splitBytes(chunk, start, last); // finds the lines that are not UTF-8
       start = last + 1;
     }
     if (start < length) this.hold(chunk, start, length);
@@ -193,6 +196,8 @@ class LineSplitter<Line extends string | Buffer> {
         from += 3;
       }
       (this.lines as (Buffer | null)[]).push(bytes.subarray(from, end));
+    } else if (!isUtf8(bytes.subarray(from, end))) {
+      this.lines.push(false);
     } else {
       let text = bytes.toString('utf8', from, end);
       if (this.next === 1 && text.charCodeAt(0) === BOM) text = text.slice(1);
@@ -249,6 +254,17 @@ function maxLineBytesOf(options: ReadLinesOptions): number {
   return max;
 }
 
+/** Why a line that is not UTF-8 is refused, in the words the sinks use. */
+const NOT_UTF8 = 'the line is not valid UTF-8 text';
+
+/** A line that is not UTF-8: an error, never text quietly repaired with U+FFFD. */
+export function notUtf8(name: string, line: number): SluiceError {
+  return new SluiceError(`${name} line ${line}: ${NOT_UTF8}`, {
+    code: 'BAD_INPUT',
+    hint: 'save the input as UTF-8 (or convert it, e.g. with iconv)',
+  });
+}
+
 function lineTooLong(name: string, line: number, max: number): SluiceError {
   return new SluiceError(`${name} line ${line}: line is longer than ${max} bytes`, {
     code: 'LINE_TOO_LONG',
@@ -281,7 +297,9 @@ export async function* readLines(
   for await (const { lines, first } of splitInput(input, new LineSplitter<string>(max, false))) {
     for (let i = 0; i < lines.length; i++) {
       const text = lines[i];
-      if (typeof text !== 'string') throw lineTooLong(name, first + i, max);
+      // Text mode never spills: a long line is `null`.
+      if (text == null || text instanceof SpilledPiece) throw lineTooLong(name, first + i, max);
+      if (text === false) throw notUtf8(name, first + i);
       yield { line: first + i, text };
     }
   }
@@ -299,9 +317,14 @@ export async function* parseJsonl(
     for (let i = 0; i < lines.length; i++) {
       const text = lines[i];
       const line = first + i;
-      if (typeof text !== 'string') {
+      if (text == null || text instanceof SpilledPiece) {
         if (throwing) throw lineTooLong(name, line, max);
         yield { line, raw: '', error: `line is longer than ${max} bytes` };
+        continue;
+      }
+      if (text === false) {
+        if (throwing) throw notUtf8(name, line);
+        yield { line, raw: '', error: NOT_UTF8 };
         continue;
       }
       const head = text.charCodeAt(0);
@@ -363,7 +386,8 @@ export async function* scanJsonl(
   )) {
     let next = first;
     for (let i = 0; i < lines.length; i++) {
-      const bytes = lines[i];
+      // Byte mode checks UTF-8 per line here, so it never reports `false`.
+      const bytes = lines[i] as Buffer | null | SpilledPiece;
       if (bytes instanceof SpilledPiece) {
         if (bytes.first) next++;
         const { line, first: starts, last } = bytes;

@@ -1,5 +1,10 @@
+import { createHmac, randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { type FileHandle, link, mkdir, open, unlink, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { SluiceError } from './errors.js';
@@ -33,26 +38,75 @@ export interface MediaServerOptions {
   port?: number;
   /** Public base URL when Prodigy's browser reaches the server through a proxy or another host name. */
   baseUrl?: string;
-  /** Maps a canonical item URI to the item, or undefined when it is not served (404). */
+  /** The secret that makes URLs unguessable yet the same on every run (see {@link loadMediaKey}). */
+  key: Uint8Array;
+  /** Origins of Prodigy's web app that may read media across origins (default {@link prodigyOrigins}). */
+  origins?: string[];
+  /** Maps the canonical URI of an item added to the server to the item, or undefined (404). */
   resolve(uri: string): Promise<MediaItem | undefined>;
 }
 
-/** Maps `s3://bucket/a b.png` to `/s3/bucket/a%20b.png`: one path per item URI, stable across runs. */
-export function mediaPath(uri: string): string {
-  const match = /^([a-z][a-z0-9+.-]*):\/\/(.*)$/i.exec(uri);
-  if (!match) throw new SluiceError(`not a URI: ${uri}`, { code: 'INTERNAL' });
-  const [, scheme, rest] = match as unknown as [string, string, string];
-  return `/${scheme.toLowerCase()}/${rest.split('/').map(encodeURIComponent).join('/')}`;
+/**
+ * The path of an item under the proxy: `/<token>/<name>`, where the token is an HMAC of the
+ * item's canonical URI under the media key and `name` the last segment of its key. Without
+ * the key nobody can tell an item's URL, yet with it the URL is the same on every run, as
+ * Prodigy's task hashes need.
+ */
+export function mediaPath(uri: string, key: Uint8Array, name: string): string {
+  const token = createHmac('sha256', key).update(uri).digest('base64url').slice(0, 22);
+  return `/${token}/${encodeURIComponent(name.slice(name.lastIndexOf('/') + 1) || 'item')}`;
 }
 
-function uriOfPath(path: string): string | undefined {
-  const match = /^\/([a-z][a-z0-9+.-]*)\/(.*)$/.exec(path);
-  if (!match) return undefined;
+/**
+ * Origins of Prodigy's web app: `http://localhost:<port>` and `http://127.0.0.1:<port>`, the
+ * port being PRODIGY_PORT or 8080, and PRODIGY_HOST's when it names a host.
+ */
+export function prodigyOrigins(env: NodeJS.ProcessEnv = process.env): string[] {
+  const port = /^\d+$/.test(env.PRODIGY_PORT ?? '') ? (env.PRODIGY_PORT as string) : '8080';
+  const hosts = ['localhost', '127.0.0.1'];
+  const host = env.PRODIGY_HOST?.trim();
+  if (host && !hosts.includes(host) && !WILDCARD_HOSTS.has(host)) hosts.push(host);
+  return hosts.map((name) => `http://${name.includes(':') ? `[${name}]` : name}:${port}`);
+}
+
+const WILDCARD_HOSTS = new Set(['0.0.0.0', '::', '[::]']);
+
+/** Host names a browser reaches only on this machine, which DNS rebinding cannot point elsewhere. */
+function isLoopbackName(hostname: string): boolean {
+  const name = hostname.toLowerCase().replace(/\.$/, '');
+  return (
+    name === 'localhost' ||
+    name.endsWith('.localhost') ||
+    name === '[::1]' ||
+    /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name)
+  );
+}
+
+/** The host name of a Host header (`127.0.0.1:8099`, `[::1]:8099`), lower case, or undefined. */
+function hostnameOf(header: string | undefined): string | undefined {
+  if (!header) return undefined;
   try {
-    return `${match[1]}://${match[2]?.split('/').map(decodeURIComponent).join('/')}`;
+    return new URL(`http://${header}`).hostname.toLowerCase();
   } catch {
     return undefined;
   }
+}
+
+/** Checks `--media-origin` values: each an origin such as `http://localhost:8080`. */
+export function parseOrigins(values: string[]): string[] {
+  return values.map((value) => {
+    let url: URL | undefined;
+    try {
+      url = new URL(value);
+    } catch {}
+    if (!url || !/^https?:$/.test(url.protocol) || url.origin !== value.replace(/\/+$/, '')) {
+      throw new SluiceError(`--media-origin: not an origin: ${value}`, {
+        code: 'USAGE',
+        hint: "give the scheme, host and port Prodigy's web app is opened at, e.g. http://localhost:8080",
+      });
+    }
+    return url.origin;
+  });
 }
 
 function parseRange(
@@ -76,12 +130,28 @@ function parseRange(
   return { start, end };
 }
 
-/** The local HTTP server behind `proxy` media mode: GET and HEAD with Range, CORS for Prodigy's app. */
+/**
+ * The local HTTP server behind `proxy` media mode: GET and HEAD with Range, for the items
+ * added to it only, to requests naming a loopback host or the base URL's host (so a page
+ * that rebinds its own DNS name to 127.0.0.1 gets nothing), readable across origins by
+ * Prodigy's web app only.
+ */
 export class MediaServer {
   private server: Server | undefined;
   private origin = '';
+  /** Items served, by URL path. */
+  private readonly items = new Map<string, string>();
+  private readonly origins: Set<string>;
+  private readonly hosts = new Set<string>();
 
-  constructor(private readonly options: MediaServerOptions) {}
+  constructor(private readonly options: MediaServerOptions) {
+    this.origins = new Set(options.origins ?? prodigyOrigins());
+    const host = options.host ?? '127.0.0.1';
+    if (!WILDCARD_HOSTS.has(host))
+      this.hosts.add(hostnameOf(host.includes(':') ? `[${host}]` : host) ?? host);
+    const base = options.baseUrl ? hostnameOf(new URL(options.baseUrl).host) : undefined;
+    if (base) this.hosts.add(base);
+  }
 
   /** Starts listening; fails with a clear error when the port is taken. */
   async start(): Promise<void> {
@@ -124,9 +194,11 @@ export class MediaServer {
     return this.origin;
   }
 
-  /** The stable URL of an item. */
-  urlFor(uri: string): string {
-    return this.origin + mediaPath(uri);
+  /** Serves an item from now on, and returns its URL; `name` is its key (or file name). */
+  add(uri: string, name: string): string {
+    const path = mediaPath(uri, this.options.key, name);
+    this.items.set(path, uri);
+    return this.origin + path;
   }
 
   async close(): Promise<void> {
@@ -138,11 +210,26 @@ export class MediaServer {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    res.setHeader('Access-Control-Allow-Origin', '*');
-    res.setHeader(
-      'Access-Control-Expose-Headers',
-      'Content-Length, Content-Range, Accept-Ranges, ETag',
-    );
+    const hostname = hostnameOf(req.headers.host);
+    if (!hostname || !(isLoopbackName(hostname) || this.hosts.has(hostname))) {
+      res.writeHead(403, { 'Content-Type': 'text/plain' }).end('host not served\n');
+      return;
+    }
+    res.setHeader('Vary', 'Origin');
+    // A request that names its origin (fetch, XHR, a preflight) comes from a page: only
+    // Prodigy's may read media. Plain <img> and <audio> loads send no origin.
+    const origin = req.headers.origin;
+    if (origin !== undefined) {
+      if (!this.origins.has(origin)) {
+        res.writeHead(403, { 'Content-Type': 'text/plain' }).end('origin not allowed\n');
+        return;
+      }
+      res.setHeader('Access-Control-Allow-Origin', origin);
+      res.setHeader(
+        'Access-Control-Expose-Headers',
+        'Content-Length, Content-Range, Accept-Ranges, ETag',
+      );
+    }
     if (req.method === 'OPTIONS') {
       res.writeHead(204, {
         'Access-Control-Allow-Methods': 'GET, HEAD, OPTIONS',
@@ -155,9 +242,8 @@ export class MediaServer {
       res.writeHead(405, { Allow: 'GET, HEAD, OPTIONS' }).end();
       return;
     }
-    const path = new URL(req.url ?? '/', 'http://x').pathname;
-    const uri = uriOfPath(path);
-    const item = uri ? await this.options.resolve(uri) : undefined;
+    const uri = this.items.get(new URL(req.url ?? '/', 'http://x').pathname);
+    const item = uri === undefined ? undefined : await this.options.resolve(uri);
     if (!item) {
       res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
       return;
@@ -186,6 +272,96 @@ export class MediaServer {
     }
     // pipeline destroys the body when the browser aborts (it does, on every seek).
     await pipeline(Readable.from(await item.open(range)), res);
+  }
+}
+
+/** Where the media key is kept: `$XDG_CONFIG_HOME/sluice/media.key`, else `~/.config/sluice/media.key`. */
+export function defaultMediaKeyPath(env: NodeJS.ProcessEnv = process.env): string {
+  return join(env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'sluice', 'media.key');
+}
+
+const KEY_HINT =
+  'delete it and run again: a new key is made (media URLs, and so the hashes of media tasks, change once)';
+
+function keyError(path: string, problem: string, hint = KEY_HINT, cause?: unknown): SluiceError {
+  return new SluiceError(`media key ${path}: ${problem}`, { code: 'USAGE', hint, cause });
+}
+
+/**
+ * Reads the per-user secret behind media URLs, making it on first use: 32 random bytes in a
+ * file only its owner may read (0600). A key file others may read, another user's, or a
+ * symbolic link is refused, since whoever reads the key can tell every media URL.
+ */
+export async function loadMediaKey(path = defaultMediaKeyPath()): Promise<Buffer> {
+  for (let attempt = 0; ; attempt++) {
+    let handle: FileHandle;
+    try {
+      handle = await open(path, constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0));
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' && attempt === 0) {
+        await makeMediaKey(path);
+        continue;
+      }
+      if (code === 'ELOOP') {
+        throw keyError(
+          path,
+          'is a symbolic link',
+          'point --media-key-file at the file itself',
+          error,
+        );
+      }
+      throw keyError(
+        path,
+        `cannot be read (${code ?? (error as Error).message})`,
+        'check --media-key-file and the permissions of its folder',
+        error,
+      );
+    }
+    try {
+      const stats = await handle.stat();
+      if (process.platform !== 'win32') {
+        if (stats.uid !== process.getuid?.()) {
+          throw keyError(
+            path,
+            'belongs to another user',
+            'use a key file of your own (--media-key-file)',
+          );
+        }
+        if ((stats.mode & 0o077) !== 0) {
+          throw keyError(path, 'other users may read it', `make it private: chmod 600 ${path}`);
+        }
+      }
+      const text = (await handle.readFile('utf8')).trim();
+      if (!/^[0-9a-f]{64}$/.test(text)) throw keyError(path, 'not a Sluice media key');
+      return Buffer.from(text, 'hex');
+    } finally {
+      await handle.close();
+    }
+  }
+}
+
+/** Writes a new key where none is: a private temporary file, linked into place unless another process was first. */
+async function makeMediaKey(path: string): Promise<void> {
+  const dir = dirname(path);
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const temp = join(dir, `.media.key.${randomBytes(8).toString('hex')}.tmp`);
+    await writeFile(temp, `${randomBytes(32).toString('hex')}\n`, { flag: 'wx', mode: 0o600 });
+    try {
+      await link(temp, path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    } finally {
+      await unlink(temp);
+    }
+  } catch (error) {
+    throw keyError(
+      path,
+      `cannot be made (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
+      'pass --media-key-file with a path you may write, or use --media inline',
+      error,
+    );
   }
 }
 

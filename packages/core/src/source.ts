@@ -17,11 +17,13 @@ import { SluiceError, toSluiceError, usageError } from './errors.js';
 import { murmurhash3_32, setHashes } from './hash.js';
 import {
   DEFAULT_INLINE_MAX_BYTES,
+  loadMediaKey,
   type MediaItem,
   type MediaMode,
   MediaServer,
   toDataUri,
 } from './media.js';
+import { serviceUrl } from './redact.js';
 import { createSelector, type Selection } from './select.js';
 import { isExportFile, MANIFEST_KEY, REJECTS_KEY } from './sink/index.js';
 import { Checkpoint, fileStateStore, type StateStore } from './state.js';
@@ -69,6 +71,8 @@ export interface ListOptions {
    * position; core saves it with the checkpoint when every item listed is delivered.
    */
   setCursor?(cursor: string): void;
+  /** Tells the user about items the listing leaves out (the fs driver's links out of the folder). */
+  warn?(message: string): void;
 }
 
 /**
@@ -82,13 +86,23 @@ export interface SourceDriver<I extends SourceItem = SourceItem> {
   readonly root: string;
   /** Lists items under the root lazily, page by page, as they are consumed. */
   list(options: ListOptions): AsyncIterable<I>;
-  /** Opens an item's bytes. With `start`, must read the same version the item was listed at. */
+  /**
+   * Opens an item's bytes, which must be those of the version `item.version` names: when the
+   * store holds another version by now, throw a `CHANGED` SluiceError at once (a conditional
+   * read: If-Match, a generation), or from the bytes when the item changes while they are
+   * read. Core then reads the new version (looked up with `stat` or `resolve`) when none of
+   * the item's tasks went out yet, and otherwise fails the item.
+   */
   open(item: I, options: OpenOptions): Promise<Bytes>;
-  /** Looks up one item by key (for the media proxy); undefined when it does not exist. */
+  /**
+   * Looks up one item by key, as `list` would yield it now (for the media proxy, and for an
+   * item that changed since it was listed); undefined when it does not exist.
+   */
   stat(key: string): Promise<I | undefined>;
   /**
    * For drivers whose item URIs are not the root plus the key (Drive's `gdrive://file/<id>`):
-   * looks up, for the media proxy, an item by URI, and only one that this source listed.
+   * looks up an item by URI, as `stat` does by key. Core asks only for items the source
+   * listed (media this run selected, items that changed since they were listed).
    */
   resolve?(uri: string): Promise<I | undefined>;
   /**
@@ -120,6 +134,10 @@ export interface SourceOptions extends Selection {
   mediaPort?: number;
   /** Base URL written into tasks instead of http://host:port, when Prodigy reaches the proxy another way. */
   mediaBaseUrl?: string;
+  /** Origins of Prodigy's web app that may read media across origins (default: localhost and 127.0.0.1 on PRODIGY_PORT or 8080). */
+  mediaOrigins?: string[];
+  /** The file holding the per-user secret behind media URLs (default `~/.config/sluice/media.key`, made on first use). */
+  mediaKeyFile?: string;
   /** Lifetime of signed URLs, in seconds (default 3600). */
   urlTtl?: number;
   /** Largest media item turned into a data URI (default 5 MiB). */
@@ -132,7 +150,10 @@ export interface SourceOptions extends Selection {
   state?: string | StateStore;
   /** Poll for new or changed items every this many seconds, until the signal aborts. */
   watch?: number;
-  /** Report items that fail to read or convert and go on, instead of stopping. */
+  /**
+   * Report items that fail to read or convert and go on, instead of stopping. An item's
+   * tasks before the failure go out whatever its size, and the checkpoint records them.
+   */
   skipErrors?: boolean;
   /** Set `_input_hash` and `_task_hash` where missing (default true). */
   hashes?: boolean;
@@ -172,6 +193,8 @@ export interface Source extends AsyncIterable<Task> {
 /** Bytes a small item is read into memory ahead of its turn; larger items stream when their turn comes. */
 const PREFETCH_MAX_BYTES = 1024 * 1024;
 const READ_RETRIES = 3;
+/** Times an item that changed while it was read is read again (in its new version). */
+const CHANGE_RETRIES = 3;
 const RETRYABLE_READ_CODES = new Set([
   'ECONNRESET',
   'EPIPE',
@@ -193,10 +216,15 @@ function isRetryableRead(error: unknown): boolean {
 }
 
 type Fetched =
-  | { item: SourceItem; tasks: Converted[] }
+  /** Read ahead: its tasks, and the error that stopped the item after them, if one did. */
+  | { item: SourceItem; tasks: Converted[]; error?: unknown }
   | { item: SourceItem; stream: true }
-  /** Failed or unsupported: kept out of the checkpoint so a later run tries again. */
-  | { item: SourceItem; tasks: []; skipped: true };
+  /** Unsupported: kept out of the checkpoint so a later run tries again. */
+  | { item: SourceItem; skipped: true };
+
+function isChanged(error: unknown): boolean {
+  return error instanceof SluiceError && error.code === 'CHANGED';
+}
 
 /** Maps items to results with at most `concurrency` in flight, pulling input only when there is room. */
 async function* mapBounded<T, R>(
@@ -276,6 +304,12 @@ class SourceRun implements Source {
     ) {
       throw usageError(`--concurrency must be a positive integer, got ${options.concurrency}`);
     }
+    // Written into every media task: a URL with credentials in it would put them there.
+    if (options.mediaBaseUrl !== undefined) {
+      serviceUrl(options.mediaBaseUrl, '--media-base-url', {
+        example: 'https://annotate.acme.com/media',
+      });
+    }
     // Every in-flight request listens on this signal; the default limit of 10 would warn.
     setMaxListeners(0, this.abort.signal);
     options.signal?.addEventListener('abort', () => this.abort.abort(options.signal?.reason), {
@@ -294,6 +328,7 @@ class SourceRun implements Source {
   async close(): Promise<void> {
     this.abort.abort();
     await this.media?.close();
+    await this.state.close();
     const driver = await this.pending.catch(() => undefined);
     await driver?.close?.();
   }
@@ -307,7 +342,19 @@ class SourceRun implements Source {
         'use --media proxy or --media inline',
       );
     }
+    // Before the first task: a checkpoint that cannot be saved, or that another run holds,
+    // fails the run now rather than after everything went out.
     await this.state.load();
+    try {
+      yield* this.passes();
+    } finally {
+      // A caller that commits itself (the CLI) closes the source once it has.
+      if (options.autoCheckpoint !== false) await this.state.close();
+    }
+  }
+
+  private async *passes(): AsyncGenerator<Task> {
+    const { options } = this;
     const signal = this.abort.signal;
     // A change-feed position is only good for the same root and selection: items a different
     // selection left out never show up as changes.
@@ -316,7 +363,12 @@ class SourceRun implements Source {
     for (;;) {
       let reached: string | undefined;
       const failedBefore = this.stats.failed;
-      const listing = { signal, cursor, setCursor: (value: string) => (reached = value) };
+      const listing: ListOptions = {
+        signal,
+        cursor,
+        setCursor: (value: string) => (reached = value),
+        warn: (message: string) => this.warn(`list:${message}`, message),
+      };
       const fetched = mapBounded(
         this.selected(listing),
         (item) => this.fetch(item),
@@ -324,24 +376,39 @@ class SourceRun implements Source {
         options.order === 'listing',
       );
       for await (const result of fetched) {
+        // Unsupported items stay out of the checkpoint, so a run with --format tries them.
+        if ('skipped' in result) continue;
         const { item } = result;
-        let failed = 'skipped' in result;
+        // An item that failed in an earlier run after some of its tasks went out: those are
+        // not emitted again while the item keeps the same version.
+        const before = this.tracking ? this.state.partial(item.uri) : undefined;
+        let converted = 0;
+        let failure = 'error' in result ? result.error : undefined;
         try {
-          const converted =
+          const entries =
             'stream' in result ? this.convertItem(item, this.read(item)) : result.tasks;
-          for await (const entry of converted) {
+          for await (const entry of entries) {
+            converted++;
+            if (before && converted <= before.tasks && before.version === versionOf(item)) {
+              continue;
+            }
             this.stats.tasks++;
             yield this.stamp(entry, item);
           }
-          if (!failed) this.stats.items++;
         } catch (error) {
-          this.fail(item, error);
-          failed = true;
+          failure = error;
         }
-        // A failed item stays out of the checkpoint, so the next run tries it again.
-        if (this.tracking && !failed) {
-          this.state.complete(item.uri, versionOf(item), this.stats.tasks);
+        const version = versionOf(item);
+        if (failure === undefined) {
+          this.stats.items++;
+          if (this.tracking) this.state.complete(item.uri, version, this.stats.tasks);
+          continue;
         }
+        // What went out of a failed item is recorded, whatever its size, so the next run
+        // neither loses nor repeats it; an item that gave nothing is simply tried again.
+        const out = Math.max(converted, before?.version === version ? before.tasks : 0);
+        if (this.tracking && out > 0) this.state.fail(item.uri, version, out, this.stats.tasks);
+        this.fail(item, failure, out);
       }
       // The feed moves on only past a pass that listed everything and lost nothing, so an item
       // that failed or was left beyond --limit comes up again.
@@ -392,8 +459,13 @@ class SourceRun implements Source {
     }
   }
 
-  /** Reads and converts a small item ahead of its turn; a large one is left to stream in order. */
+  /**
+   * Reads and converts a small item ahead of its turn (again, from the start, when it changes
+   * meanwhile); a large one is left to stream in order. A failure is handed on with the tasks
+   * before it, so an item is treated the same whatever its size.
+   */
   private async fetch(item: SourceItem): Promise<Fetched> {
+    const tasks: Converted[] = [];
     try {
       const own = await this.driver.tasks?.(item, { signal: this.abort.signal });
       if (own) return { item, tasks: own.map((task) => ({ task })) };
@@ -405,25 +477,51 @@ class SourceRun implements Source {
           `unsupported:${ext}`,
           `skipping ${shown(item)}: no converter for "${ext}" (use --format or --exclude)`,
         );
-        return { item, tasks: [], skipped: true };
+        return { item, skipped: true };
       }
       if (isMediaFormat(format))
         return { item, tasks: [{ task: await this.mediaTask(item, format) }] };
-      if (item.size === undefined || item.size > PREFETCH_MAX_BYTES) return { item, stream: true };
-      const tasks: Converted[] = [];
-      for await (const entry of this.convertItem(item, this.read(item))) tasks.push(entry);
-      return { item, tasks };
+      for (let changes = 0; ; changes++) {
+        if (item.size === undefined || item.size > PREFETCH_MAX_BYTES) {
+          return { item, stream: true };
+        }
+        try {
+          for await (const entry of this.convertItem(item, this.read(item))) tasks.push(entry);
+          return { item, tasks };
+        } catch (error) {
+          if (!isChanged(error) || changes >= CHANGE_RETRIES || this.abort.signal.aborted) {
+            throw error;
+          }
+          tasks.length = 0;
+          await this.refresh(item);
+        }
+      }
     } catch (error) {
-      this.fail(item, error);
-      return { item, tasks: [], skipped: true };
+      return { item, tasks, error };
     }
   }
 
-  private fail(item: SourceItem, error: unknown): void {
+  private fail(item: SourceItem, error: unknown, emitted: number): void {
     const failure = itemError(item, error, this.driver.connector);
     if (!this.options.skipErrors || this.abort.signal.aborted) throw failure;
     this.stats.failed++;
-    this.options.onWarning?.(`skipping ${shown(item)}: ${failure.message}`);
+    const after = emitted > 0 ? ` after ${emitted} task${emitted === 1 ? '' : 's'}` : '';
+    this.options.onWarning?.(`skipping the rest of ${shown(item)}${after}: ${failure.message}`);
+  }
+
+  /** Takes an item's current version (and size, type ...) after it changed since it was listed. */
+  private async refresh(item: SourceItem): Promise<void> {
+    const fresh = this.driver.resolve
+      ? await this.driver.resolve(item.uri)
+      : await this.driver.stat(item.key);
+    if (!fresh) {
+      throw new SluiceError(`${shown(item)}: removed while it was being read`, {
+        code: 'NOT_FOUND',
+        connector: this.driver.connector,
+      });
+    }
+    // The item as listed keeps its name; the rest (version, size, type) is the store's now.
+    Object.assign(item, fresh, { key: item.key, uri: item.uri, path: item.path });
   }
 
   private warn(key: string, message: string): void {
@@ -445,13 +543,19 @@ class SourceRun implements Source {
     });
   }
 
-  /** Streams an item's bytes; a read that breaks midway resumes from the last byte instead of starting over. */
+  /**
+   * Streams an item's bytes; a read that breaks midway resumes from the last byte instead of
+   * starting over, and an item that changed before any of its bytes were passed on is read in
+   * its new version.
+   */
   private async *read(
     item: SourceItem,
     range?: { start: number; end: number },
   ): AsyncGenerator<Uint8Array> {
-    let offset = range?.start ?? 0;
+    const first = range?.start ?? 0;
+    let offset = first;
     let failures = 0;
+    let changes = 0;
     const signal = this.abort.signal;
     for (;;) {
       const start = offset > 0 ? offset : undefined;
@@ -465,7 +569,13 @@ class SourceRun implements Source {
         }
         return;
       } catch (error) {
-        if (signal.aborted || !isRetryableRead(error) || ++failures > READ_RETRIES) throw error;
+        if (signal.aborted) throw error;
+        if (isChanged(error)) {
+          if (offset > first || ++changes > CHANGE_RETRIES) throw error;
+          await this.refresh(item);
+          continue;
+        }
+        if (!isRetryableRead(error) || ++failures > READ_RETRIES) throw error;
         await sleep(100 * 2 ** failures);
       }
     }
@@ -487,7 +597,8 @@ class SourceRun implements Source {
         this.options.urlTtl ?? 3600,
       );
     } else {
-      url = (await this.mediaServer()).urlFor(item.uri);
+      // Only what this run selected is served, each under a URL nobody can guess.
+      url = (await this.mediaServer()).add(item.uri, item.key);
     }
     return { [format]: url };
   }
@@ -498,6 +609,8 @@ class SourceRun implements Source {
         host: this.options.mediaHost,
         port: this.options.mediaPort,
         baseUrl: this.options.mediaBaseUrl,
+        origins: this.options.mediaOrigins,
+        key: await loadMediaKey(this.options.mediaKeyFile),
         resolve: (uri) => this.resolveMedia(uri),
       });
       await server.start();
@@ -508,8 +621,8 @@ class SourceRun implements Source {
   }
 
   /**
-   * Serves only media items this source would select (the proxy is reachable from any page in
-   * the annotator's browser), looked up fresh so it keeps working after the stream ends.
+   * A media item this run made a task for, looked up fresh (so it keeps working after the
+   * stream ends), and served only while it is still one the source would select.
    */
   private async resolveMedia(uri: string): Promise<MediaItem | undefined> {
     const item = this.driver.resolve ? await this.driver.resolve(uri) : await this.statUri(uri);
@@ -605,6 +718,21 @@ export async function* skipBytes(
     yield left > 0 ? chunk.subarray(left) : chunk;
     left = 0;
   }
+}
+
+/** A `Range` header for bytes `start` to `end` (inclusive), or undefined for the whole file. */
+export function byteRange(start?: number, end?: number): string | undefined {
+  return start !== undefined || end !== undefined ? `bytes=${start ?? 0}-${end ?? ''}` : undefined;
+}
+
+/**
+ * A ranged download's body from `start`: a server that ignores Range answers 200 with the
+ * whole file, whose first bytes are then skipped.
+ */
+export function rangedBody(response: Response, start?: number): AsyncIterable<Uint8Array> {
+  const body = response.body as unknown as AsyncIterable<Uint8Array> | null;
+  if (!body) return skipBytes([], 0);
+  return start && response.status === 200 ? skipBytes(body, start) : body;
 }
 
 /** Every item failure names the item; a broken gzip stream is bad data, not a bug. */

@@ -107,6 +107,39 @@ describe('readLines', () => {
     }
   });
 
+  it('refuses a line that is not UTF-8, naming it, wherever the chunks are cut', async () => {
+    const bytes = Buffer.concat([
+      Buffer.from('héllo\nwörld\n'),
+      Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x0a]), // "caf\xe9": Latin-1, not UTF-8
+      Buffer.from('after\n'),
+    ]);
+    for (const input of [chunks(bytes), byteByByte(bytes)]) {
+      const seen: string[] = [];
+      await expect(
+        (async () => {
+          for await (const { text } of readLines(input, { name: 'notes.txt' })) seen.push(text);
+        })(),
+      ).rejects.toMatchObject({
+        code: 'BAD_INPUT',
+        message: 'notes.txt line 3: the line is not valid UTF-8 text',
+      });
+      expect(seen).toEqual(['héllo', 'wörld']);
+    }
+    const records: JsonlRecord[] = [];
+    const jsonl = Buffer.concat([
+      Buffer.from('{"a":1}\n{"b":"'),
+      Buffer.from([0xff]),
+      Buffer.from('"}\n{"c":3}\n'),
+    ]);
+    for await (const record of parseJsonl(chunks(jsonl), { invalid: 'yield' }))
+      records.push(record);
+    expect(records.map((record) => record.error ?? record.value)).toEqual([
+      { a: 1 },
+      'the line is not valid UTF-8 text',
+      { c: 3 },
+    ]);
+  });
+
   it('accepts strings as well as bytes, as from a stream with an encoding set', async () => {
     const lines = await collect(readLines(chunks('{"a":"é', '"}\n', Buffer.from('{"b":1}\n'))));
     expect(lines.map((l) => l.text)).toEqual(['{"a":"é"}', '{"b":1}']);

@@ -63,7 +63,7 @@ export async function createFile360SinkDriver(
   }
   const uriOf = (key: string) => `${root}/${key}`;
   /** The child of `parent` named exactly `name`, if any. */
-  const child = async (parent: number, name: string) => {
+  const child = async (parent: string, name: string) => {
     for await (const node of client.children(parent, { name })) return node;
     return undefined;
   };
@@ -137,7 +137,7 @@ export async function createFile360SinkDriver(
     const { folder, name, node } = await document(key, true);
     if (node) throw changed(key);
     try {
-      await client.createDocument(folder as number, upload(name, part));
+      await client.createDocument(folder as string, upload(name, part));
     } catch (error) {
       if (isNameTaken(error)) throw changed(key);
       throw error;
@@ -145,7 +145,7 @@ export async function createFile360SinkDriver(
   };
 
   /** Documents under a folder, at any depth, as keys below `at`, pruned to `prefix`. */
-  async function* walk(folder: number, at: string, prefix: string): AsyncGenerator<string> {
+  async function* walk(folder: string, at: string, prefix: string): AsyncGenerator<string> {
     for await (const node of client.children(folder)) {
       const key = `${at}${node.name}`;
       if (node.container) {
@@ -165,8 +165,10 @@ export async function createFile360SinkDriver(
       try {
         const { node } = await find(key, false);
         if (!node || node.container) return undefined;
+        // The bytes of the version listed, so that they and the version a commit compares agree.
         const chunks: Uint8Array[] = [];
-        for await (const chunk of await client.download(node.id)) chunks.push(chunk);
+        const bytes = await client.download(node.id, { version: node.version });
+        for await (const chunk of bytes) chunks.push(chunk);
         return { body: Buffer.concat(chunks), version: String(node.version ?? '') };
       } catch (error) {
         throw file360Error(error, uriOf(key));
@@ -201,7 +203,7 @@ export async function createFile360SinkDriver(
       }
     },
     async *list(prefix) {
-      let folder: number | undefined;
+      let folder: string | undefined;
       try {
         folder = await folderAt(target.path, false);
       } catch (error) {

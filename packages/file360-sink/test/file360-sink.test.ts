@@ -5,7 +5,12 @@ import { Readable } from 'node:stream';
 import type { Task } from '@sluice/core';
 import { collect, sampleExport, testSink } from '@sluice/core/testing';
 import { file360Source } from '@sluice/file360-source';
-import { ENTERPRISE_WORKSPACE, type File360Server, useFile360 } from '@sluice/testkit';
+import {
+  ENTERPRISE_WORKSPACE,
+  type File360Server,
+  useCoreShare,
+  useFile360,
+} from '@sluice/testkit';
 import { describe, expect, it } from 'vitest';
 import { file360Sink } from '../src/file360-sink.js';
 
@@ -257,5 +262,127 @@ describe('file360 sink', () => {
       text: kept[0]?.text,
       meta: { source: `file360://node/${csvId}`, version: '2', origin: kept[0]?.meta?.source },
     });
+  });
+});
+
+describe('file360 sink and Content Server hidden items', () => {
+  it('adds a version to a hidden document of the name rather than failing on a taken name', async () => {
+    const { server } = kit;
+    const root = newFolder('hidden');
+    const out = server.addFolder(root, 'out');
+    const hidden = server.addDocument(out, 'part-00000.jsonl', 'old\n');
+    server.setHidden(hidden);
+    const result = await file360Sink({
+      ...connection(),
+      url: `file360://node/${root}/out`,
+    }).writeJsonl(lines());
+    expect(result.status).toBe('written');
+    expect(server.node(hidden)?.versions).toHaveLength(2);
+    expect(server.node(hidden)?.versions.at(-1)?.content.toString()).toContain('"answer"');
+  });
+});
+
+// Core Share: the same suite and the same review round trip through the second backend.
+const share = useCoreShare();
+const shareConnection = () => ({
+  baseUrl: share.url,
+  api: 'core-share' as const,
+  otdsUrl: share.otdsUrl,
+  clientId: share.clientId,
+  clientSecret: share.clientSecret,
+});
+let shareRuns = 0;
+const newShareFolder = (name = 'sink') =>
+  share.server.addFolder(share.rootId, `${name}-${++shareRuns}`);
+
+/** Every live document below a Core Share folder by path, and the folders by path. */
+function shareTree(folderId: string, prefix = '') {
+  const documents = new Map<string, string>();
+  const folders = new Map<string, string>();
+  for (const child of share.server.children(folderId)) {
+    const path = `${prefix}${child.name}`;
+    if (child.type === 'folder') {
+      folders.set(path, child.id);
+      const inner = shareTree(child.id, `${path}/`);
+      for (const [k, v] of inner.documents) documents.set(k, v);
+      for (const [k, v] of inner.folders) folders.set(k, v);
+    } else documents.set(path, child.id);
+  }
+  return { documents, folders };
+}
+const shareCurrent = (folderId: string, path: string) => {
+  const id = shareTree(folderId).documents.get(path);
+  return id === undefined ? undefined : share.server.item(id)?.versions.at(-1)?.content;
+};
+
+describe('on the test kit Core Share server', () => {
+  testSink({
+    connector: 'file360',
+    async setup() {
+      const root = newShareFolder();
+      return {
+        url: `file360://node/${root}`,
+        list: async () => [...shareTree(root).documents.keys()].sort(),
+        get: async (key) => shareCurrent(root, key),
+        cleanup: async () => {},
+      };
+    },
+    sink: (url, options) => file360Sink({ ...options, ...shareConnection(), url }),
+  });
+});
+
+describe('file360 sink on Core Share', () => {
+  it('review round trip: the package out, the corrected sheet back with its hashes', async () => {
+    const root = newShareFolder('review');
+    const tasks = sampleExport();
+    await file360Sink({
+      ...shareConnection(),
+      url: `file360://node/${root}/news`,
+      dataset: 'news',
+      csv: true,
+      flagged: true,
+      answer: ['ignore'],
+      maxScore: 0.5,
+      match: 'any',
+    }).write(tasks);
+    const { documents, folders } = shareTree(root);
+    expect([...documents.keys()].sort()).toEqual([
+      'news/manifest.json',
+      'news/part-00000.jsonl',
+      'news/review.csv',
+    ]);
+    const csvId = documents.get('news/review.csv') as string;
+    const csv = shareCurrent(root, 'news/review.csv')?.toString() ?? '';
+    share.server.addVersion(
+      csvId,
+      Buffer.from(csv.replace(/^([^\n]*\n(?:"(?:[^"]|"")*"|[^,\n]*),)[^,\n]*/, '$1CORRECTED')),
+    );
+    const back = await collect(
+      file360Source({
+        ...shareConnection(),
+        url: `file360://node/${folders.get('news')}`,
+        include: ['review.csv'],
+      }),
+    );
+    const kept = tasks.filter(
+      (t) => t.flagged === true || t.answer === 'ignore' || ((t.meta?.score as number) ?? 1) <= 0.5,
+    );
+    expect(back.map((t) => [t._input_hash, t._task_hash])).toEqual(
+      kept.map((t) => [t._input_hash, t._task_hash]),
+    );
+    expect(back[0]).toMatchObject({
+      label: 'CORRECTED',
+      meta: { source: `file360://node/${csvId}`, version: '2' },
+    });
+    // Another export into the same place adds versions to the documents it changes.
+    const again = await file360Sink({
+      ...shareConnection(),
+      url: `file360://node/${root}/news`,
+      dataset: 'news',
+    }).write(tasks);
+    expect(again.status).toBe('written');
+    expect(
+      share.server.item(documents.get('news/part-00000.jsonl') as string)?.versions,
+    ).toHaveLength(2);
   });
 });

@@ -12,7 +12,7 @@ await runSourceCli(
     packageName: name,
     version,
     description:
-      'Stream Prodigy tasks from OpenText File 360 (Content Server REST API) as JSONL on stdout: the documents in a folder, converted by type (text, CSV, JSONL, HTML, PDF text; images and audio as media). Server: FILE360_URL. Credentials: FILE360_USERNAME and FILE360_PASSWORD (a ticket, renewed when it expires), or FILE360_TOKEN (a bearer token).',
+      'Stream Prodigy tasks from OpenText File 360 (Content Server REST, or Core Share REST) as JSONL on stdout: the documents in a folder, converted by type (text, CSV, JSONL, HTML, PDF text; images and audio as media). Server: FILE360_URL (FILE360_API=core-share for Core Share, chosen by itself for core.opentext.*). Credentials: FILE360_USERNAME and FILE360_PASSWORD (Content Server: a ticket, renewed when it expires), FILE360_CLIENT_ID and FILE360_CLIENT_SECRET (OTDS OAuth, renewed; FILE360_OTDS_URL), or FILE360_TOKEN (a bearer token).',
     url: 'file360://node/<id>: a folder (or one document) by its node id',
     examples: [
       'file360-source file360://node/48213 --recursive | prodigy ner.manual contracts blank:en - --label PARTY,DATE',

@@ -9,9 +9,8 @@ import {
   type SourceOptions,
   usageError,
 } from '@sluice/core';
-import { connect } from './content-server.js';
+import { connect } from './connect.js';
 import {
-  DOCUMENT,
   FILE360_CONNECTOR,
   type File360ConnectionOptions,
   File360HttpError,
@@ -30,7 +29,7 @@ export interface File360SourceOptions extends SourceOptions, File360ConnectionOp
 
 /** A File 360 document as the source lists it. */
 export interface File360Item extends SourceItem {
-  id: number;
+  id: string;
 }
 
 /**
@@ -66,16 +65,16 @@ export async function createFile360SourceDriver(
     throw file360Error(error, root);
   }
   if (!start) throw file360Error(new File360HttpError(404, ''), root);
-  if (!start.container && start.type !== DOCUMENT) {
+  if (!start.container && start.kind !== 'document') {
     throw usageError(
-      `${root} is neither a folder nor a document (subtype ${start.type})`,
+      `${root} is neither a folder nor a document (${start.type})`,
       'point at a folder (or a workspace) holding documents, or at one document',
     );
   }
   const top = start;
   const recursive = options.recursive === true;
   /** Media documents listed, by id: the media proxy serves only these. */
-  const media = new Map<number, File360Item>();
+  const media = new Map<string, File360Item>();
 
   const itemOf = (node: File360Node, path: string): File360Item => {
     const item: File360Item = {
@@ -97,13 +96,13 @@ export async function createFile360SourceDriver(
    * documents modified since (each folder newest first, stopping at the first older one).
    */
   async function* walk(
-    queue: Array<{ id: number; path: string }>,
+    queue: Array<{ id: string; path: string }>,
     signal: AbortSignal,
     position: ReturnType<typeof modifiedCursor>,
   ): AsyncGenerator<File360Item> {
     const { since } = position;
     while (queue.length > 0 && !signal.aborted) {
-      const folder = queue.shift() as { id: number; path: string };
+      const folder = queue.shift() as { id: string; path: string };
       const inside = (node: File360Node) => `${folder.path}${segment(node.name)}`;
       const listing = client.children(folder.id, { signal, newest: since !== undefined });
       try {
@@ -112,7 +111,7 @@ export async function createFile360SourceDriver(
             if (recursive) queue.push({ id: node.id, path: `${inside(node)}/` });
             continue;
           }
-          if (node.type !== DOCUMENT) continue; // shortcuts, URLs, emails: not files
+          if (node.kind !== 'document') continue; // shortcuts, URLs, emails: not files
           position.see(node.modified);
           if (since && node.modified && node.modified < since) break;
           yield itemOf(node, inside(node));
@@ -143,7 +142,9 @@ export async function createFile360SourceDriver(
     },
     async open(item, { start: from, end, signal }) {
       try {
-        const body = await client.download(item.id, { start: from, end, signal });
+        // The version listed, which the tasks are stamped with, even when one was added since.
+        const version = item.version ? Number(item.version) : undefined;
+        const body = await client.download(item.id, { start: from, end, version, signal });
         return mapReadErrors(body, (error) => file360Error(error, item.uri));
       } catch (error) {
         throw file360Error(error, item.uri);
@@ -154,7 +155,7 @@ export async function createFile360SourceDriver(
       return undefined;
     },
     async resolve(uri) {
-      const listed = media.get(Number(uri.slice('file360://node/'.length)));
+      const listed = media.get(uri.slice('file360://node/'.length));
       if (!listed) return undefined;
       try {
         const node = await client.node(listed.id);

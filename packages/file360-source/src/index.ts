@@ -1,19 +1,23 @@
-export { ContentServer, connect } from './content-server.js';
+export { connect } from './connect.js';
+export { ContentServer } from './content-server.js';
+export { CoreShare } from './core-share.js';
 export {
-  DOCUMENT,
+  dateOf,
+  FILE360_APIS,
   FILE360_CONNECTOR,
   type File360Api,
+  type File360ApiName,
   type File360ConnectionOptions,
   File360HttpError,
   type File360Node,
   type File360Target,
-  FOLDER,
   file360ConnectionFlags,
   file360ConnectionFromFlags,
   file360Error,
   isNameTaken,
   isNotFound,
   parseFile360Url,
+  resolveConnection,
   type Upload,
 } from './file360.js';
 export {
@@ -22,3 +26,4 @@ export {
   type File360SourceOptions,
   file360Source,
 } from './file360-source.js';
+export { type OtdsCredentials, OtdsTokens } from './otds.js';

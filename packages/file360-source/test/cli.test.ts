@@ -4,7 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { hasStackTrace, jsonLines, TINY_PNG as PNG, runCli } from '@sluice/core/testing';
-import { ENTERPRISE_WORKSPACE, type File360Server, startFile360Server } from '@sluice/testkit';
+import {
+  type CoreShareServer,
+  coreShareClient,
+  ENTERPRISE_WORKSPACE,
+  type File360Server,
+  startCoreShareServer,
+  startFile360Server,
+} from '@sluice/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const source = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
@@ -240,5 +247,79 @@ describe('file360 CLIs against the test kit server', () => {
         origin: reviewed[0].meta.source,
       },
     });
+  });
+});
+
+describe('file360 CLIs against the test kit Core Share server', () => {
+  let server: CoreShareServer;
+  let env: NodeJS.ProcessEnv;
+  beforeAll(async () => {
+    let url: string;
+    ({ server, url } = await startCoreShareServer());
+    const { clientId, clientSecret } = coreShareClient();
+    server.otds.addClient(clientId, clientSecret);
+    env = {
+      FILE360_URL: url,
+      FILE360_API: 'core-share',
+      FILE360_OTDS_URL: url,
+      FILE360_CLIENT_ID: clientId,
+      FILE360_CLIENT_SECRET: clientSecret,
+    };
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  it('round trip: a review package out, the corrected sheet back in with its hashes', async () => {
+    const exports = server.addFolder(server.rootId, 'Annotation exports');
+    const review = await runCli(
+      sink,
+      [`file360://node/${exports}/review/{dataset}`, '--dataset', 'news', '--review'],
+      { env, input: await readFile(dbOut) },
+    );
+    expect(review.stderr).not.toMatch(/error/);
+    expect(review.code).toBe(0);
+    const folder = server.find(server.find(exports, 'review')?.id as string, 'news')?.id as string;
+    expect(server.children(folder).map((n) => n.name)).toEqual([
+      'manifest.json',
+      'part-00000.jsonl',
+      'review.csv',
+    ]);
+    const sheet = server.find(folder, 'review.csv');
+    const csv = sheet?.versions.at(-1)?.content.toString() ?? '';
+    server.addVersion(
+      sheet?.id as string,
+      Buffer.from(csv.replace(/^([^\n]*\n(?:"(?:[^"]|"")*"|[^,\n]*),)[^,\n]*/, '$1ORG')),
+    );
+    const back = await runCli(
+      source,
+      [`file360://node/${folder}`, '--include', 'review.csv', '--order', 'listing'],
+      { env },
+    );
+    expect(back.code).toBe(0);
+    const corrected = jsonLines(back.stdout);
+    const reviewed = jsonLines(
+      server.find(folder, 'part-00000.jsonl')?.versions.at(-1)?.content.toString() ?? '',
+    );
+    expect(corrected.map((t) => [t._input_hash, t._task_hash])).toEqual(
+      reviewed.map((t) => [t._input_hash, t._task_hash]),
+    );
+    // A 19-digit id, whole, in the lineage.
+    expect(corrected[0]).toMatchObject({
+      label: 'ORG',
+      meta: { source: `file360://node/${sheet?.id}`, version: '2' },
+    });
+    expect(sheet?.id).toMatch(/^\d{19}$/);
+  });
+
+  it('fails with one line and a hint when OTDS refuses the client', async () => {
+    const run = await runCli(source, [`file360://node/${server.rootId}`], {
+      env: { ...env, FILE360_CLIENT_SECRET: 'not-the-secret-42' },
+    });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/OTDS refused the credentials/);
+    expect(run.stderr).toMatch(/hint: check FILE360_CLIENT_ID/);
+    expect(run.stderr).not.toContain('not-the-secret-42');
+    expect(hasStackTrace(run.stderr)).toBe(false);
   });
 });

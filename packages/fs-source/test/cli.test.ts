@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -212,16 +212,91 @@ describe('fs-source CLI', () => {
     const media = join(dir, 'media');
     await mkdir(media);
     await writeFile(join(media, 'p.png'), TINY_PNG);
-    const run = startCli(cli, [media, '--media-port', '0', '--quiet']);
+    const config = join(dir, 'config');
+    const run = startCli(
+      cli,
+      [media, '--media-port', '0', '--quiet', '--media-origin', 'https://prodigy.acme.com'],
+      { env: { XDG_CONFIG_HOME: config } },
+    );
     // The reader (Prodigy reading stdin) must see the end of the stream, not wait for more.
     await new Promise((resolve) => run.child.stdout?.on('end', resolve));
     await run.waitFor(({ stderr }) => stderr.includes('serving media'));
     const task = JSON.parse(run.stdout());
     const response = await fetch(task.image);
     expect(Buffer.from(await response.arrayBuffer())).toEqual(TINY_PNG);
+    const prodigy = await fetch(task.image, { headers: { Origin: 'https://prodigy.acme.com' } });
+    expect(prodigy.headers.get('access-control-allow-origin')).toBe('https://prodigy.acme.com');
+    const page = await fetch(task.image, { headers: { Origin: 'http://localhost:8080' } });
+    expect(page.status).toBe(403);
+    // The key behind the URLs was made on first use, readable by its owner only.
+    expect((await stat(join(config, 'sluice', 'media.key'))).mode & 0o777).toBe(0o600);
     run.child.kill('SIGINT');
     expect(await run.closed).toBe(130);
   });
+
+  it('checks the checkpoint before the first task: a path it cannot write fails at once', async () => {
+    const data = join(dir, 'unwritable');
+    await mkdir(data);
+    await writeFile(join(data, 'a.txt'), 'a\n');
+    const blocker = join(dir, 'blocker');
+    await writeFile(blocker, 'a file, not a folder');
+    const state = join(blocker, 'state.json');
+    const run = await runCli(cli, [data, '--state', state]);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toMatch(
+      new RegExp(`^fs-source: error: ${state}: cannot write a checkpoint here \\(`, 'm'),
+    );
+    expect(run.stderr).toMatch(/^fs-source: hint: /m);
+    const bad = join(dir, 'bad-state.json');
+    await writeFile(bad, '{"sluice":"state/1","updated":"x","items":[]}');
+    const malformed = await runCli(cli, [data, '--state', bad]);
+    expect(malformed.code).toBe(1);
+    expect(malformed.stdout).toBe('');
+    expect(malformed.stderr).toContain(`fs-source: error: ${bad}: malformed checkpoint`);
+  });
+
+  it('refuses a second run on a checkpoint another run holds, and releases it at exit', async () => {
+    const data = join(dir, 'shared');
+    await mkdir(data);
+    await writeFile(join(data, 'a.txt'), 'a\n');
+    const state = join(dir, 'shared-state', 'state.json');
+    const first = startCli(cli, [data, '--state', state, '--watch', '0.2']);
+    await first.waitFor(({ stdout }) => stdout.includes('"a"'));
+    const second = await runCli(cli, [data, '--state', state]);
+    expect(second.code).toBe(1);
+    expect(second.stdout).toBe('');
+    expect(second.stderr).toMatch(
+      new RegExp(
+        `${state}: the checkpoint is in use by another run \\(process ${first.child.pid} `,
+      ),
+    );
+    first.child.kill('SIGINT');
+    expect(await first.closed).toBe(130);
+    const third = await runCli(cli, [data, '--state', state]);
+    expect(third.code).toBe(0);
+  });
+
+  it('with --watch, stops with an error when the checkpoint cannot be saved any more', async () => {
+    const data = join(dir, 'unsaved');
+    await mkdir(data);
+    await writeFile(join(data, 'a.txt'), 'a\n');
+    const folder = join(dir, 'unsaved-state');
+    const state = join(folder, 'state.json');
+    const run = startCli(cli, [data, '--state', state, '--watch', '0.2']);
+    await run.waitFor(({ stdout }) => stdout.includes('"a"'));
+    // The checkpoint's folder turns into a file: every save fails from now on.
+    await rm(folder, { recursive: true, force: true });
+    await writeFile(folder, 'in the way');
+    // Over a MiB of new tasks, so that a pipe's reader surely has the first ones: due for a save.
+    await writeFile(join(data, 'b.txt'), `${'b'.repeat(80)}\n`.repeat(20_000));
+    expect(await run.closed).toBe(1);
+    expect(run.stderr()).toMatch(
+      new RegExp(
+        `fs-source: error: ${state}: cannot save the checkpoint \\(ENOTDIR; 4 attempts\\)`,
+      ),
+    );
+  }, 30_000);
 
   it('prints help with examples, and one-line usage errors with exit 2', async () => {
     const help = await runCli(cli, ['--help']);

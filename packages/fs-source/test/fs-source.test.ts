@@ -1,9 +1,9 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileUri } from '@sluice/core';
-import { testSource } from '@sluice/core/testing';
-import { describe, expect, it } from 'vitest';
+import { fileUri, type Task } from '@sluice/core';
+import { collect, freePort, TINY_PNG, testSource } from '@sluice/core/testing';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createFsSourceDriver, fsSource } from '../src/fs-source.js';
 
 testSource({
@@ -43,5 +43,117 @@ describe('fs source driver', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('fs source: links and files that change', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sluice-fs-links-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('neither lists nor serves what a link leads to outside the folder', async () => {
+    const root = join(dir, 'photos');
+    const secret = join(dir, 'elsewhere', 'secretdir');
+    await mkdir(join(root, 'inside'), { recursive: true });
+    await mkdir(secret, { recursive: true });
+    await writeFile(join(secret, 'private.png'), TINY_PNG);
+    await writeFile(join(root, 'inside', 'kept.png'), TINY_PNG);
+    await writeFile(join(root, 'a.png'), TINY_PNG);
+    await symlink(secret, join(root, 'linkdir'));
+    await symlink(join(secret, 'private.png'), join(root, 'linked.png'));
+    await symlink(join(root, 'inside', 'kept.png'), join(root, 'z-alias.png'));
+    const driver = await createFsSourceDriver(root);
+    const warnings: string[] = [];
+    const keys = [];
+    for await (const item of driver.list({
+      signal: new AbortController().signal,
+      warn: (message) => warnings.push(message),
+    }))
+      keys.push(item.key);
+    // A link to a file inside the folder is an item like any other.
+    expect(keys).toEqual(['a.png', 'inside/kept.png', 'z-alias.png']);
+    expect(warnings).toEqual([
+      `skipping links that lead out of ${root} or to folders, such as linkdir`,
+    ]);
+    expect(await driver.stat('linkdir/private.png')).toBeUndefined();
+    expect(await driver.stat('linked.png')).toBeUndefined();
+    expect((await driver.stat('z-alias.png'))?.size).toBe(TINY_PNG.length);
+    const source = fsSource({
+      url: root,
+      mediaPort: await freePort(),
+      mediaKeyFile: join(dir, 'key'),
+    });
+    try {
+      const images = (await collect(source)).map((task) => task.image as string);
+      expect(images).toHaveLength(3);
+      for (const url of images) expect((await fetch(url)).status).toBe(200);
+    } finally {
+      await source.close();
+    }
+  });
+
+  it('fails a file rewritten while it streams, never passing on its new lines under the old version', async () => {
+    const path = join(dir, 'big.jsonl');
+    const lines = (word: string) =>
+      Array.from({ length: 150_000 }, (_, i) => `{"text":"${word} ${i}"}\n`).join('');
+    await writeFile(path, lines('old'));
+    const listed = await createFsSourceDriver(dir);
+    const version = (await listed.stat('big.jsonl'))?.version;
+    const seen: Task[] = [];
+    const source = fsSource({ url: dir, concurrency: 1 });
+    await expect(
+      (async () => {
+        for await (const task of source) {
+          seen.push(task);
+          if (seen.length === 1) {
+            // In place, as an editor or a logger does: same file, new bytes from the start.
+            const handle = await open(path, 'r+');
+            await handle.write(lines('new'), 0);
+            await handle.close();
+          }
+        }
+      })(),
+    ).rejects.toMatchObject({
+      code: 'CHANGED',
+      message: `${fileUri(path)}: changed while it was being read`,
+    });
+    expect(seen.length).toBeGreaterThan(0);
+    expect(seen.length).toBeLessThan(150_000);
+    for (const task of seen) {
+      expect(task.text).toMatch(/^old /);
+      expect(task.meta?.version).toBe(version);
+    }
+  });
+
+  it('with --skip-errors and --state, records what went out of a rewritten file and reads its new version whole', async () => {
+    const path = join(dir, 'data', 'big.jsonl');
+    await mkdir(dirname(path));
+    const lines = (word: string) =>
+      Array.from({ length: 150_000 }, (_, i) => `{"text":"${word} ${i}"}\n`).join('');
+    await writeFile(path, lines('old'));
+    const state = join(dir, 'state.json');
+    const warnings: string[] = [];
+    let first = 0;
+    for await (const task of fsSource({
+      url: join(dir, 'data'),
+      state,
+      skipErrors: true,
+      onWarning: (message) => warnings.push(message),
+    })) {
+      if (first++ === 0) await writeFile(path, lines('new'));
+      expect(task.text).toMatch(/^old /);
+    }
+    expect(warnings.join('\n')).toMatch(
+      /skipping the rest of .*big\.jsonl after \d+ tasks: .*changed while it was being read/,
+    );
+    const saved = JSON.parse(await readFile(state, 'utf8'));
+    expect(saved.partial[fileUri(path)].tasks).toBe(first);
+    const rerun = await collect(fsSource({ url: join(dir, 'data'), state }));
+    expect(rerun).toHaveLength(150_000);
+    expect(rerun.every((task) => task.text?.startsWith('new '))).toBe(true);
   });
 });

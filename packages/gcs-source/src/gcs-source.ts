@@ -197,11 +197,14 @@ export async function createGcsSourceDriver(options: GcsSourceOptions): Promise<
   };
 }
 
-/** A read error named by the object; a 404 midway means the object was replaced. */
+/**
+ * A read error named by the object. Reads name the generation listed, so a 404 means that
+ * generation is gone: the object was replaced (core reads the new one) or removed.
+ */
 function readError(error: unknown, uri: string): Error {
   if (isMissingObject(error)) {
     return new SluiceError(`${uri}: changed or removed while it was being read`, {
-      code: 'IO',
+      code: 'CHANGED',
       connector: GCS_CONNECTOR,
       hint: 'run again: the object was replaced since it was listed',
       cause: error,

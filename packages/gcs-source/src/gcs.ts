@@ -1,6 +1,12 @@
-import { debuglog } from 'node:util';
 import { IdempotencyStrategy, Storage, type StorageOptions } from '@google-cloud/storage';
-import { requestError, SluiceError, usageError } from '@sluice/core';
+import {
+  debugLog,
+  hasUserinfo,
+  requestError,
+  SluiceError,
+  serviceUrl,
+  usageError,
+} from '@sluice/core';
 
 export const GCS_CONNECTOR = 'gcs';
 
@@ -16,10 +22,16 @@ export interface GcsConnectionOptions {
   endpoint?: string;
 }
 
-export const debug = debuglog('sluice:gcs');
+export const debug = debugLog('sluice:gcs');
 
 /** Splits `gs://bucket/prefix/` into bucket and object-name prefix. */
 export function parseGcsUrl(url: string): { bucket: string; prefix: string } {
+  if (hasUserinfo(url)) {
+    throw usageError(
+      'the Cloud Storage URL holds credentials (user:secret@bucket): they are not accepted there',
+      'use gs://bucket/prefix; credentials come from GOOGLE_APPLICATION_CREDENTIALS (or --key-file) or Application Default Credentials',
+    );
+  }
   const match = /^gs:\/\/([^/]+)\/?(.*)$/i.exec(url);
   if (!match) {
     throw usageError(
@@ -46,14 +58,13 @@ export function parseGcsUrl(url: string): { bucket: string; prefix: string } {
 export function createStorage(options: GcsConnectionOptions, idempotentWrites = false): Storage {
   if (options.storage) return options.storage;
   if (options.endpoint) {
-    try {
-      new URL(options.endpoint);
-    } catch {
-      throw usageError(
-        `not a URL: --endpoint ${options.endpoint}`,
-        'e.g. --endpoint http://127.0.0.1:4443',
-      );
-    }
+    serviceUrl(options.endpoint, '--endpoint', { example: 'http://127.0.0.1:4443' });
+  } else if (process.env.STORAGE_EMULATOR_HOST) {
+    // The client reads it itself; it may be a bare host:port.
+    serviceUrl(process.env.STORAGE_EMULATOR_HOST, 'STORAGE_EMULATOR_HOST', {
+      example: 'http://127.0.0.1:4443',
+      bare: true,
+    });
   }
   const config: StorageOptions = {
     ...(options.projectId ? { projectId: options.projectId } : {}),

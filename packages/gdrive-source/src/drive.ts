@@ -1,5 +1,4 @@
-import { debuglog } from 'node:util';
-import { requestError, SluiceError, usageError } from '@sluice/core';
+import { debugLog, requestError, SluiceError, serviceUrl, usageError } from '@sluice/core';
 import { GoogleAuth, OAuth2Client } from 'google-auth-library';
 // The Drive client alone: `googleapis` itself loads every Google API (seconds, and 200 MB).
 import { drive_v3 } from 'googleapis/build/src/apis/drive/v3.js';
@@ -12,7 +11,7 @@ export const WRITE_SCOPE = 'https://www.googleapis.com/auth/drive';
 
 export type Drive = drive_v3.Drive;
 
-export const debug = debuglog('sluice:gdrive');
+export const debug = debugLog('sluice:gdrive');
 
 /** How to reach Drive. Shared by source and sink. */
 export interface DriveConnectionOptions {
@@ -72,14 +71,9 @@ export function createDrive(options: DriveConnectionOptions, scope: string): Dri
   if (options.drive) return options.drive;
   const endpoint = options.endpoint ?? process.env.SLUICE_GDRIVE_ENDPOINT;
   if (endpoint) {
-    try {
-      new URL(endpoint);
-    } catch {
-      throw usageError(
-        `not a URL: --endpoint ${endpoint}`,
-        'e.g. --endpoint http://127.0.0.1:4480',
-      );
-    }
+    serviceUrl(endpoint, options.endpoint ? '--endpoint' : 'SLUICE_GDRIVE_ENDPOINT', {
+      example: 'http://127.0.0.1:4480',
+    });
   }
   const token = options.accessToken ?? process.env.GOOGLE_OAUTH_ACCESS_TOKEN;
   let auth: OAuth2Client | GoogleAuth;

@@ -183,7 +183,7 @@ export async function createGdriveSourceDriver(
   const rootId = start.id as string;
   const driveId = start.driveId ?? undefined;
   const root = `gdrive://${target.kind}/${rootId}`;
-  /** Media items listed, by id: the media proxy serves only these. */
+  /** Media items listed, by id, with the paths they were listed at (the media proxy names them so). */
   const media = new Map<string, DriveItem>();
 
   const itemOf = (file: DriveFile, path: string): DriveItem => {
@@ -388,6 +388,18 @@ export async function createGdriveSourceDriver(
       const range =
         from !== undefined || end !== undefined ? `bytes=${from ?? 0}-${end ?? ''}` : undefined;
       try {
+        // Drive has no conditional download: the revision is checked first, so a file
+        // replaced since it was listed is read in its new revision, never under the old one.
+        if (item.version !== undefined && from === undefined && end === undefined) {
+          const now = itemOf(await get(item.id), item.key).version;
+          if (now !== item.version) {
+            throw new SluiceError(`${item.uri}: changed since it was listed`, {
+              code: 'CHANGED',
+              connector: GDRIVE_CONNECTOR,
+              hint: 'run again: the file was replaced during the run',
+            });
+          }
+        }
         const { data } = item.exportType
           ? await drive.files.export(
               { fileId: item.id, mimeType: item.exportType },
@@ -418,11 +430,12 @@ export async function createGdriveSourceDriver(
       // Items are found by URI (an id), not by path: see resolve.
       return undefined;
     },
+    // Core asks only for items this source listed: media the proxy serves (only those this
+    // run selected), and items that changed since they were listed.
     async resolve(uri) {
-      const listed = media.get(uri.slice('gdrive://file/'.length));
-      if (!listed) return undefined;
+      const id = uri.slice('gdrive://file/'.length);
       try {
-        return itemOf(await get(listed.id), listed.key);
+        return itemOf(await get(id), media.get(id)?.key ?? '');
       } catch (error) {
         if (isNotFound(error)) return undefined;
         throw driveError(error, uri);

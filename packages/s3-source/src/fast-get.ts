@@ -3,7 +3,7 @@ import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { checkedBody, createLeanGet } from '@sluice/core';
 import { SignatureV4 } from '@smithy/signature-v4';
-import { debug, S3_CONNECTOR } from './s3.js';
+import { debug, objectChanged, S3_CONNECTOR } from './s3.js';
 
 /**
  * GetObject without the SDK's per-request machinery. Profiled on many small objects, the
@@ -113,6 +113,12 @@ export async function createFastGet(
         },
       );
       if (!response) return undefined;
+      // A server that ignores If-Match (s3rver does) still names the version it sends.
+      const answered = response.headers.etag?.replace(/"/g, '');
+      if (ifMatch && answered && answered !== ifMatch.replace(/"/g, '')) {
+        response.resume();
+        throw objectChanged(`s3://${bucket}/${key}`);
+      }
       const status = response.statusCode;
       const etag = String(response.headers.etag ?? '').replace(/"/g, '');
       const kms = String(response.headers['x-amz-server-side-encryption'] ?? '').startsWith(

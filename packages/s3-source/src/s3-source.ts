@@ -2,6 +2,7 @@ import {
   type _Object,
   GetBucketVersioningCommand,
   GetObjectCommand,
+  type GetObjectCommandOutput,
   HeadObjectCommand,
   ListObjectsV2Command,
   type ListObjectsV2CommandOutput,
@@ -24,6 +25,7 @@ import {
   createS3Client,
   debug,
   isMissingObject,
+  objectChanged,
   parseS3Url,
   S3_CONNECTOR,
   type S3ConnectionOptions,
@@ -264,8 +266,11 @@ export async function createS3SourceDriver(options: S3SourceOptions): Promise<So
     async open(item, { start, end, signal }) {
       const range =
         start !== undefined || end !== undefined ? `bytes=${start ?? 0}-${end ?? ''}` : undefined;
-      if (!versionIdOf(item.version)) {
-        const ifMatch = item.version && start ? `"${item.version}"` : undefined;
+      // Only the version listed is read: by its version id, or on condition of its ETag
+      // (If-Match); a store that ignores the condition is caught by the ETag it answers with.
+      const versionId = versionIdOf(item.version);
+      const ifMatch = !versionId && item.version ? `"${item.version}"` : undefined;
+      if (!versionId) {
         const body = await (await fastGet())?.get(`${prefix}${item.key}`, {
           range,
           ifMatch,
@@ -273,24 +278,25 @@ export async function createS3SourceDriver(options: S3SourceOptions): Promise<So
         });
         if (body) return body;
       }
+      let answer: GetObjectCommandOutput;
       try {
-        const answer = await client.send(
+        answer = await client.send(
           new GetObjectCommand({
             Bucket: bucket,
             Key: `${prefix}${item.key}`,
             Range: range,
-            // A resumed read must continue the same version it started on.
-            // (A first read takes the current object, even if it changed since the listing.)
-            ...(versionIdOf(item.version)
-              ? { VersionId: versionIdOf(item.version) }
-              : { IfMatch: item.version && start ? `"${item.version}"` : undefined }),
+            ...(versionId ? { VersionId: versionId } : { IfMatch: ifMatch }),
           }),
           { abortSignal: signal },
         );
-        return answer.Body as AsyncIterable<Uint8Array>;
       } catch (error) {
         throw s3Error(error, item.uri);
       }
+      if (ifMatch && answer.ETag && unquote(answer.ETag) !== item.version) {
+        (answer.Body as { destroy?(): void } | undefined)?.destroy?.();
+        throw objectChanged(item.uri);
+      }
+      return answer.Body as AsyncIterable<Uint8Array>;
     },
     async signedUrl(item, ttlSeconds) {
       return getSignedUrl(

@@ -1,6 +1,12 @@
-import { debuglog } from 'node:util';
 import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
-import { SluiceError, toSluiceError, usageError } from '@sluice/core';
+import {
+  debugLog,
+  hasUserinfo,
+  SluiceError,
+  serviceUrl,
+  toSluiceError,
+  usageError,
+} from '@sluice/core';
 
 export const S3_CONNECTOR = 's3';
 
@@ -18,10 +24,16 @@ export interface S3ConnectionOptions {
   profile?: string;
 }
 
-export const debug = debuglog('sluice:s3');
+export const debug = debugLog('sluice:s3');
 
 /** Splits `s3://bucket/prefix/` into bucket and key prefix. */
 export function parseS3Url(url: string): { bucket: string; prefix: string } {
+  if (hasUserinfo(url)) {
+    throw usageError(
+      'the S3 URL holds credentials (key:secret@bucket): they are not accepted there',
+      'use s3://bucket/prefix; credentials come from the AWS SDK chain (AWS_PROFILE, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, SSO)',
+    );
+  }
   const match = /^s3:\/\/([^/]+)\/?(.*)$/i.exec(url);
   if (!match) {
     throw usageError(
@@ -42,19 +54,17 @@ export function parseS3Url(url: string): { bucket: string; prefix: string } {
 /** Builds a client from the options, following the SDK's own credential and config chain. */
 export function createS3Client(options: S3ConnectionOptions): S3Client {
   if (options.client) return options.client;
-  const endpoint =
-    options.endpoint ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
-  let host = '';
-  if (endpoint) {
-    try {
-      host = new URL(endpoint).hostname.replace(/^\[|\]$/g, '');
-    } catch {
-      throw usageError(
-        `not a URL: --endpoint ${endpoint}`,
-        'e.g. --endpoint http://127.0.0.1:9000',
-      );
-    }
-  }
+  const [name, endpoint] = options.endpoint
+    ? ['--endpoint', options.endpoint]
+    : process.env.AWS_ENDPOINT_URL_S3
+      ? ['AWS_ENDPOINT_URL_S3', process.env.AWS_ENDPOINT_URL_S3]
+      : ['AWS_ENDPOINT_URL', process.env.AWS_ENDPOINT_URL];
+  const host = endpoint
+    ? new URL(serviceUrl(endpoint, name, { example: 'http://127.0.0.1:9000' })).hostname.replace(
+        /^\[|\]$/g,
+        '',
+      )
+    : '';
   const config: S3ClientConfig = {
     ...(options.region ? { region: options.region } : {}),
     ...(options.endpoint ? { endpoint: options.endpoint } : {}),
@@ -86,6 +96,16 @@ const AUTH_ERRORS = new Set([
   'ExpiredToken',
   'InvalidToken',
 ]);
+
+/** The object is no longer the version listed (its ETag differs): core reads it again, or fails it. */
+export function objectChanged(uri: string, cause?: unknown): SluiceError {
+  return new SluiceError(`${uri}: changed while it was being read`, {
+    code: 'CHANGED',
+    connector: S3_CONNECTOR,
+    hint: 'run again: the object was replaced during the read',
+    cause,
+  });
+}
 
 /** Whether an SDK error says the object is absent (a missing bucket is a real error). */
 export function isMissingObject(error: unknown): boolean {
@@ -147,15 +167,7 @@ export function s3Error(error: unknown, what: string): SluiceError {
       cause: error,
     });
   }
-  if (name === 'PreconditionFailed' || status === 412) {
-    return new SluiceError(`${what}: changed while it was being read`, {
-      code: 'IO',
-      connector: S3_CONNECTOR,
-      hint: 'run again: the object was replaced during the read',
-      cause: error,
-      retryable: false,
-    });
-  }
+  if (name === 'PreconditionFailed' || status === 412) return objectChanged(what, error);
   const failure = toSluiceError(error, S3_CONNECTOR);
   const network = /ECONNREFUSED|ENOTFOUND|EAI_AGAIN/.test(
     `${(error as { code?: string })?.code} ${e?.message}`,

@@ -1,7 +1,12 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PutBucketVersioningCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import {
+  HeadObjectCommand,
+  PutBucketVersioningCommand,
+  PutObjectCommand,
+} from '@aws-sdk/client-s3';
+import type { Task } from '@sluice/core';
 import { collect, TINY_PNG } from '@sluice/core/testing';
 import { S3_SERVERS, useS3 } from '@sluice/testkit';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -63,6 +68,30 @@ describe.each(S3_SERVERS)('s3 source on %s', (name) => {
     expect(tasks.map((task) => [task.text, task.meta?.source])).toEqual([
       ['only this', 's3://raw/one/a.txt'],
     ]);
+  });
+  it('reads an object replaced after it was listed in its new version, through the SDK too', async () => {
+    const put = (key: string, body: string) =>
+      kit.s3.send(new PutObjectCommand({ Bucket: 'raw', Key: `replaced/${key}`, Body: body }));
+    for (const fastGet of [false, true]) {
+      await put('a.txt', 'first\n');
+      await put('b.txt', 'before\n');
+      const seen: Task[] = [];
+      for await (const task of s3Source({
+        url: 's3://raw/replaced/',
+        client: kit.s3,
+        fastGet,
+        concurrency: 1,
+        order: 'listing',
+      })) {
+        seen.push(task);
+        if (task.text === 'first') await put('b.txt', 'after\n');
+      }
+      const head = await kit.s3.send(
+        new HeadObjectCommand({ Bucket: 'raw', Key: 'replaced/b.txt' }),
+      );
+      expect(seen.map((task) => task.text)).toEqual(['first', 'after']);
+      expect(seen[1]?.meta?.version).toBe(head.ETag?.replace(/"/g, ''));
+    }
   });
 });
 

@@ -8,13 +8,64 @@
  *   Data Center    https://docs.atlassian.com/ConfluenceServer/rest/
  *   CQL            https://developer.atlassian.com/cloud/confluence/advanced-searching-using-cql/
  *
- * One store, two mounts. Cloud lives under `/wiki` (v2 at /wiki/api/v2, v1 at /wiki/rest/api,
- * files at /wiki/download/attachments); Data Center under the context path `/confluence`
- * (v1 at /confluence/rest/api, files at /confluence/download/attachments).
+ * One store, three mounts. The Cloud site lives under `/wiki` (v2 at /wiki/api/v2, v1 at
+ * /wiki/rest/api); the Cloud API gateway (api.atlassian.com) under
+ * `/ex/confluence/{cloudId}/wiki`; Data Center under the context path `/confluence` (v1 at
+ * /confluence/rest/api, files at /confluence/download/attachments).
  *
- * Every route needs `Authorization: Basic base64(email:apiToken)` for a pair from `addUser`, or
- * `Authorization: Bearer <token>` for a token from `addToken`; otherwise 401 with a
- * WWW-Authenticate challenge and the API's 401 body (the credential is never echoed).
+ * Credentials, by mount (anything else is 401 with a WWW-Authenticate challenge and the API's
+ * 401 body, never echoing the credential):
+ *   site (/wiki)          Basic email:token with a classic API token (`addUser`)
+ *   gateway               Basic email:token with a scoped API token (`addUser(…, {scoped})`),
+ *                         or Bearer with an OAuth 2.0 (3LO) access token (`grantOAuth`)
+ *   Data Center           Basic (`addUser`), or Bearer with a personal access token (`addToken`)
+ *
+ * Cloud as it really answers, each behaviour with its source:
+ * - The old file path /wiki/download/attachments/{pageId}/{file} refuses API callers (tokens
+ *   and OAuth alike) with 401 and `WWW-Authenticate: OAuth realm="<site>/wiki"`; the working
+ *   route is GET /wiki/rest/api/content/{pageId}/child/attachment/{attId}/download, which
+ *   answers 302 to a media host on another origin serving the bytes for a token in its URL.
+ *   Data Center keeps the old path and has no REST download route (404).
+ *   Atlassian changelog CHANGE-3007; atlassian-python-api #1640 (and commit e7ce9a4);
+ *   pchuri/confluence-cli #198/#199 (302 to api.media.atlassian.com); epam/dm.ai #252 (the
+ *   401 and its challenge); mcp-atlassian #1368; CONFSERVER-94115 (Data Center).
+ * - OAuth (3LO) tokens and scoped API tokens work only through the gateway
+ *   (https://api.atlassian.com/ex/confluence/{cloudId}); the site refuses them, and the
+ *   gateway refuses classic tokens (an inference: no source shows a classic token there).
+ *   The cloud id comes from the site's public GET /_edge/tenant_info ({"cloudId"}) or from
+ *   GET /oauth/token/accessible-resources. Developer docs "OAuth 2.0 (3LO) apps" and "Scoped
+ *   API tokens"; atlassian-python-api docs/confluence.rst; confluence.js
+ *   src/core/oauth/helpers.ts; Atlassian KB "Retrieve my Atlassian site's cloud ID".
+ * - Through the gateway, v2 `_links.next` (and the Link header) are `/wiki/api/v2/…?cursor=`
+ *   without the /ex/confluence/{cloudId} prefix, and `_links.base` is the site's
+ *   https://<site>.atlassian.net/wiki, which browsers open. atlassian-python-api #1655 and
+ *   #1546, tests/test_confluence_cursor_pagination.py.
+ * - POST /oauth/token (auth.atlassian.com) takes JSON {grant_type: refresh_token, client_id,
+ *   client_secret, refresh_token} and answers {access_token, refresh_token, expires_in, scope,
+ *   token_type}; refresh tokens rotate (a spent one is 403 {"error":"unauthorized_client"}).
+ *   Access tokens expire after `expires_in` (3600) seconds, then 401. Developer docs "OAuth
+ *   2.0 (3LO) apps", rotating refresh tokens; confluence.js src/core/oauth/helpers.ts.
+ * - CQL reads dates in the searching user's time zone (`timeZone`, default
+ *   America/Los_Angeles, west of UTC), and GET /wiki/rest/api/user/current tells it as
+ *   `timeZone` (Data Center's user has no such field). CQL field reference (created,
+ *   lastmodified); confluence.js src/v1/models/user.ts.
+ * - `order by` takes created, lastmodified and title, the fields the CQL keyword reference
+ *   orders by in its examples; `order by id` is refused here (unverified on Cloud).
+ * - 429, with `Retry-After` (seconds) and `X-RateLimit-Reset` (yyyy-MM-ddTHH:mmZ), or with
+ *   neither; a request sent again before Retry-After has passed is refused again for the rest
+ *   of it. Developer docs "Rate limiting" (Confluence Cloud), JRACLOUD-69262. The body is the
+ *   route's error body with "Rate limit exceeded" (an inference: no source shows it).
+ * - v2 page lists (GET /pages, /spaces/{id}/pages) hold current and archived pages unless
+ *   `status` asks otherwise (the API reference's default); archived pages stay readable by
+ *   id, leave CQL search, give up their title, and refuse edits with 400 (the last three are
+ *   inferences). confluence.js src/v2/parameters/getPages.ts.
+ * - Folders: GET /pages/{id}/children lists pages only, so a folder below a page (and what it
+ *   holds) is left out; GET /pages/{id}/direct-children and /folders/{id}/direct-children list
+ *   pages and folders with their `type`; GET /folders/{id}. v2 reference (children group);
+ *   confluence.js src/v2/api/children.ts.
+ * - A multipart `comment` part without `charset=utf-8` is read as ISO-8859-1. The v1
+ *   attachment reference's note on RFC 7578 (as quoted in confluence.js
+ *   src/v1/api/contentAttachments.ts).
  *
  * Covered, Cloud v2 (cursor pages: `limit` 1..250, default 25, anything else 400; opaque
  * `cursor`, a bad one 400; more results give `_links.next`, an origin-relative URL keeping the
@@ -39,6 +90,8 @@
  *          https://developer.atlassian.com/cloud/confluence/rest/v2/api-group-version/#api-pages-id-versions-get
  * - GET    /wiki/api/v2/pages/{id}/children     by position (creation order)
  *          https://developer.atlassian.com/cloud/confluence/rest/v2/api-group-children/#api-pages-id-children-get
+ * - GET    /wiki/api/v2/pages/{id}/direct-children, /wiki/api/v2/folders/{id}/direct-children,
+ *          /wiki/api/v2/folders/{id}   (see Folders above)
  * - GET    /wiki/api/v2/pages/{id}/labels       prefix global
  *          https://developer.atlassian.com/cloud/confluence/rest/v2/api-group-label/#api-pages-id-labels-get
  * - GET    /wiki/api/v2/pages/{id}/attachments  filename=, mediaType=
@@ -70,15 +123,19 @@
  * - PUT    …/rest/api/content/{id}/child/attachment   the same, adding a version to a file name
  *          in use. Both need `X-Atlassian-Token: no-check` (or nocheck), else 403
  *          https://developer.atlassian.com/cloud/confluence/rest/v1/api-group-content---attachments/
+ * - GET    …/rest/api/content/{pageId}/child/attachment/{attId}/download   (see above)
+ * - GET    …/rest/api/user/current              the caller (Cloud: with `timeZone`)
+ * - GET    /_edge/tenant_info, POST /oauth/token, GET /oauth/token/accessible-resources
+ *          (see above; on Atlassian these are the site, auth.atlassian.com and api.atlassian.com)
  * - GET    …/rest/api/space/{key}, …/rest/api/space?spaceKey=   a space (id, key, name, homepage)
  *          https://developer.atlassian.com/cloud/confluence/rest/v1/api-group-space/
- * - GET    /wiki/download/attachments/{pageId}/{filename}?version=N and the same under
- *          /confluence: the bytes (latest version without `version`), Content-Type,
- *          Content-Length, Content-Disposition
+ * - GET    /confluence/download/attachments/{pageId}/{filename}?version=N: the bytes (latest
+ *          version without `version`), Content-Type, Content-Length, Content-Disposition; on
+ *          Cloud's mounts 401 (see above)
  *
  * The CQL subset, keywords and field names in any case:
  *   query   := expr? ('order' 'by' order (',' order)*)?        (an empty expr is 400)
- *   order   := ('id' | 'title' | 'created' | 'lastmodified') ('asc' | 'desc')?
+ *   order   := ('title' | 'created' | 'lastmodified') ('asc' | 'desc')?
  *   expr    := and ('or' and)*
  *   and     := unary (('and' | 'and' 'not' | 'not') unary)*     (infix `not` means "and not")
  *   unary   := 'not' unary | '(' expr ')' | clause
@@ -90,17 +147,20 @@
  *   title (= != case-insensitive equality; ~ !~ case-insensitive substring, `*` ignored),
  *   text (~ !~: title or tag-stripped body contains, case-insensitive),
  *   created, lastmodified (= != > >= < <= against "yyyy-MM-dd", "yyyy/MM/dd",
- *   "yyyy-MM-dd HH:mm" or "yyyy/MM/dd HH:mm", read as UTC and compared at minute resolution).
+ *   "yyyy-MM-dd HH:mm" or "yyyy/MM/dd HH:mm", read in the user's time zone and compared at
+ *   minute resolution).
  * Anything else (unknown fields, operators a field lacks, functions such as now()) is 400
  * "Could not parse cql : <cql>". Results are current pages the caller can see, by id unless
- * ordered.
+ * ordered (and by id among equals).
  *
  * Errors: v2 `{"errors":[{"status","code","title","detail":null}]}`; v1 `{"statusCode","data":
  * {"authorized","valid","errors":[],"successful":false},"message","reason"}`. `restrict(id)`
  * hides a page as Confluence hides pages the caller may not see: 404 to reads (and gone from
  * lists and search), 403 to writes.
  *
- * Not covered: blog posts, comments, drafts, trash and purge of pages, page deletion, other body
+ * Not covered: OAuth scopes (every token may call every route), whiteboards, databases and
+ * embeds, folder creation through the API, blog posts, comments, drafts, trash and purge of
+ * pages, page deletion, other body
  * formats (atlas_doc_format and view answer an empty body), content properties, restrictions
  * as a resource, users and groups, space creation through the API, webhooks, the v2
  * attachment upload (v2 has none; v1 is used, as on Cloud), sort orders other than id on v2.
@@ -113,11 +173,19 @@ import { LoopbackServer, readBody, sendJson } from './loopback.js';
 export interface ConfluenceServerOptions {
   /** Largest v1 `limit` honoured; larger ones are silently lowered to it (default 100). */
   v1LimitCap?: number;
+  /** The account's time zone, in which CQL reads dates (default America/Los_Angeles, west of UTC). */
+  timeZone?: string;
+  /** The site's cloud id, as `_edge/tenant_info` tells it (default a random UUID). */
+  cloudId?: string;
 }
 
-/** A page as the seeding and inspection methods see it. */
+/** A page (or a Cloud folder) as the seeding and inspection methods see it. */
 export interface ConfluencePage {
   id: string;
+  /** `folder` for a Cloud folder: a titled node of the tree without a body or versions of its own. */
+  type: 'page' | 'folder';
+  /** `archived` pages stay readable by id but leave searches and current lists. */
+  status: 'current' | 'archived';
   spaceId: string;
   spaceKey: string;
   title: string;
@@ -182,6 +250,8 @@ interface PageVersion {
 
 interface StoredPage {
   id: string;
+  type: 'page' | 'folder';
+  status: 'current' | 'archived';
   spaceId: string;
   parentId: string | null;
   position: number;
@@ -214,19 +284,26 @@ interface StoredAttachment {
 
 type Api = 'v1' | 'v2';
 
+/** How a caller proved who it is; each mount takes only some kinds. */
+type Credential = 'api-token' | 'scoped-token' | 'pat' | 'oauth';
+
 /** One request, with where it came in. */
 interface Call {
   req: IncomingMessage;
   res: ServerResponse;
   url: URL;
   api: Api;
-  /** `/wiki` (Cloud) or `/confluence` (Data Center). */
+  /** `/wiki` (Cloud, on the site or through the gateway) or `/confluence` (Data Center). */
   context: string;
+  /** `/ex/confluence/{cloudId}` through the API gateway, else empty. */
+  prefix: string;
   cloud: boolean;
   account: Account;
 }
 
 const V2_MAX_LIMIT = 250;
+/** What v2 page lists hold when no `status` is asked for (the API's documented default). */
+const V2_STATUSES = ['current', 'archived'];
 const DEFAULT_LIMIT = 25;
 const MAX_IDS = 250;
 const SEED_ACCOUNT: Account = {
@@ -242,6 +319,7 @@ const REASONS: Record<number, [code: string, reason: string]> = {
   404: ['NOT_FOUND', 'Not Found'],
   405: ['METHOD_NOT_ALLOWED', 'Method Not Allowed'],
   409: ['CONFLICT', 'Conflict'],
+  429: ['TOO_MANY_REQUESTS', 'Too Many Requests'],
   413: ['PAYLOAD_TOO_LARGE', 'Payload Too Large'],
   415: ['UNSUPPORTED_MEDIA_TYPE', 'Unsupported Media Type'],
   500: ['INTERNAL_SERVER_ERROR', 'Internal Server Error'],
@@ -254,6 +332,8 @@ class ApiError extends Error {
     message: string,
     /** The v2 `code`, when not the status's own. */
     readonly code?: string,
+    /** Headers the answer carries (Retry-After, a challenge). */
+    readonly headers: Record<string, string> = {},
   ) {
     super(message);
   }
@@ -419,6 +499,7 @@ function tokenizeCql(cql: string): Token[] {
 /** What a CQL clause sees of a page. */
 interface Searchable {
   id: string;
+  type: 'page' | 'folder';
   spaceKey: string;
   title: string;
   body: string;
@@ -430,23 +511,55 @@ interface Searchable {
 }
 
 type Predicate = (page: Searchable) => boolean;
-type Order = { field: 'id' | 'title' | 'created' | 'lastmodified'; desc: boolean };
+type Order = { field: 'title' | 'created' | 'lastmodified'; desc: boolean };
 
-/** "yyyy-MM-dd", "yyyy/MM/dd", either with " HH:mm": the minute it names, in UTC. */
-function cqlMinute(text: string, cql: string): number {
+/** How far `zone`'s clocks are ahead of UTC at `time` (negative west of UTC). */
+function zoneOffsetMs(time: number, zone: string): number {
+  const parts = Object.fromEntries(
+    new Intl.DateTimeFormat('en-US', {
+      timeZone: zone,
+      hourCycle: 'h23',
+      year: 'numeric',
+      month: 'numeric',
+      day: 'numeric',
+      hour: 'numeric',
+      minute: 'numeric',
+      second: 'numeric',
+    })
+      .formatToParts(time)
+      .map((p) => [p.type, Number(p.value)]),
+  ) as Record<string, number>;
+  const wall = Date.UTC(
+    parts.year as number,
+    (parts.month as number) - 1,
+    parts.day,
+    parts.hour,
+    parts.minute,
+    parts.second,
+  );
+  return wall - Math.floor(time / 1000) * 1000;
+}
+
+/**
+ * "yyyy-MM-dd", "yyyy/MM/dd", either with " HH:mm": the minute it names on the clocks of
+ * `zone` (CQL reads dates in the searching user's time zone), as a UTC time.
+ */
+function cqlMinute(text: string, cql: string, zone: string): number {
   const m = /^(\d{4})[-/](\d{1,2})[-/](\d{1,2})(?:\s+(\d{1,2}):(\d{2}))?$/.exec(text.trim());
   if (!m) throw cqlError(cql);
   const [, y, mo, d, h, mi] = m.map(Number) as number[];
   if ((h || 0) > 23 || (mi || 0) > 59) throw cqlError(cql);
-  const time = Date.UTC(y as number, (mo as number) - 1, d, h || 0, mi || 0);
-  const check = new Date(time);
+  const wall = Date.UTC(y as number, (mo as number) - 1, d, h || 0, mi || 0);
+  const check = new Date(wall);
   if (check.getUTCMonth() !== (mo as number) - 1 || check.getUTCDate() !== d) throw cqlError(cql);
-  return time;
+  const guess = wall - zoneOffsetMs(wall, zone);
+  return wall - zoneOffsetMs(guess, zone);
 }
 
 const toMinute = (time: number) => Math.floor(time / 60_000) * 60_000;
 
-export function parseCql(cql: string): { where: Predicate; order: Order[] } {
+/** Parses the CQL subset; dates are read on the clocks of `zone` (default UTC). */
+export function parseCql(cql: string, zone = 'UTC'): { where: Predicate; order: Order[] } {
   const tokens = tokenizeCql(cql);
   let at = 0;
   const peek = () => tokens[at];
@@ -486,7 +599,7 @@ export function parseCql(cql: string): { where: Predicate; order: Order[] } {
   };
   const dateField = (op: string, values: string[], of: (page: Searchable) => number) => {
     if (!['=', '!=', '<', '<=', '>', '>='].includes(op)) throw cqlError(cql);
-    const bound = cqlMinute(values[0] as string, cql);
+    const bound = cqlMinute(values[0] as string, cql, zone);
     return (page: Searchable) => {
       const t = toMinute(of(page));
       switch (op) {
@@ -533,7 +646,7 @@ export function parseCql(cql: string): { where: Predicate; order: Order[] } {
     const list = op === 'in' || op === 'not in';
     switch (field) {
       case 'type':
-        return setField(op, values, () => ['page']);
+        return setField(op, values, (p) => [p.type]);
       case 'space':
       case 'space.key':
         return setField(op, values, (p) => [p.spaceKey]);
@@ -617,7 +730,8 @@ export function parseCql(cql: string): { where: Predicate; order: Order[] } {
     do {
       if (order.length) at++;
       const field = peek()?.kind === 'word' ? peek()?.text.toLowerCase() : undefined;
-      if (field !== 'id' && field !== 'title' && field !== 'created' && field !== 'lastmodified') {
+      // The orderings Atlassian's CQL reference shows; others (id among them) are refused here.
+      if (field !== 'title' && field !== 'created' && field !== 'lastmodified') {
         throw cqlError(cql);
       }
       at++;
@@ -634,6 +748,48 @@ export function parseCql(cql: string): { where: Predicate; order: Order[] } {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The media host
+
+/**
+ * Where Cloud's REST download route redirects: another origin (api.media.atlassian.com on
+ * Cloud) serving the bytes for a short-lived token in the URL. It keeps the Authorization
+ * headers it sees, so that tests can check no Confluence credential followed the redirect.
+ */
+class MediaHost extends LoopbackServer {
+  readonly authorizations: string[] = [];
+  private readonly files = new Map<
+    string,
+    { bytes: Buffer; mediaType: string; filename: string; expires: number }
+  >();
+
+  /** A URL serving these bytes for a minute. */
+  link(file: { bytes: Buffer; mediaType: string; filename: string }): string {
+    const token = randomBytes(18).toString('base64url');
+    this.files.set(token, { ...file, expires: Date.now() + 60_000 });
+    return `${this.url}/file/${randomUUID()}/binary?token=${token}&name=${encodeURIComponent(file.filename)}`;
+  }
+
+  protected async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://placeholder');
+    if (req.headers.authorization) this.authorizations.push(req.headers.authorization);
+    const file = this.files.get(url.searchParams.get('token') ?? '');
+    if (!/^\/file\/[^/]+\/binary$/.test(url.pathname) || !file || file.expires < Date.now()) {
+      return sendJson(res, 401, { error: 'Unauthorized' });
+    }
+    res.writeHead(200, {
+      'Content-Type': file.mediaType,
+      'Content-Length': file.bytes.length,
+      'Content-Disposition': `attachment; filename*=UTF-8''${encodeURIComponent(file.filename)}`,
+    });
+    res.end(req.method === 'HEAD' ? undefined : file.bytes);
+  }
+
+  protected fail(res: ServerResponse, error: unknown): void {
+    sendJson(res, 500, { error: (error as Error).message });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // The server
 
 export class ConfluenceServer extends LoopbackServer {
@@ -641,9 +797,25 @@ export class ConfluenceServer extends LoopbackServer {
   private readonly pagesById = new Map<string, StoredPage>();
   private readonly attachmentsById = new Map<string, StoredAttachment>();
   private readonly labelIds = new Map<string, string>();
-  private readonly users = new Map<string, { token: string; account: Account }>();
+  private readonly users = new Map<
+    string,
+    { token: string; account: Account; credential: Credential }
+  >();
   private readonly tokens = new Map<string, Account>();
+  private readonly oauthClients = new Map<string, string>();
+  private readonly accessTokens = new Map<
+    string,
+    { account: Account; clientId: string; expires: number }
+  >();
+  private readonly refreshTokens = new Map<string, { account: Account; clientId: string }>();
+  private readonly throttles: Array<{ left: number; retryAfter?: number; method?: string }> = [];
+  /** A throttled caller that comes back before its Retry-After is refused again until then. */
+  private blockedUntil = 0;
+  private readonly media = new MediaHost();
+  readonly cloudId: string;
+  readonly timeZone: string;
   private nextId = 65537;
+  private lastSeeded = 0;
   private nextPosition = 0;
   /** Labels have ids of their own, shared by every page with that label. */
   private nextLabelId = 1;
@@ -652,27 +824,85 @@ export class ConfluenceServer extends LoopbackServer {
 
   constructor(private readonly options: ConfluenceServerOptions = {}) {
     super();
+    this.cloudId = options.cloudId ?? randomUUID();
+    this.timeZone = options.timeZone ?? 'America/Los_Angeles';
+  }
+
+  override async listen(port = 0, host = '127.0.0.1'): Promise<string> {
+    await this.media.listen(0, host);
+    return super.listen(port, host);
+  }
+
+  override async close(): Promise<void> {
+    await Promise.all([super.close(), this.media.close()]);
+  }
+
+  /** The API gateway's base for this site, as OAuth apps and scoped tokens must call it. */
+  get gatewayBase(): string {
+    return `${this.url}/ex/confluence/${this.cloudId}`;
+  }
+
+  /** The `Authorization` headers the media host saw (a Confluence credential must never reach it). */
+  get mediaAuthorizations(): string[] {
+    return [...this.media.authorizations];
   }
 
   // -------------------------------------------------------------------------------------------
   // Seeding and inspection
 
-  /** Accepts `Authorization: Basic base64(email:token)`. */
-  addUser(email: string, token: string): void {
+  /**
+   * Accepts `Authorization: Basic base64(email:token)`: a classic API token on the site (and
+   * Data Center's mount), or with `scoped` a scoped API token, which only the gateway takes.
+   */
+  addUser(email: string, token: string, options: { scoped?: boolean } = {}): void {
     const name = email.split('@')[0] ?? email;
     this.users.set(email, {
       token,
       account: { accountId: `557058:${randomUUID()}`, displayName: name, username: email },
+      credential: options.scoped ? 'scoped-token' : 'api-token',
     });
   }
 
-  /** Accepts `Authorization: Bearer <token>` (an OAuth access token or a personal access token). */
+  /** Accepts `Authorization: Bearer <token>` as a Data Center personal access token. */
   addToken(token: string): void {
     this.tokens.set(token, {
       accountId: `557058:${randomUUID()}`,
       displayName: 'Token User',
       username: `token-${this.tokens.size + 1}`,
     });
+  }
+
+  /** Registers an OAuth 2.0 (3LO) app, whose refresh tokens `/oauth/token` exchanges. */
+  addOAuthClient(clientId: string, clientSecret: string): void {
+    this.oauthClients.set(clientId, clientSecret);
+  }
+
+  /**
+   * What an app holds once a user consented: an access token living `expiresIn` seconds
+   * (default 3600), accepted only through the gateway, and a rotating refresh token.
+   */
+  grantOAuth(clientId: string, expiresIn = 3600): { accessToken: string; refreshToken: string } {
+    if (!this.oauthClients.has(clientId)) throw new Error(`no OAuth client ${clientId}`);
+    const account: Account = {
+      accountId: `557058:${randomUUID()}`,
+      displayName: 'OAuth User',
+      username: `oauth-${this.accessTokens.size + 1}`,
+    };
+    return this.issueOAuth(account, clientId, expiresIn);
+  }
+
+  /** Every access token issued so far expires now (refresh tokens stay good). */
+  expireOAuthTokens(): void {
+    for (const token of this.accessTokens.values()) token.expires = 0;
+  }
+
+  /**
+   * The next `count` requests (of `method`, if given) answer 429. With `retryAfter` (seconds)
+   * the answer carries Retry-After and X-RateLimit-Reset, and a request sent before that time
+   * is refused again; without, it carries neither, as Atlassian's docs allow.
+   */
+  throttle(count: number, options: { retryAfter?: number; method?: string } = {}): void {
+    this.throttles.push({ left: count, ...options });
   }
 
   addSpace(key: string, name = key): { id: string; key: string } {
@@ -683,8 +913,9 @@ export class ConfluenceServer extends LoopbackServer {
   }
 
   /**
-   * Adds a page as version 1, made at `modified` (default now). The space's first page without
-   * a parent becomes its homepage. Titles must be unique among the space's pages.
+   * Adds a page as version 1, made at `modified` (default now, and after the page seeded last).
+   * The space's first page without a parent becomes its homepage. Titles must be unique among
+   * the space's current pages.
    */
   addPage(spec: {
     space: string;
@@ -702,7 +933,9 @@ export class ConfluenceServer extends LoopbackServer {
       throw new Error(`no page ${spec.parentId} in ${spec.space}`);
     }
     if (this.titleTaken(space.id, spec.title)) throw new Error(`title in use: ${spec.title}`);
-    const modified = spec.modified ?? new Date();
+    // Pages seeded without times are made a millisecond apart at least, as a clock would.
+    const modified = spec.modified ?? new Date(Math.max(Date.now(), this.lastSeeded + 1));
+    if (!spec.modified) this.lastSeeded = modified.getTime();
     const page = this.insertPage(
       space.id,
       spec.title,
@@ -715,6 +948,34 @@ export class ConfluenceServer extends LoopbackServer {
     page.labels = [...new Set(spec.labels ?? [])];
     for (const label of page.labels) this.labelId(label);
     return page.id;
+  }
+
+  /** Adds a Cloud folder (below a page or folder, or at the top of the space). */
+  addFolder(spec: { space: string; title: string; parentId?: string }): string {
+    const space = this.spaceByKey(spec.space);
+    if (!space) throw new Error(`no space ${spec.space}`);
+    if (spec.parentId && this.pagesById.get(spec.parentId)?.spaceId !== space.id) {
+      throw new Error(`no page or folder ${spec.parentId} in ${spec.space}`);
+    }
+    const now = iso(Date.now());
+    return this.insertPage(
+      space.id,
+      spec.title,
+      '',
+      spec.parentId ?? null,
+      SEED_ACCOUNT,
+      now,
+      now,
+      '',
+      'folder',
+    ).id;
+  }
+
+  /** Archives a page: readable by id, left out of searches and of lists asking for current pages. */
+  archive(id: string): void {
+    const page = this.pagesById.get(id);
+    if (!page) throw new Error(`no page ${id}`);
+    page.status = 'archived';
   }
 
   /** Adds a version, as a user's edit would; `modified` (default now) is its time. */
@@ -821,6 +1082,8 @@ export class ConfluenceServer extends LoopbackServer {
     const current = lastOf(page.versions);
     return {
       id: page.id,
+      type: page.type,
+      status: page.status,
       spaceId: page.spaceId,
       spaceKey: (this.spaces.get(page.spaceId) as StoredSpace).key,
       title: current.title,
@@ -841,9 +1104,16 @@ export class ConfluenceServer extends LoopbackServer {
     };
   }
 
+  /** Whether a current page of the space holds the title (archived pages give theirs up). */
   private titleTaken(spaceId: string, title: string, except?: string): boolean {
     for (const page of this.pagesById.values()) {
-      if (page.spaceId === spaceId && page.id !== except && lastOf(page.versions).title === title)
+      if (
+        page.spaceId === spaceId &&
+        page.id !== except &&
+        page.type === 'page' &&
+        page.status === 'current' &&
+        lastOf(page.versions).title === title
+      )
         return true;
     }
     return false;
@@ -858,9 +1128,12 @@ export class ConfluenceServer extends LoopbackServer {
     createdAt: string,
     modifiedAt: string,
     message = '',
+    type: 'page' | 'folder' = 'page',
   ): StoredPage {
     const page: StoredPage = {
       id: this.newId(),
+      type,
+      status: 'current',
       spaceId,
       parentId,
       position: this.nextPosition++,
@@ -882,7 +1155,9 @@ export class ConfluenceServer extends LoopbackServer {
     };
     this.pagesById.set(page.id, page);
     const space = this.spaces.get(spaceId) as StoredSpace;
-    if (space.homepageId === null && parentId === null) space.homepageId = page.id;
+    if (space.homepageId === null && parentId === null && type === 'page') {
+      space.homepageId = page.id;
+    }
     return page;
   }
 
@@ -947,10 +1222,10 @@ export class ConfluenceServer extends LoopbackServer {
       .sort((a, b) => a.position - b.position);
   }
 
-  /** A page the caller may read: a restricted one is as missing. */
-  private readable(id: string, api: Api): StoredPage {
+  /** A page (or folder) the caller may read: a restricted one is as missing. */
+  private readable(id: string, api: Api, type: 'page' | 'folder' = 'page'): StoredPage {
     const page = this.pagesById.get(id);
-    if (!page || page.restricted) {
+    if (!page || page.restricted || page.type !== type) {
       throw notFound(api === 'v2' ? 'Not Found' : `No content found with id: ContentId{id=${id}}`);
     }
     return page;
@@ -959,7 +1234,7 @@ export class ConfluenceServer extends LoopbackServer {
   /** A page the caller may write: a restricted one is 403. */
   private writable(id: string, api: Api): StoredPage {
     const page = this.pagesById.get(id);
-    if (!page) {
+    if (page?.type !== 'page') {
       throw notFound(api === 'v2' ? 'Not Found' : `No content found with id: ContentId{id=${id}}`);
     }
     if (page.restricted) {
@@ -977,6 +1252,7 @@ export class ConfluenceServer extends LoopbackServer {
     const current = lastOf(page.versions);
     return {
       id: page.id,
+      type: page.type,
       spaceKey: (this.spaces.get(page.spaceId) as StoredSpace).key,
       title: current.title,
       body: current.body,
@@ -1023,7 +1299,19 @@ export class ConfluenceServer extends LoopbackServer {
     const method = req.method ?? 'GET';
     this.requests.push({ method, path: `${path}${url.search}`, query: url.searchParams });
 
-    const mount = /^\/(wiki|confluence)(\/.*)$/.exec(path);
+    if (path === '/_edge/tenant_info' && method === 'GET') {
+      return sendJson(res, 200, { cloudId: this.cloudId });
+    }
+    if (path === '/oauth/token' && method === 'POST') return this.oauthToken(req, res);
+    if (path === '/oauth/token/accessible-resources' && method === 'GET') {
+      return this.accessibleResources(req, res);
+    }
+    const gateway = /^\/ex\/confluence\/([^/]+)(\/wiki\/.*)$/.exec(path);
+    if (gateway && gateway[1] !== this.cloudId) {
+      return sendJson(res, 404, { code: 404, message: 'Not Found' });
+    }
+    const prefix = gateway ? `/ex/confluence/${gateway[1]}` : '';
+    const mount = /^\/(wiki|confluence)(\/.*)$/.exec(path.slice(prefix.length));
     const context = mount ? `/${mount[1]}` : '';
     const rest = mount?.[2] ?? '';
     const cloud = context === '/wiki';
@@ -1035,12 +1323,19 @@ export class ConfluenceServer extends LoopbackServer {
       return;
     }
     this.apis.set(res, api);
-    const account = this.authenticate(req);
-    const call: Call = { req, res, url, api, context, cloud, account };
+    const account = this.authenticate(req, prefix ? 'gateway' : cloud ? 'site' : 'datacenter');
+    const call: Call = { req, res, url, api, context, prefix, cloud, account };
+    this.throttled(method);
 
     let m = /^\/download\/attachments\/(\d+)\/([^/]+)$/.exec(rest);
     if (m) {
       if (method !== 'GET' && method !== 'HEAD') throw new ApiError(405, 'Method Not Allowed');
+      // Cloud serves this path to browser sessions only; API tokens and OAuth get 401.
+      if (cloud) {
+        throw new ApiError(401, 'This request requires authentication', undefined, {
+          'WWW-Authenticate': `OAuth realm="${this.url}/wiki"`,
+        });
+      }
       return this.download(call, m[1] as string, decodeURIComponent(m[2] as string));
     }
     if (api === 'v2') return this.routeV2(call, method, rest.slice('/api/v2'.length));
@@ -1048,20 +1343,119 @@ export class ConfluenceServer extends LoopbackServer {
     return this.routeV1(call, method, (m?.[1] as string) ?? '');
   }
 
-  private authenticate(req: IncomingMessage): Account {
+  /** Who the caller is; each mount takes only the credentials it takes on Atlassian's hosts. */
+  private authenticate(req: IncomingMessage, mount: 'site' | 'gateway' | 'datacenter'): Account {
     const header = req.headers.authorization ?? '';
     const basic = /^Basic\s+(\S+)$/i.exec(header)?.[1];
     const bearer = /^Bearer\s+(\S+)$/i.exec(header)?.[1];
+    const accepts: Record<typeof mount, Credential[]> = {
+      site: ['api-token'],
+      gateway: ['scoped-token', 'oauth'],
+      datacenter: ['api-token', 'pat'],
+    };
+    let found: { account: Account; credential: Credential } | undefined;
     if (basic) {
       const pair = Buffer.from(basic, 'base64').toString('utf8');
       const colon = pair.indexOf(':');
       const user = colon > 0 ? this.users.get(pair.slice(0, colon)) : undefined;
-      if (user && user.token === pair.slice(colon + 1)) return user.account;
+      if (user && user.token === pair.slice(colon + 1)) found = user;
     } else if (bearer) {
-      const account = this.tokens.get(bearer);
-      if (account) return account;
+      const pat = this.tokens.get(bearer);
+      const oauth = this.accessTokens.get(bearer);
+      if (pat) found = { account: pat, credential: 'pat' };
+      else if (oauth && oauth.expires > Date.now()) {
+        found = { account: oauth.account, credential: 'oauth' };
+      }
     }
+    if (found && accepts[mount].includes(found.credential)) return found.account;
     throw new ApiError(401, 'This request requires authentication');
+  }
+
+  /** Answers 429 while a throttle lasts, or while a throttled caller should still be waiting. */
+  private throttled(method: string): void {
+    const now = Date.now();
+    const headers = (seconds: number) => ({
+      'Retry-After': String(seconds),
+      'X-RateLimit-Reset': new Date(now + seconds * 1000).toISOString().slice(0, 16).concat('Z'),
+    });
+    if (now < this.blockedUntil) {
+      throw new ApiError(429, 'Rate limit exceeded', 'TOO_MANY_REQUESTS', {
+        ...headers(Math.ceil((this.blockedUntil - now) / 1000)),
+      });
+    }
+    const throttle = this.throttles.find((t) => t.left > 0 && (!t.method || t.method === method));
+    if (!throttle) return;
+    throttle.left--;
+    const { retryAfter } = throttle;
+    if (retryAfter !== undefined) this.blockedUntil = now + retryAfter * 1000;
+    throw new ApiError(
+      429,
+      'Rate limit exceeded',
+      'TOO_MANY_REQUESTS',
+      retryAfter === undefined ? {} : headers(retryAfter),
+    );
+  }
+
+  private issueOAuth(account: Account, clientId: string, expiresIn: number) {
+    const accessToken = `eyJ.oauth.${randomBytes(24).toString('base64url')}`;
+    const refreshToken = `eyJ.refresh.${randomBytes(24).toString('base64url')}`;
+    this.accessTokens.set(accessToken, {
+      account,
+      clientId,
+      expires: Date.now() + expiresIn * 1000,
+    });
+    this.refreshTokens.set(refreshToken, { account, clientId });
+    return { accessToken, refreshToken };
+  }
+
+  /** POST /oauth/token (auth.atlassian.com): a refresh token for a new pair; the old one is spent. */
+  private async oauthToken(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let input: Record<string, unknown> = {};
+    try {
+      input = JSON.parse((await readBody(req)).toString('utf8'));
+    } catch {
+      return sendJson(res, 400, { error: 'invalid_request', error_description: 'Bad JSON' });
+    }
+    const clientId = String(input.client_id ?? '');
+    if (this.oauthClients.get(clientId) !== input.client_secret) {
+      return sendJson(res, 401, { error: 'access_denied', error_description: 'Unauthorized' });
+    }
+    const grant = this.refreshTokens.get(String(input.refresh_token ?? ''));
+    if (input.grant_type !== 'refresh_token' || !grant || grant.clientId !== clientId) {
+      return sendJson(res, 403, {
+        error: 'unauthorized_client',
+        error_description: 'refresh_token is invalid',
+      });
+    }
+    this.refreshTokens.delete(String(input.refresh_token));
+    const expiresIn = 3600;
+    const pair = this.issueOAuth(grant.account, clientId, expiresIn);
+    sendJson(res, 200, {
+      access_token: pair.accessToken,
+      refresh_token: pair.refreshToken,
+      expires_in: expiresIn,
+      scope: 'read:confluence-content.all search:confluence offline_access',
+      token_type: 'Bearer',
+    });
+  }
+
+  /** GET /oauth/token/accessible-resources (api.atlassian.com): the sites a 3LO token reaches. */
+  private accessibleResources(req: IncomingMessage, res: ServerResponse): void {
+    const bearer = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? '';
+    const token = this.accessTokens.get(bearer);
+    if (!token || token.expires <= Date.now()) {
+      sendJson(res, 401, { code: 401, message: 'Unauthorized' });
+      return;
+    }
+    sendJson(res, 200, [
+      {
+        id: this.cloudId,
+        url: this.url,
+        name: 'sluice-test',
+        scopes: ['read:confluence-content.all', 'search:confluence'],
+        avatarUrl: `${this.url}/avatar.png`,
+      },
+    ]);
   }
 
   private sendError(res: ServerResponse, api: Api, error: ApiError): void {
@@ -1070,8 +1464,10 @@ export class ConfluenceServer extends LoopbackServer {
       return;
     }
     const [code, reason] = REASONS[error.status] ?? ['ERROR', 'Error'];
-    const headers: Record<string, string> =
-      error.status === 401 ? { 'WWW-Authenticate': 'Basic realm="Confluence"' } : {};
+    const headers: Record<string, string> = {
+      ...(error.status === 401 ? { 'WWW-Authenticate': 'Basic realm="Confluence"' } : {}),
+      ...error.headers,
+    };
     if (api === 'v2') {
       const title = error.status === 401 ? 'Unauthorized' : error.message;
       sendJson(
@@ -1130,7 +1526,7 @@ export class ConfluenceServer extends LoopbackServer {
       const space = this.spaces.get(decodeURIComponent(m[1] as string));
       if (!space) throw notFound();
       const title = q.get('title');
-      const pages = this.currentPages(q).filter(
+      const pages = this.listedPages(q, V2_STATUSES).filter(
         (p) => p.spaceId === space.id && (title === null || lastOf(p.versions).title === title),
       );
       return this.pageListV2(call, pages);
@@ -1169,13 +1565,14 @@ export class ConfluenceServer extends LoopbackServer {
             (v) => this.versionV2(v),
           );
         case 'children':
+          // Pages only: a folder below the page, and the pages in it, are left out.
           return this.paginateV2(
             call,
-            this.childrenOf(page.id),
+            this.childrenOf(page.id).filter((p) => p.type === 'page'),
             (p) => p.position,
             (p) => ({
               id: p.id,
-              status: 'current',
+              status: p.status,
               title: lastOf(p.versions).title,
               spaceId: p.spaceId,
               childPosition: p.position,
@@ -1206,6 +1603,41 @@ export class ConfluenceServer extends LoopbackServer {
           );
         }
       }
+    }
+    m = /^\/(pages|folders)\/(\d+)\/direct-children$/.exec(path);
+    if (m && method === 'GET') {
+      const parent = this.readable(m[2] as string, 'v2', m[1] === 'pages' ? 'page' : 'folder');
+      return this.paginateV2(
+        call,
+        this.childrenOf(parent.id),
+        (p) => p.position,
+        (p) => ({
+          id: p.id,
+          status: p.status,
+          title: lastOf(p.versions).title,
+          type: p.type,
+          spaceId: p.spaceId,
+          childPosition: p.position,
+        }),
+      );
+    }
+    m = /^\/folders\/(\d+)$/.exec(path);
+    if (m && method === 'GET') {
+      const folder = this.readable(m[1] as string, 'v2', 'folder');
+      return sendJson(call.res, 200, {
+        id: folder.id,
+        type: 'folder',
+        status: folder.status,
+        title: lastOf(folder.versions).title,
+        parentId: folder.parentId,
+        parentType: folder.parentId ? this.pagesById.get(folder.parentId)?.type : null,
+        position: folder.position,
+        authorId: folder.authorId,
+        ownerId: folder.authorId,
+        createdAt: folder.createdAt,
+        version: this.versionV2(lastOf(folder.versions)),
+        _links: { base: `${this.url}${call.context}` },
+      });
     }
     m = /^\/attachments\/([^/]+)$/.exec(path);
     if (m) {
@@ -1249,14 +1681,20 @@ export class ConfluenceServer extends LoopbackServer {
     return format === 'storage';
   }
 
-  /** Current, readable pages, by id; `status` other than current finds nothing. */
-  private currentPages(q: URLSearchParams): StoredPage[] {
-    const status = q.get('status');
-    if (status !== null && !status.split(',').some((s) => s === 'current' || s === 'any')) {
-      return [];
-    }
+  /**
+   * Readable pages by id, in the statuses `status` asks for (comma-separated or repeated; `any`
+   * for all); without it, `byDefault`: v2 lists current and archived pages, v1 current ones.
+   */
+  private listedPages(q: URLSearchParams, byDefault: string[]): StoredPage[] {
+    const asked = q.getAll('status').flatMap((s) => s.split(','));
+    const statuses = asked.length ? asked : byDefault;
     return [...this.pagesById.values()]
-      .filter((p) => !p.restricted)
+      .filter(
+        (p) =>
+          p.type === 'page' &&
+          !p.restricted &&
+          (statuses.includes(p.status) || statuses.includes('any')),
+      )
       .sort((a, b) => byNumber(a.id, b.id));
   }
 
@@ -1297,7 +1735,7 @@ export class ConfluenceServer extends LoopbackServer {
     const title = q.get('title');
     const sort = q.get('sort');
     if (sort !== null && sort !== 'id') throw invalidParameter(`Unsupported sort: ${sort}`);
-    const pages = this.currentPages(q).filter(
+    const pages = this.listedPages(q, V2_STATUSES).filter(
       (p) =>
         (!ids || ids.includes(p.id)) &&
         (!spaceIds || spaceIds.includes(p.spaceId)) &&
@@ -1352,7 +1790,8 @@ export class ConfluenceServer extends LoopbackServer {
         'cursor',
         Buffer.from(JSON.stringify({ after: key(lastOf(slice)) })).toString('base64url'),
       );
-      links.next = `${call.url.pathname}?${params}`;
+      // Without the gateway's /ex/confluence/{cloudId} prefix, as the gateway answers.
+      links.next = `${call.url.pathname.slice(call.prefix.length)}?${params}`;
       headers.Link = `<${links.next}>; rel="next", <${base}>; rel="base"`;
     }
     links.base = base;
@@ -1381,11 +1820,11 @@ export class ConfluenceServer extends LoopbackServer {
   private pageV2(page: StoredPage, version: PageVersion, withBody: boolean) {
     return {
       id: page.id,
-      status: 'current',
+      status: page.status,
       title: version.title,
       spaceId: page.spaceId,
       parentId: page.parentId,
-      parentType: page.parentId ? 'page' : null,
+      parentType: page.parentId ? (this.pagesById.get(page.parentId)?.type ?? 'page') : null,
       position: page.position,
       authorId: page.authorId,
       ownerId: page.authorId,
@@ -1476,6 +1915,7 @@ export class ConfluenceServer extends LoopbackServer {
   private async updatePageV2(call: Call, id: string): Promise<void> {
     const input = await this.jsonBody(call);
     const page = this.writable(id, 'v2');
+    if (page.status === 'archived') throw badRequest('An archived page cannot be edited.');
     if (input.id !== undefined && String(input.id) !== id) {
       throw badRequest('The id in the body does not match the id in the path');
     }
@@ -1578,15 +2018,15 @@ export class ConfluenceServer extends LoopbackServer {
     if (path === '/content/search' && method === 'GET') {
       const cql = q.get('cql');
       if (cql === null) throw badRequest('cql parameter is required');
-      const { where, order } = parseCql(cql);
-      const found = this.currentPages(new URLSearchParams())
+      const { where, order } = parseCql(cql, this.timeZone);
+      // Search finds current pages only (archived ones are out of the index's default scope).
+      const found = this.listedPages(new URLSearchParams(), ['current'])
         .map((p) => [p, this.searchable(p)] as const)
         .filter(([, s]) => where(s));
       found.sort(([, a], [, b]) => {
         for (const { field, desc } of order) {
           let diff = 0;
-          if (field === 'id') diff = byNumber(a.id, b.id);
-          else if (field === 'title') diff = a.title.localeCompare(b.title);
+          if (field === 'title') diff = a.title.localeCompare(b.title);
           else if (field === 'created') diff = a.created - b.created;
           else diff = a.modified - b.modified;
           if (diff) return desc ? -diff : diff;
@@ -1608,7 +2048,7 @@ export class ConfluenceServer extends LoopbackServer {
         const pages =
           type !== 'page' || (spaceKey !== null && !space)
             ? []
-            : this.currentPages(q).filter(
+            : this.listedPages(q, ['current']).filter(
                 (p) =>
                   (!space || p.spaceId === space.id) &&
                   (title === null || lastOf(p.versions).title === title),
@@ -1636,7 +2076,8 @@ export class ConfluenceServer extends LoopbackServer {
     m = /^\/content\/(\d+)\/child\/page$/.exec(path);
     if (m && method === 'GET') {
       const page = this.readable(m[1] as string, 'v1');
-      return this.paginateV1(call, this.childrenOf(page.id), (p) => this.contentV1(call, p));
+      const pages = this.childrenOf(page.id).filter((p) => p.type === 'page');
+      return this.paginateV1(call, pages, (p) => this.contentV1(call, p));
     }
     m = /^\/content\/(\d+)\/child\/attachment$/.exec(path);
     if (m) {
@@ -1653,6 +2094,55 @@ export class ConfluenceServer extends LoopbackServer {
         return this.paginateV1(call, list, (a) => this.attachmentV1(call, a));
       }
       if (method === 'POST' || method === 'PUT') return this.uploadV1(call, id, method === 'PUT');
+    }
+    m = /^\/content\/(\d+)\/child\/attachment\/([^/]+)\/download$/.exec(path);
+    if (m && method === 'GET') {
+      // Cloud's download route for API callers; Data Center has none (it keeps the old path).
+      if (!call.cloud) throw notFound(`null for uri: ${this.url}${call.url.pathname}`);
+      const page = this.readable(m[1] as string, 'v1');
+      const attachment = this.attachmentsById.get(decodeURIComponent(m[2] as string));
+      if (attachment?.status !== 'current' || attachment.pageId !== page.id) {
+        throw notFound(`No attachment found with id: ${m[2]}`);
+      }
+      const wanted = q.get('version');
+      const version =
+        wanted === null
+          ? lastOf(attachment.versions)
+          : attachment.versions.find((v) => String(v.number) === wanted);
+      if (!version) throw notFound(`No attachment version ${wanted}`);
+      const location = this.media.link({
+        bytes: version.bytes,
+        mediaType: version.mediaType,
+        filename: attachment.filename,
+      });
+      call.res.writeHead(302, { Location: location, 'Content-Length': 0 }).end();
+      return;
+    }
+    if (path === '/user/current' && method === 'GET') {
+      const { account } = call;
+      return sendJson(
+        call.res,
+        200,
+        call.cloud
+          ? {
+              type: 'known',
+              accountId: account.accountId,
+              accountType: 'atlassian',
+              email: account.username,
+              publicName: account.displayName,
+              displayName: account.displayName,
+              timeZone: this.timeZone,
+              isExternalCollaborator: false,
+              _links: { base: this.base(call), context: call.context },
+            }
+          : {
+              type: 'known',
+              username: account.username,
+              userKey: account.accountId.split(':')[1],
+              displayName: account.displayName,
+              _links: { base: this.base(call), context: call.context },
+            },
+      );
     }
     m = /^\/space\/([^/]+)$/.exec(path);
     if (m && method === 'GET') {
@@ -1696,13 +2186,13 @@ export class ConfluenceServer extends LoopbackServer {
     const links: Record<string, string> = {
       base,
       context: call.context,
-      self: `${this.url}${call.url.pathname}${call.url.search}`,
+      self: `${this.url}${call.url.pathname.slice(call.prefix.length)}${call.url.search}`,
     };
     if (limit > 0 && start + limit < items.length) {
       const params = new URLSearchParams(q);
       params.set('limit', String(limit));
       params.set('start', String(start + limit));
-      links.next = `${call.url.pathname.slice(call.context.length)}?${params}`;
+      links.next = `${call.url.pathname.slice(call.prefix.length + call.context.length)}?${params}`;
     }
     sendJson(call.res, 200, {
       results: slice.map(render),
@@ -1786,7 +2276,7 @@ export class ConfluenceServer extends LoopbackServer {
     return {
       id: page.id,
       type: 'page',
-      status: 'current',
+      status: page.status,
       title: version.title,
       space: {
         id: Number(space.id),
@@ -1810,8 +2300,8 @@ export class ConfluenceServer extends LoopbackServer {
         ? {
             ancestors: this.ancestorsOf(page).map((a) => ({
               id: a.id,
-              type: 'page',
-              status: 'current',
+              type: a.type,
+              status: a.status,
               title: lastOf(a.versions).title,
             })),
           }
@@ -1890,6 +2380,7 @@ export class ConfluenceServer extends LoopbackServer {
   private async updateContentV1(call: Call, id: string): Promise<void> {
     const input = await this.jsonBody(call);
     const page = this.writable(id, 'v1');
+    if (page.status === 'archived') throw badRequest('An archived page cannot be edited.');
     if (input.id !== undefined && String(input.id) !== id) {
       throw badRequest('The id in the body does not match the id in the path');
     }
@@ -1977,7 +2468,12 @@ export class ConfluenceServer extends LoopbackServer {
     const parts = parseFormData(body, type);
     const files = parts.filter((p) => p.name === 'file' && p.filename !== undefined);
     if (!files.length) throw badRequest('At least one file must be given in a "file" part.');
-    const comments = parts.filter((p) => p.name === 'comment').map((p) => p.data.toString('utf8'));
+    // A text part is read as ISO-8859-1 unless it says charset=utf-8, as Atlassian's docs warn.
+    const comments = parts
+      .filter((p) => p.name === 'comment')
+      .map((p) =>
+        p.data.toString(/charset="?utf-8/i.test(p.contentType ?? '') ? 'utf8' : 'latin1'),
+      );
     const minorEdit = parts.find((p) => p.name === 'minorEdit')?.data.toString('utf8') === 'true';
     const names = files.map((f) => f.filename as string);
     for (const [i, name] of names.entries()) {

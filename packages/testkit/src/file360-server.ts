@@ -39,7 +39,24 @@
  * - GET    /api/v1/nodes/{id}/versions/latest and /versions/{n}   {"data":{version}} (PX)
  * - DELETE /api/v2/nodes/{id}              {"links":…,"results":{}} (SW deleteNode2; PX)
  * - DELETE /api/v1/nodes/{id}              {} (SW deleteNode; the body is not specified)
+ * - GET    /api/v1/serverinfo              {server: {current_date, url, version, …}, sessions}:
+ *                                          `current_date` on the server's clocks without a
+ *                                          zone (PX get_server_info's sample)
+ * - POST   /otdsws/oauth2/token            OTDS, outside basePath: see otds.ts
  * Deleted nodes and everything below them go to the recycle bin (`deleted(id)`).
+ *
+ * As real servers answer, each with its source:
+ * - Content Server's Hidden property (`setHidden`): a hidden node leaves /nodes listings
+ *   unless `show_hidden=true` is asked, stays readable by id, and keeps its name taken
+ *   (PX get_subnodes: show_hidden, "Whether to list hidden items", default false; the
+ *   `hidden` property in its samples).
+ * - Older servers write dates without a zone, on their own clocks (`timeZone`); current ones
+ *   write UTC with a Z (PX get_server_info's `current_date: '2023-09-05T17:09:41'`; UI).
+ * - A bearer token is an OTDS token with a lifetime (`addToken(token, lifetimeMs)`, or tokens
+ *   from /otdsws/oauth2/token); GET /api/v1/auth with it answers a ticket in OTCSTicket, which
+ *   then renews with each answer (PX authenticate trades its OTDS token so).
+ * - Deterministic failures answer 500 (a taken name, browsing a document, a missing version:
+ *   SW), which no retry changes.
  *
  * Authentication: `OTCSTicket: <ticket>` (header name in any case) or `Authorization: Bearer
  * <token>` for a token from `addToken`; otherwise 401 {"error":"Authentication required"} (the
@@ -85,10 +102,16 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parseFormData } from './confluence-server.js';
 import { LoopbackServer, readBody, sendJson } from './loopback.js';
+import { OtdsIssuer } from './otds.js';
 
 export interface File360ServerOptions {
   /** The CGI path every route lives under (default `/otcs/cs.exe`). */
   basePath?: string;
+  /**
+   * The server's time zone, as an older Content Server writes dates: on its own clocks and
+   * without a zone (`2025-01-19T06:57:04`). Unset, dates are UTC with a Z, as current ones do.
+   */
+  timeZone?: string;
   /** How long a ticket lives after it is issued (default 30 minutes). */
   ticketLifetimeMs?: number;
   /** Largest listing `limit` honoured; larger ones are silently capped (default 500). */
@@ -135,6 +158,8 @@ interface StoredNode {
   modified: Date;
   versions: StoredVersion[];
   hidden: boolean;
+  /** Content Server's Hidden property: out of listings unless asked, readable by id. */
+  hiddenFlag: boolean;
   denyAdd: boolean;
   deleted: boolean;
 }
@@ -337,7 +362,9 @@ export class File360Server extends LoopbackServer {
   authCount = 0;
   private readonly nodes = new Map<number, StoredNode>();
   private readonly users = new Map<string, string>();
-  private readonly tokens = new Set<string>();
+  /** OTDS, which issues the bearer tokens the server takes (POST /otdsws/oauth2/token). */
+  readonly otds = new OtdsIssuer();
+  private readonly timeZone: string | undefined;
   private readonly tickets = new Map<string, Ticket>();
   private readonly ticketLifetimeMs: number;
   private readonly maxLimit: number;
@@ -351,6 +378,7 @@ export class File360Server extends LoopbackServer {
     this.basePath = (options.basePath ?? '/otcs/cs.exe').replace(/\/+$/, '');
     this.ticketLifetimeMs = options.ticketLifetimeMs ?? 30 * 60_000;
     this.maxLimit = options.maxLimit ?? 500;
+    this.timeZone = options.timeZone;
     const now = toSecond(new Date());
     this.nodes.set(ENTERPRISE_WORKSPACE, {
       id: ENTERPRISE_WORKSPACE,
@@ -362,6 +390,7 @@ export class File360Server extends LoopbackServer {
       modified: now,
       versions: [],
       hidden: false,
+      hiddenFlag: false,
       denyAdd: false,
       deleted: false,
     });
@@ -375,9 +404,9 @@ export class File360Server extends LoopbackServer {
     this.users.set(username, password);
   }
 
-  /** Accepts `Authorization: Bearer <token>` (an OTDS access token). */
-  addToken(token: string): void {
-    this.tokens.add(token);
+  /** Accepts `Authorization: Bearer <token>` (an OTDS access token) for `lifetimeMs` (default an hour). */
+  addToken(token: string, lifetimeMs?: number): void {
+    this.otds.addToken(token, lifetimeMs);
   }
 
   addFolder(parentId: number, name: string, opts: { modified?: Date } = {}): number {
@@ -437,6 +466,14 @@ export class File360Server extends LoopbackServer {
   /** The caller may not see the node: 404 on every route, left out of listings. */
   hide(id: number): void {
     this.stored(id).hidden = true;
+  }
+
+  /**
+   * Sets Content Server's Hidden property: the node leaves listings (unless `show_hidden=true`
+   * is asked), stays readable by id, and keeps its name taken.
+   */
+  setHidden(id: number, hidden = true): void {
+    this.stored(id).hiddenFlag = hidden;
   }
 
   /** The caller may see the container but not add to it, add versions or delete below it: 403. */
@@ -511,6 +548,7 @@ export class File360Server extends LoopbackServer {
       modified: time,
       versions: [],
       hidden: false,
+      hiddenFlag: false,
       denyAdd: false,
       deleted: false,
     };
@@ -560,6 +598,41 @@ export class File360Server extends LoopbackServer {
   // -------------------------------------------------------------------------------------------
   // JSON shapes
 
+  /** A date as the server writes it: UTC with a Z, or, for an older server, its own clocks without a zone. */
+  private date(date: Date): string {
+    if (!this.timeZone) return iso(date);
+    const wall = new Intl.DateTimeFormat('sv-SE', {
+      timeZone: this.timeZone,
+      dateStyle: 'short',
+      timeStyle: 'medium',
+    }).format(date);
+    return wall.replace(' ', 'T');
+  }
+
+  /** GET /api/v1/serverinfo: the server's own time (no zone), the Date header beside it. */
+  private serverInfo(res: ServerResponse): void {
+    const now = new Date();
+    sendJson(res, 200, {
+      mobile: { cs_viewer_support: false, offline_use: true },
+      server: {
+        advanced_versioning: true,
+        character_encoding: 1,
+        current_date: this.date(now).replace(/Z$/, ''),
+        current_locale_suffix: '_en_US',
+        domain_access_enabled: false,
+        language_code: 'USA',
+        url: `${this.url}${this.basePath}`,
+        version: '23.3',
+      },
+      sessions: {
+        enabled: true,
+        expire_after_last_login: false,
+        expire_after_last_request: true,
+        session_timeout: this.ticketLifetimeMs,
+      },
+    });
+  }
+
   private properties(node: StoredNode): Record<string, unknown> {
     const container = isContainer(node.type);
     const current = node.versions.length ? lastOf(node.versions) : undefined;
@@ -568,7 +641,7 @@ export class File360Server extends LoopbackServer {
       advanced_versioning: null,
       container,
       container_size: container ? size : 0,
-      create_date: iso(node.created),
+      create_date: this.date(node.created),
       create_user_id: USER_ID,
       description: node.description,
       description_multilingual: { en: node.description },
@@ -578,10 +651,10 @@ export class File360Server extends LoopbackServer {
       external_modify_date: null,
       external_source: '',
       favorite: false,
-      hidden: false,
+      hidden: node.hiddenFlag,
       id: node.id,
       mime_type: current?.mimeType ?? null,
-      modify_date: iso(node.modified),
+      modify_date: this.date(node.modified),
       modify_user_id: USER_ID,
       name: node.name,
       name_multilingual: { en: node.name },
@@ -606,15 +679,15 @@ export class File360Server extends LoopbackServer {
 
   private version(node: StoredNode, v: StoredVersion): Record<string, unknown> {
     return {
-      create_date: iso(v.created),
+      create_date: this.date(v.created),
       description: v.description,
       external_create_date: null,
       external_identity: '',
       external_identity_type: '',
       external_modify_date: null,
       external_source: '',
-      file_create_date: iso(v.created),
-      file_modify_date: iso(v.created),
+      file_create_date: this.date(v.created),
+      file_modify_date: this.date(v.created),
       file_name: v.fileName,
       file_size: v.size,
       file_type: extension(v.fileName),
@@ -624,7 +697,7 @@ export class File360Server extends LoopbackServer {
       locked_date: null,
       locked_user_id: null,
       mime_type: v.mimeType,
-      modify_date: iso(v.created),
+      modify_date: this.date(v.created),
       name: v.fileName,
       owner_id: USER_ID,
       provider_id: v.versionId,
@@ -720,8 +793,16 @@ export class File360Server extends LoopbackServer {
     this.requests.push(record);
     let authenticated = false;
     try {
+      if (url.pathname === '/otdsws/oauth2/token' && method === 'POST') {
+        return await this.otds.token(req, res);
+      }
       if (!inBase) throw new File360Error(404, 'Not Found');
       if (path === '/api/v1/auth' && method === 'POST') return await this.login(req, res);
+      if (path === '/api/v1/serverinfo' && method === 'GET') {
+        this.authenticate(req, res, record);
+        authenticated = true;
+        return this.serverInfo(res);
+      }
       const route = this.routes
         .map(([pattern, handlers]) => [pattern.exec(path), handlers] as const)
         .find(([m]) => m);
@@ -766,7 +847,7 @@ export class File360Server extends LoopbackServer {
       return ticket.user;
     }
     const bearer = this.bearerOf(req);
-    if (bearer && this.tokens.has(bearer)) {
+    if (bearer && this.otds.subject(bearer)) {
       record.auth = 'bearer';
       return 'bearer';
     }
@@ -828,6 +909,9 @@ export class File360Server extends LoopbackServer {
     const query = call.url.searchParams;
     const fields = parseFields(query.getAll('fields'));
     let items = this.childrenOf(node.id);
+    if (!/^(true|1)$/i.test(query.get('show_hidden') ?? '')) {
+      items = items.filter((n) => !n.hiddenFlag);
+    }
 
     const types = query
       .getAll('where_type')

@@ -13,6 +13,11 @@ import {
   startConfluenceServer,
 } from './confluence-server.js';
 import {
+  type CoreShareServer,
+  coreShareClient,
+  startCoreShareServer,
+} from './core-share-server.js';
+import {
   type File360Server,
   type File360ServerOptions,
   startFile360Server,
@@ -174,6 +179,45 @@ export function useFile360(options: File360ServerOptions = {}): {
     context.token = `otds-${randomBytes(18).toString('base64url')}`;
     server.addUser(context.username, context.password);
     server.addToken(context.token);
+  });
+  afterAll(async () => {
+    await context.server?.close();
+  });
+  return context;
+}
+
+/**
+ * For a test file: starts the test kit's Core Share server with an OAuth client (`clientId`,
+ * `clientSecret`) and a user (`username`, `password`) that OTDS, on the same server
+ * (`otdsUrl`), hands tokens to. `rootId` is the user's root folder. Read the fields inside
+ * tests.
+ */
+export function useCoreShare(): {
+  server: CoreShareServer;
+  url: string;
+  otdsUrl: string;
+  clientId: string;
+  clientSecret: string;
+  username: string;
+  password: string;
+  rootId: string;
+} {
+  const context = {} as ReturnType<typeof useCoreShare>;
+  beforeAll(async () => {
+    const { server, url } = await startCoreShareServer();
+    const { clientId, clientSecret } = coreShareClient();
+    Object.assign(context, {
+      server,
+      url,
+      otdsUrl: url,
+      clientId,
+      clientSecret,
+      username: 'annotator@acme.example',
+      password: randomBytes(12).toString('base64url'),
+      rootId: server.rootId,
+    });
+    server.otds.addClient(clientId, clientSecret);
+    server.otds.addUser(context.username, context.password);
   });
   afterAll(async () => {
     await context.server?.close();

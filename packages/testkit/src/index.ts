@@ -10,6 +10,13 @@ export {
   parseFormData,
   startConfluenceServer,
 } from './confluence-server.js';
+export {
+  type CoreShareItem,
+  type CoreShareRequest,
+  CoreShareServer,
+  coreShareClient,
+  startCoreShareServer,
+} from './core-share-server.js';
 export { crc32c, crc32cBase64 } from './crc32c.js';
 export {
   ENTERPRISE_WORKSPACE,
@@ -20,7 +27,14 @@ export {
   type File360Version,
   startFile360Server,
 } from './file360-server.js';
-export { useConfluence, useDrive, useFile360, useGcs, useS3 } from './fixtures.js';
+export {
+  useConfluence,
+  useCoreShare,
+  useDrive,
+  useFile360,
+  useGcs,
+  useS3,
+} from './fixtures.js';
 export {
   GcsServer,
   type GcsServerOptions,
@@ -33,6 +47,7 @@ export {
   type DriveServerOptions,
   startDriveServer,
 } from './gdrive-server.js';
+export { OtdsIssuer } from './otds.js';
 export {
   hasMoto,
   runMoto,

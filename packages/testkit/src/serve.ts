@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npx pnpm@10.34.9 testkit serve s3|gcs|gdrive|confluence|file360 [--port N] [--bucket sluice] [--seed DIR] ...`
+// `npx pnpm@10.34.9 testkit serve s3|gcs|gdrive|confluence|file360|core-share [--port N] [--bucket sluice] [--seed DIR] ...`
 // Starts a local server, seeds a bucket (or Drive or File 360 folder, or Confluence space) from a folder and prints how to
 // point the connectors at it, so they can be tried with no account. Runs until Ctrl-C.
 import { randomBytes } from 'node:crypto';
@@ -13,9 +13,10 @@ import {
   confluenceToken,
   startConfluenceServer,
 } from './confluence-server.js';
-import { ENTERPRISE_WORKSPACE, type File360Server, startFile360Server } from './file360-server.js';
+import { coreShareClient, startCoreShareServer } from './core-share-server.js';
+import { ENTERPRISE_WORKSPACE, startFile360Server } from './file360-server.js';
 import { serviceAccount, startGcsServer } from './gcs-server.js';
-import { type DriveServer, startDriveServer } from './gdrive-server.js';
+import { startDriveServer } from './gdrive-server.js';
 import { type S3ServerName, startS3 } from './s3.js';
 import {
   type GeneratedBucket,
@@ -43,6 +44,7 @@ const USAGE = `usage: testkit serve s3 [--server s3rver|moto|stub] [--port 9000]
        testkit serve gdrive [--port 4444] [--folder sluice] [--seed DIR]
        testkit serve confluence [--port 4445] [--space SLUICE] [--seed DIR]
        testkit serve file360 [--port 4446] [--folder sluice] [--seed DIR]
+       testkit serve core-share [--port 4447] [--folder sluice] [--seed DIR]
 
 Starts a local server on 127.0.0.1, creates the bucket, uploads every file under --seed
 (keys relative to it), prints how to point the CLIs at it, and serves until Ctrl-C.
@@ -63,7 +65,10 @@ subfolder a page of that name, and other files attachments on a page named after
 folder. A user and API token are made for the run.
 file360: the test kit's OpenText Content Server REST server, in memory, under /otcs/cs.exe;
 --seed fills a folder (--folder, in the Enterprise Workspace, its id printed) with a folder
-for each subfolder and a document for each file. A user and password are made for the run.`;
+for each subfolder and a document for each file. A user and password are made for the run.
+core-share: the test kit's OpenText Core Share REST server (File 360 on Core Share), in
+memory, with OTDS's token endpoint on the same port; --seed fills a folder (--folder, in the
+user's root, its 19-digit id printed) as for file360. An OAuth client is made for the run.`;
 
 async function* files(dir: string): AsyncGenerator<string> {
   for (const entry of await readdir(dir, { withFileTypes: true })) {
@@ -121,10 +126,11 @@ async function main(): Promise<number> {
     'serve gdrive': 4444,
     'serve confluence': 4445,
     'serve file360': 4446,
+    'serve core-share': 4447,
   };
   if (!Object.hasOwn(defaultPorts, command)) {
     console.error(
-      `testkit: error: expected "serve s3", "serve gcs", "serve gdrive", "serve confluence" or "serve file360", got "${command}"\n${USAGE}`,
+      `testkit: error: expected "serve s3", "serve gcs", "serve gdrive", "serve confluence", "serve file360" or "serve core-share", got "${command}"\n${USAGE}`,
     );
     return 2;
   }
@@ -139,6 +145,9 @@ async function main(): Promise<number> {
     return serveConfluence(port, values.space as string, values.seed);
   }
   if (command === 'serve file360') return serveFile360(port, values.folder as string, values.seed);
+  if (command === 'serve core-share') {
+    return serveCoreShare(port, values.folder as string, values.seed);
+  }
   const server = values.server as S3ServerName | 'stub';
   if (!['s3rver', 'moto', 'stub'].includes(server)) {
     console.error(`testkit: error: --server must be s3rver, moto or stub, got "${server}"`);
@@ -240,16 +249,26 @@ async function serveGcs(port: number, bucket: string, seed: string | undefined):
   return 0;
 }
 
-/** Copies a local folder into a Drive folder: a folder for each subfolder, a file for each file. */
-async function seedDrive(server: DriveServer, dir: string, parentId: string): Promise<number> {
+/**
+ * Copies a local folder into a store's folder: `folder` makes a subfolder (and gives its id),
+ * `file` a file or document; returns the number of files.
+ */
+async function seedTree<Id>(
+  dir: string,
+  parent: Id,
+  make: {
+    folder(parent: Id, name: string): Id;
+    file(parent: Id, name: string, bytes: Buffer): void;
+  },
+): Promise<number> {
   let seeded = 0;
   for (const entry of await readdir(dir, { withFileTypes: true })) {
     if (entry.name.startsWith('.')) continue;
     const path = join(dir, entry.name);
     if (entry.isDirectory()) {
-      seeded += await seedDrive(server, path, server.createFolder(entry.name, parentId));
+      seeded += await seedTree(path, make.folder(parent, entry.name), make);
     } else if (entry.isFile()) {
-      server.createFile({ name: entry.name, parentId, content: await readFile(path) });
+      make.file(parent, entry.name, await readFile(path));
       seeded++;
     }
   }
@@ -263,7 +282,14 @@ async function serveGdrive(
 ): Promise<number> {
   const { server, url, stop } = await startDriveServer({}, port);
   const folderId = server.createFolder(folder);
-  const seeded = seed ? await seedDrive(server, seed, folderId) : 0;
+  const seeded = seed
+    ? await seedTree(seed, folderId, {
+        folder: (parent, name) => server.createFolder(name, parent),
+        file: (parentId, name, content) => {
+          server.createFile({ name, parentId, content });
+        },
+      })
+    : 0;
   const token = `ya29.sluice-${randomBytes(18).toString('base64url')}`;
   server.addToken(token);
   console.log(
@@ -407,22 +433,6 @@ async function serveConfluence(
   return 0;
 }
 
-/** Copies a local folder into a File 360 folder: a folder for each subfolder, a document for each file. */
-async function seedFile360(server: File360Server, dir: string, parentId: number): Promise<number> {
-  let seeded = 0;
-  for (const entry of await readdir(dir, { withFileTypes: true })) {
-    if (entry.name.startsWith('.')) continue;
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) {
-      seeded += await seedFile360(server, path, server.addFolder(parentId, entry.name));
-    } else if (entry.isFile()) {
-      server.addDocument(parentId, entry.name, await readFile(path));
-      seeded++;
-    }
-  }
-  return seeded;
-}
-
 async function serveFile360(
   port: number,
   folder: string,
@@ -430,7 +440,14 @@ async function serveFile360(
 ): Promise<number> {
   const { server, base } = await startFile360Server({}, port);
   const folderId = server.addFolder(ENTERPRISE_WORKSPACE, folder);
-  const seeded = seed ? await seedFile360(server, seed, folderId) : 0;
+  const seeded = seed
+    ? await seedTree(seed, folderId, {
+        folder: (parent, name) => server.addFolder(parent, name),
+        file: (parent, name, content) => {
+          server.addDocument(parent, name, content);
+        },
+      })
+    : 0;
   const password = randomBytes(12).toString('base64url');
   server.addUser('sluice', password);
   console.log(
@@ -439,6 +456,40 @@ async function serveFile360(
   console.log('Point the Sluice File 360 CLIs at it (the password is made for this run):');
   console.log(`  export FILE360_URL=${base}`);
   console.log(`  export FILE360_USERNAME=sluice FILE360_PASSWORD=${password}`);
+  console.log(
+    `  node packages/file360-source/dist/cli.js file360://node/${folderId} --recursive | head -3`,
+  );
+  console.log(
+    `  node packages/file360-sink/dist/cli.js 'file360://node/${folderId}/exports/{dataset}' --dataset news < examples/data/db-out/ner-news.jsonl`,
+  );
+  await untilStopped();
+  await server.close();
+  return 0;
+}
+
+async function serveCoreShare(
+  port: number,
+  folder: string,
+  seed: string | undefined,
+): Promise<number> {
+  const { server, url } = await startCoreShareServer(port);
+  const folderId = server.addFolder(server.rootId, folder);
+  const seeded = seed
+    ? await seedTree(seed, folderId, {
+        folder: (parent, name) => server.addFolder(parent, name),
+        file: (parent, name, content) => {
+          server.addDocument(parent, name, content);
+        },
+      })
+    : 0;
+  const { clientId, clientSecret } = coreShareClient();
+  server.otds.addClient(clientId, clientSecret);
+  console.log(
+    `OpenText File 360 / Core Share REST (test kit) serving on ${url}, OTDS on the same port; folder "${folder}" (node ${folderId}) holds ${seeded} seeded documents.`,
+  );
+  console.log('Point the Sluice File 360 CLIs at it (the OAuth client is made for this run):');
+  console.log(`  export FILE360_URL=${url} FILE360_API=core-share FILE360_OTDS_URL=${url}`);
+  console.log(`  export FILE360_CLIENT_ID=${clientId} FILE360_CLIENT_SECRET=${clientSecret}`);
   console.log(
     `  node packages/file360-source/dist/cli.js file360://node/${folderId} --recursive | head -3`,
   );

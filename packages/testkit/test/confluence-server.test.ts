@@ -40,10 +40,11 @@ describe('the Confluence test server', () => {
     return { ...kit.server.addSpace(key, name ?? key), key };
   };
 
-  it('accepts Basic and Bearer credentials and refuses others without echoing them', async () => {
+  it('accepts Basic and Bearer credentials where each works, and refuses others without echoing them', async () => {
     space();
     expect((await call('/wiki/api/v2/spaces')).status).toBe(200);
-    expect((await call('/wiki/api/v2/spaces', { auth: `Bearer ${kit.bearer}` })).status).toBe(200);
+    // A personal access token is a Data Center credential; Cloud has none.
+    expect((await call('/wiki/api/v2/spaces', { auth: `Bearer ${kit.bearer}` })).status).toBe(401);
     expect(
       (await call('/confluence/rest/api/space', { auth: `Bearer ${kit.bearer}` })).status,
     ).toBe(200);
@@ -274,12 +275,34 @@ describe('the Confluence test server', () => {
       ),
     );
     expect(att._links.download).toBe(att.downloadLink);
-    const file = await fetch(`${kit.cloudBase}${att.downloadLink}`, {
+    // Cloud refuses its old file path to API callers, naming the OAuth realm.
+    const old = await fetch(`${kit.cloudBase}${att.downloadLink}`, {
       headers: { Authorization: basic() },
     });
+    expect(old.status).toBe(401);
+    expect(old.headers.get('www-authenticate')).toBe(`OAuth realm="${kit.url}/wiki"`);
+    // The REST route redirects to the media host, which takes the token in its URL only.
+    const route = `${kit.cloudBase}/rest/api/content/${root}/child/attachment/${attId}/download`;
+    const redirect = await fetch(route, {
+      headers: { Authorization: basic() },
+      redirect: 'manual',
+    });
+    expect(redirect.status).toBe(302);
+    const location = redirect.headers.get('location') as string;
+    expect(new URL(location).origin).not.toBe(kit.url);
+    const file = await fetch(location);
     expect(file.status).toBe(200);
     expect(file.headers.get('content-length')).toBe(String(bytes.length));
     expect(Buffer.from(await file.arrayBuffer())).toEqual(bytes);
+    expect((await fetch(location.replace(/token=[^&]+/, 'token=forged'))).status).toBe(401);
+    expect((await fetch(route, { redirect: 'manual' })).status).toBe(401);
+    expect(
+      (
+        await fetch(`${kit.dcBase}/rest/api/content/${root}/child/attachment/${attId}/download`, {
+          headers: { Authorization: basic() },
+        })
+      ).status,
+    ).toBe(404);
     const notes = await fetch(`${kit.dcBase}/download/attachments/${root}/notes.txt`, {
       headers: { Authorization: `Bearer ${kit.bearer}` },
     });
@@ -288,7 +311,7 @@ describe('the Confluence test server', () => {
     const gone = await call(`/wiki/api/v2/attachments/${attId}`, { method: 'DELETE' });
     expect(gone.status).toBe(204);
     expect((await call(`/wiki/api/v2/pages/${root}/attachments`)).body.results).toHaveLength(1);
-    expect((await call(`/wiki${att.downloadLink}`)).status).toBe(404);
+    expect((await call(`/confluence${att.downloadLink}`)).status).toBe(404);
   });
 
   it('searches with CQL on v1, offset pages keeping the query', async () => {
@@ -336,8 +359,10 @@ describe('the Confluence test server', () => {
     expect(await search(`ancestor = ${root}`)).toEqual([mid, leaf]);
     expect(await search(`parent = ${root}`)).toEqual([mid]);
     expect(await search(`space = ${key} and lastmodified >= "2024-02-01"`)).toEqual([mid, leaf]);
-    expect(await search(`space = ${key} and lastmodified > "2024/03/01 10:29"`)).toEqual([leaf]);
-    expect(await search(`space = ${key} and lastmodified = "2024-03-01 10:30"`)).toEqual([leaf]);
+    // Dates are read on the account's clocks (Los Angeles, UTC-8 in March 2024), not in UTC.
+    expect(await search(`space = ${key} and lastmodified > "2024/03/01 02:29"`)).toEqual([leaf]);
+    expect(await search(`space = ${key} and lastmodified = "2024-03-01 02:30"`)).toEqual([leaf]);
+    expect(await search(`space = ${key} and lastmodified >= "2024-03-01 10:30"`)).toEqual([]);
     expect(await search(`space = ${key} and (title ~ "notes" or text ~ quarterly)`)).toEqual([
       mid,
       leaf,
@@ -386,7 +411,13 @@ describe('the Confluence test server', () => {
     );
     expect(capped.body.limit).toBe(100);
 
-    for (const bad of ['space = ', 'foo = bar', 'title ~', `space = ${key} order by colour`]) {
+    for (const bad of [
+      'space = ',
+      'foo = bar',
+      'title ~',
+      `space = ${key} order by colour`,
+      `space = ${key} order by id`,
+    ]) {
       const result = await call(`/wiki/rest/api/content/search?cql=${encodeURIComponent(bad)}`);
       expect(result.status).toBe(400);
       expect(result.body).toMatchObject({
@@ -400,6 +431,7 @@ describe('the Confluence test server', () => {
   it('parses the CQL subset', () => {
     const page = {
       id: '7',
+      type: 'page' as const,
       spaceKey: 'A',
       title: 'Hello World',
       body: '<p>x</p>',
@@ -425,6 +457,13 @@ describe('the Confluence test server', () => {
     expect(() => parseCql('lastmodified > "2024-13-01"')).toThrow();
     expect(() => parseCql('lastmodified > now("-1d")')).toThrow();
     expect(() => parseCql('(space = A')).toThrow();
+    // Dates are read on the clocks of the zone given: 12:34 UTC is 05:34 in Los Angeles in May.
+    expect(parseCql('lastmodified = "2024-05-05 05:34"', 'America/Los_Angeles').where(page)).toBe(
+      true,
+    );
+    expect(parseCql('lastmodified = "2024-05-05 12:34"', 'America/Los_Angeles').where(page)).toBe(
+      false,
+    );
   });
 
   it('gets, creates and updates content through the Data Center mount', async () => {
@@ -557,7 +596,7 @@ describe('the Confluence test server', () => {
     );
     const latest = await fetch(`${kit.dcBase}${link}`, { headers: { Authorization: basic() } });
     expect(Buffer.from(await latest.arrayBuffer())).toEqual(changed);
-    const first = await fetch(`${kit.cloudBase}/download/attachments/${page}/image.png?version=1`, {
+    const first = await fetch(`${kit.dcBase}/download/attachments/${page}/image.png?version=1`, {
       headers: { Authorization: basic() },
     });
     expect(Buffer.from(await first.arrayBuffer())).toEqual(bytes);
@@ -582,6 +621,180 @@ describe('the Confluence test server', () => {
     });
     expect(write.status).toBe(403);
     expect(write.body.reason).toBe('Forbidden');
+  });
+
+  it('serves the API gateway to OAuth and scoped tokens, with next links as the gateway gives them', async () => {
+    const { id: spaceId, key } = space();
+    for (let i = 0; i < 3; i++) kit.server.addPage({ space: key, title: `G${i}` });
+    const info = await call('/_edge/tenant_info', { auth: null });
+    expect(info.body).toEqual({ cloudId: kit.server.cloudId });
+    const gateway = `/ex/confluence/${kit.server.cloudId}/wiki`;
+    kit.server.addOAuthClient('app-1', 'app-secret');
+    const { accessToken, refreshToken } = kit.server.grantOAuth('app-1');
+    const bearer = `Bearer ${accessToken}`;
+    // 3LO tokens work through the gateway only; classic API tokens on the site only.
+    expect((await call('/wiki/api/v2/spaces', { auth: bearer })).status).toBe(401);
+    expect((await call(`${gateway}/api/v2/spaces`)).status).toBe(401);
+    const first = await call(`${gateway}/api/v2/spaces/${spaceId}/pages?limit=2`, { auth: bearer });
+    expect(first.status).toBe(200);
+    expect(first.body._links.next).toMatch(/^\/wiki\/api\/v2\/spaces\/\d+\/pages\?limit=2&cursor=/);
+    expect(first.body._links.base).toBe(`${kit.url}/wiki`);
+    // Joined with the origin, the link leaves the gateway: the site refuses the token.
+    expect((await call(first.body._links.next, { auth: bearer })).status).toBe(401);
+    const query = first.body._links.next.slice(first.body._links.next.indexOf('?'));
+    const second = await call(`${gateway}/api/v2/spaces/${spaceId}/pages${query}`, {
+      auth: bearer,
+    });
+    expect(second.body.results).toHaveLength(1);
+    const search = await call(
+      `${gateway}/rest/api/content/search?cql=${encodeURIComponent(`space = ${key}`)}&limit=2`,
+      { auth: bearer },
+    );
+    expect(search.body._links).toMatchObject({ base: `${kit.url}/wiki`, context: '/wiki' });
+    expect(search.body._links.next).toMatch(/^\/rest\/api\/content\/search\?/);
+    expect(
+      (await call(`/ex/confluence/not-this-site/wiki/api/v2/spaces`, { auth: bearer })).status,
+    ).toBe(404);
+    // Scoped API tokens: Basic, and the gateway only.
+    kit.server.addUser('bot@example.com', 'scoped-token-1', { scoped: true });
+    const scoped = `Basic ${Buffer.from('bot@example.com:scoped-token-1').toString('base64')}`;
+    expect((await call(`${gateway}/api/v2/spaces`, { auth: scoped })).status).toBe(200);
+    expect((await call('/wiki/api/v2/spaces', { auth: scoped })).status).toBe(401);
+
+    // Refresh tokens rotate; access tokens expire.
+    const token = (body: unknown) =>
+      fetch(`${kit.url}/oauth/token`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    const grant = {
+      grant_type: 'refresh_token',
+      client_id: 'app-1',
+      client_secret: 'app-secret',
+      refresh_token: refreshToken,
+    };
+    const renewed = await token(grant);
+    // biome-ignore lint/suspicious/noExplicitAny: checked by value
+    const pair: any = await renewed.json();
+    expect(pair).toMatchObject({ token_type: 'Bearer', expires_in: 3600 });
+    expect(pair.refresh_token).not.toBe(refreshToken);
+    const spent = await token(grant);
+    expect(spent.status).toBe(403);
+    expect(await spent.json()).toEqual({
+      error: 'unauthorized_client',
+      error_description: 'refresh_token is invalid',
+    });
+    kit.server.expireOAuthTokens();
+    expect((await call(`${gateway}/api/v2/spaces`, { auth: bearer })).status).toBe(401);
+    const resources = await call('/oauth/token/accessible-resources', { auth: bearer });
+    expect(resources.status).toBe(401);
+  });
+
+  it('throttles with and without Retry-After, refusing a caller that comes back too soon', async () => {
+    kit.server.throttle(1, { retryAfter: 1 });
+    const limited = await call('/wiki/api/v2/spaces');
+    expect(limited.status).toBe(429);
+    expect(limited.headers.get('retry-after')).toBe('1');
+    expect(limited.headers.get('x-ratelimit-reset')).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\dZ$/);
+    expect(limited.body.errors[0]).toMatchObject({ status: 429, title: 'Rate limit exceeded' });
+    const tooSoon = await call('/wiki/rest/api/space');
+    expect(tooSoon.status).toBe(429);
+    expect(tooSoon.body.message).toBe('Rate limit exceeded');
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    kit.server.throttle(1, { method: 'POST' });
+    expect((await call('/wiki/api/v2/spaces')).status).toBe(200);
+    const bare = await call('/wiki/api/v2/pages', { method: 'POST', json: {} });
+    expect(bare.status).toBe(429);
+    expect(bare.headers.get('retry-after')).toBeNull();
+  });
+
+  it("tells the caller's time zone on Cloud, not on Data Center", async () => {
+    const cloud = await call('/wiki/rest/api/user/current');
+    expect(cloud.body).toMatchObject({ type: 'known', timeZone: 'America/Los_Angeles' });
+    const dc = await call('/confluence/rest/api/user/current', { auth: `Bearer ${kit.bearer}` });
+    expect(dc.status).toBe(200);
+    expect(dc.body.timeZone).toBeUndefined();
+  });
+
+  it('keeps archived pages in v2 lists unless current ones are asked for, and out of search', async () => {
+    const { id: spaceId, key } = space();
+    const old = kit.server.addPage({ space: key, title: 'Report' });
+    kit.server.archive(old);
+    const listed = async (query: string) =>
+      (await call(`/wiki/api/v2/pages?space-id=${spaceId}&title=Report${query}`)).body.results.map(
+        (p: { id: string; status: string }) => `${p.id} ${p.status}`,
+      );
+    expect(await listed('')).toEqual([`${old} archived`]);
+    expect(await listed('&status=current')).toEqual([]);
+    const searched = await call(
+      `/wiki/rest/api/content/search?cql=${encodeURIComponent(`space = ${key}`)}`,
+    );
+    expect(searched.body.results).toEqual([]);
+    expect((await call(`/wiki/api/v2/pages/${old}`)).body.status).toBe('archived');
+    const edit = await call(`/wiki/api/v2/pages/${old}`, {
+      method: 'PUT',
+      json: { id: old, status: 'current', title: 'Report', version: { number: 2 } },
+    });
+    expect(edit.status).toBe(400);
+    const fresh = await call('/wiki/api/v2/pages?root-level=true', {
+      method: 'POST',
+      json: { spaceId, title: 'Report', body: { representation: 'storage', value: '' } },
+    });
+    expect(fresh.status).toBe(200);
+    expect(await listed('&status=current')).toEqual([`${fresh.body.id} current`]);
+  });
+
+  it('holds folders: children leaves them out, direct-children lists them', async () => {
+    const { key } = space();
+    const home = kit.server.addPage({ space: key, title: 'Home' });
+    const folder = kit.server.addFolder({ space: key, title: 'Policies', parentId: home });
+    const inside = kit.server.addPage({ space: key, title: 'Refunds', parentId: folder });
+    const page = kit.server.addPage({ space: key, title: 'About', parentId: home });
+    const ids = (body: { results: Array<{ id: string }> }) => body.results.map((r) => r.id);
+    expect(ids((await call(`/wiki/api/v2/pages/${home}/children`)).body)).toEqual([page]);
+    const direct = await call(`/wiki/api/v2/pages/${home}/direct-children`);
+    expect(direct.body.results.map((r: { type: string }) => r.type)).toEqual(['folder', 'page']);
+    expect(ids((await call(`/wiki/api/v2/folders/${folder}/direct-children`)).body)).toEqual([
+      inside,
+    ]);
+    expect((await call(`/wiki/api/v2/folders/${folder}`)).body).toMatchObject({
+      type: 'folder',
+      title: 'Policies',
+      parentId: home,
+    });
+    expect((await call(`/wiki/api/v2/pages/${folder}`)).status).toBe(404);
+    const found = await call(
+      `/wiki/rest/api/content/search?cql=${encodeURIComponent(`ancestor = ${home}`)}&expand=ancestors`,
+    );
+    expect(ids(found.body)).toEqual([inside, page]);
+    expect(found.body.results[0].ancestors.map((a: { type: string }) => a.type)).toEqual([
+      'page',
+      'folder',
+    ]);
+  });
+
+  it('reads an attachment comment as ISO-8859-1 unless the part says charset=utf-8', async () => {
+    const { key } = space();
+    const page = kit.server.addPage({ space: key, title: 'Comments' });
+    const upload = (name: string, type?: string) => {
+      const comment = `${type ? 'Content-Type: text/plain; charset=utf-8\r\n' : ''}\r\nPrüfung ✓`;
+      const body = Buffer.from(
+        `--b\r\nContent-Disposition: form-data; name="file"; filename="${name}"\r\n\r\nx\r\n--b\r\nContent-Disposition: form-data; name="comment"\r\n${comment}\r\n--b--\r\n`,
+      );
+      return call(`/wiki/rest/api/content/${page}/child/attachment`, {
+        method: 'PUT',
+        body,
+        headers: {
+          'X-Atlassian-Token': 'no-check',
+          'Content-Type': 'multipart/form-data; boundary=b',
+        },
+      });
+    };
+    expect((await upload('plain.txt')).body.results[0].metadata.comment).toBe(
+      'PrÃ¼fung â\u009c\u0093',
+    );
+    expect((await upload('utf8.txt', 'utf8')).body.results[0].metadata.comment).toBe('Prüfung ✓');
   });
 
   it('records requests for tests that count calls', async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ENTERPRISE_WORKSPACE } from '../src/file360-server.js';
+import { ENTERPRISE_WORKSPACE, startFile360Server } from '../src/file360-server.js';
 import { useFile360 } from '../src/fixtures.js';
 
 const NOT_ACCESSIBLE =
@@ -477,6 +477,92 @@ describe('the OpenText Content Server test server', () => {
       }),
     ).toMatchObject(denied);
     expect(await call(`/api/v2/nodes/${inside}`, { method: 'DELETE' })).toMatchObject(denied);
+  });
+
+  it("keeps items with Content Server's Hidden property out of listings unless asked", async () => {
+    const parent = folder();
+    const shown = kit.server.addDocument(parent, 'shown.txt', 'a');
+    const hidden = kit.server.addDocument(parent, 'hidden.txt', 'b');
+    kit.server.setHidden(hidden);
+    await login().then((r) => {
+      ticket = r.body.ticket;
+    });
+    const ids = async (query = '') =>
+      (await call(`/api/v2/nodes/${parent}/nodes${query}`)).body.results.map(
+        (r: { data: { properties: { id: number } } }) => r.data.properties.id,
+      );
+    expect(await ids()).toEqual([shown]);
+    expect(await ids('?show_hidden=true')).toEqual([hidden, shown]);
+    const got = await call(`/api/v2/nodes/${hidden}`);
+    expect(got.body.results.data.properties).toMatchObject({ id: hidden, hidden: true });
+    const taken = await call('/api/v2/nodes', {
+      method: 'POST',
+      body: new URLSearchParams({ type: '0', parent_id: String(parent), name: 'HIDDEN.txt' }),
+    });
+    expect(taken.status).toBe(500);
+  });
+
+  it('hands out OTDS tokens that expire, and trades a live one for a ticket', async () => {
+    kit.server.otds.addClient('cs-client', 'cs-secret');
+    const token = async (fields: Record<string, string>) => {
+      const response = await fetch(`${kit.url}/otdsws/oauth2/token`, {
+        method: 'POST',
+        body: new URLSearchParams(fields),
+      });
+      // biome-ignore lint/suspicious/noExplicitAny: checked by value
+      return { status: response.status, body: (await response.json()) as any };
+    };
+    const refused = await token({
+      grant_type: 'client_credentials',
+      client_id: 'cs-client',
+      client_secret: 'wrong',
+    });
+    expect(refused).toEqual({
+      status: 401,
+      body: { error: 'invalid_client', error_description: 'Client authentication failed' },
+    });
+    const granted = await token({
+      grant_type: 'client_credentials',
+      client_id: 'cs-client',
+      client_secret: 'cs-secret',
+    });
+    expect(granted.body).toMatchObject({ token_type: 'Bearer', expires_in: 3600 });
+    const bearer = granted.body.access_token as string;
+    const traded = await call('/api/v1/auth', { bearer });
+    expect(traded.headers.get('otcsticket')).toBeTruthy();
+    kit.server.otds.expireAll();
+    expect((await call('/api/v1/auth', { bearer })).status).toBe(401);
+  });
+
+  it('writes dates on an older server without a zone, and tells its own time', async () => {
+    const older = await startFile360Server({ timeZone: 'America/New_York' });
+    try {
+      older.server.addUser('u', 'p');
+      const parent = older.server.addFolder(ENTERPRISE_WORKSPACE, 'Dated');
+      const doc = older.server.addDocument(parent, 'a.txt', 'x', {
+        modified: new Date('2025-01-19T11:57:04Z'),
+      });
+      const auth = await fetch(`${older.base}/api/v1/auth`, {
+        method: 'POST',
+        body: new URLSearchParams({ username: 'u', password: 'p' }),
+      });
+      const { ticket: t } = (await auth.json()) as { ticket: string };
+      const node = await fetch(`${older.base}/api/v2/nodes/${doc}`, { headers: { otcsticket: t } });
+      // biome-ignore lint/suspicious/noExplicitAny: checked by value
+      const body: any = await node.json();
+      expect(body.results.data.properties.modify_date).toBe('2025-01-19T06:57:04');
+      const info = await fetch(`${older.base}/api/v1/serverinfo`, {
+        headers: { otcsticket: node.headers.get('otcsticket') as string },
+      });
+      // biome-ignore lint/suspicious/noExplicitAny: checked by value
+      const server: any = await info.json();
+      expect(server.server.current_date).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$/);
+      const local = Date.parse(`${server.server.current_date}Z`);
+      const utc = Date.parse(info.headers.get('date') as string);
+      expect(Math.round((local - utc) / 3600_000)).toBeLessThanOrEqual(-4);
+    } finally {
+      await older.server.close();
+    }
   });
 
   it('answers unknown routes with 404 and other methods with 405', async () => {

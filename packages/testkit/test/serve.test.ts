@@ -8,7 +8,7 @@ const repo = (path: string) => fileURLToPath(new URL(`../../../${path}`, import.
 
 /** Starts `testkit serve KIND` seeded with the example text folder, once it says it is ready. */
 async function serveSeeded(
-  kind: 's3' | 'gcs' | 'gdrive' | 'file360',
+  kind: 's3' | 'gcs' | 'gdrive' | 'file360' | 'core-share',
   seeded = /bucket "sluice" holds 1 seeded objects/,
 ) {
   const server = startCli(serve, [
@@ -127,19 +127,31 @@ describe('testkit serve gdrive', () => {
   }, 60_000);
 });
 
-describe('testkit serve file360', () => {
+describe.each([
+  {
+    kind: 'file360' as const,
+    seeded: /folder "sluice" \(node \d+\) holds 1 seeded documents/,
+    names: ['FILE360_URL', 'FILE360_USERNAME', 'FILE360_PASSWORD'],
+  },
+  {
+    kind: 'core-share' as const,
+    seeded: /folder "sluice" \(node \d{19}\) holds 1 seeded documents/,
+    names: [
+      'FILE360_URL',
+      'FILE360_API',
+      'FILE360_OTDS_URL',
+      'FILE360_CLIENT_ID',
+      'FILE360_CLIENT_SECRET',
+    ],
+  },
+])('testkit serve $kind', ({ kind, seeded, names }) => {
   it('serves a seeded folder that the File 360 CLIs use with the environment it prints', async () => {
-    const server = await serveSeeded(
-      'file360',
-      /folder "sluice" \(node \d+\) holds 1 seeded documents/,
-    );
+    const server = await serveSeeded(kind, seeded);
     try {
       const out = server.stdout();
-      const env = {
-        FILE360_URL: /export FILE360_URL=(\S+)/.exec(out)?.[1] ?? '',
-        FILE360_USERNAME: /FILE360_USERNAME=(\S+)/.exec(out)?.[1] ?? '',
-        FILE360_PASSWORD: /FILE360_PASSWORD=(\S+)/.exec(out)?.[1] ?? '',
-      };
+      const env = Object.fromEntries(
+        names.map((name) => [name, new RegExp(`${name}=(\\S+)`).exec(out)?.[1] ?? '']),
+      );
       const folder = /cli\.js (file360:\/\/node\/\d+) --recursive/.exec(out)?.[1] ?? '';
       const source = await runCli(
         repo('packages/file360-source/dist/cli.js'),

@@ -31,6 +31,7 @@ export {
   type SourceSuiteOptions,
   TINY_PNG,
   testSource,
+  testSourceChanges,
   testSourceConvert,
   testSourceList,
   testSourceMedia,

@@ -1,4 +1,5 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { get as httpGet } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -36,7 +37,7 @@ export interface SourceHarness {
 
 /** Capabilities a connector lacks are declared, so a suite it cannot pass is skipped by name. */
 export interface SourceSuiteOptions {
-  skip?: Array<'list' | 'convert' | 'select' | 'state' | 'media' | 'watch'>;
+  skip?: Array<'list' | 'convert' | 'select' | 'state' | 'media' | 'watch' | 'changes'>;
   /** The order a store lists in: by key (default; S3, GCS, Drive by name) or as items were added (Confluence attachments). */
   listingOrder?: 'key' | 'added';
 }
@@ -65,6 +66,17 @@ export const TINY_PNG = Buffer.from(
   'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGP4z8DwHwAFAAH/iZk9HQAAAABJRU5ErkJggg==',
   'base64',
 );
+
+/** The status of a GET that names `host` in its Host header, as a DNS-rebinding page's would. */
+function getWithHost(url: string, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const request = httpGet(url, { headers: { host } }, (response) => {
+      response.resume();
+      resolve(response.statusCode ?? 0);
+    });
+    request.once('error', reject);
+  });
+}
 
 const uriOf = (fixture: SourceFixture, key: string) =>
   fixture.uri ? fixture.uri(key) : `${fixture.uriPrefix}/${key}`;
@@ -207,9 +219,36 @@ export function testSourceConvert(harness: SourceHarness): void {
         onWarning: (message) => warnings.push(message),
       });
       const tasks = await collect(source);
-      expect(texts(tasks)).toContain('good');
+      // The tasks before the bad line go out, as they would from an item too large to read ahead.
+      expect(texts(tasks)).toEqual(['fine', 'good']);
       expect(source.stats.failed).toBe(1);
-      expect(warnings.join('\n')).toMatch(/b-bad\.jsonl/);
+      expect(warnings.join('\n')).toMatch(/skipping the rest of .*b-bad\.jsonl.* after 1 task: /);
+    });
+
+    it('refuses text that is not UTF-8, naming the item and line, as the sinks do', async () => {
+      const { fixture } = ctx;
+      // "café" in Latin-1: the byte 0xE9 alone is no UTF-8.
+      const latin1 = (text: string) => Buffer.from(text, 'latin1');
+      const cases: Array<[string, Buffer, number, string[]]> = [
+        ['a.jsonl', latin1('{"text":"one"}\n{"text":"café"}\n{"text":"three"}\n'), 2, ['one']],
+        ['b.txt', latin1('one\ntwo\ncafé\n'), 3, ['one', 'two']],
+        ['c.csv', latin1('text,label\none,A\ncafé,B\n'), 3, ['one']],
+        ['d.json', latin1('[\n{"text":"one"},\n{"text":"café"}\n]'), 3, []],
+        ['e.html', latin1('<p>\ncafé</p>'), 2, []],
+      ];
+      for (const [key, body, line, before] of cases) {
+        await fixture.put(`utf8/${key}`, body);
+        const pattern = new RegExp(
+          `${key.replace('.', '\\.')}\\)? line ${line}: the line is not valid UTF-8 text`,
+        );
+        const include = [`utf8/${key}`];
+        await expect(collect(harness.source(fixture.url, { include })), key).rejects.toThrow(
+          pattern,
+        );
+        const source = harness.source(fixture.url, { include, skipErrors: true });
+        expect(texts(await collect(source)), key).toEqual(before);
+        expect(source.stats.failed).toBe(1);
+      }
     });
   });
 }
@@ -337,12 +376,52 @@ export function testSourceState(harness: SourceHarness): void {
       const tasks = await collect(source);
       expect(tasks).toHaveLength(3);
       await source.checkpoint(2); // the second item's last task did not make it downstream
+      await source.close(); // a caller that commits itself holds the checkpoint until then
       const saved = JSON.parse(await readFile(state, 'utf8'));
       expect(Object.keys(saved.items)).toEqual([uriOf(fixture, '1.txt')]);
       expect(texts(await collect(harness.source(fixture.url, { state })))).toEqual([
         'three',
         'two',
       ]);
+    });
+
+    it('treats a failing item the same whatever its size, and a rerun neither repeats nor loses its tasks', async () => {
+      const { fixture } = ctx;
+      const state = join(dir, 'state.json');
+      // 5,000 lines of about 300 bytes: read as a stream (over 1 MiB); 10 lines: read ahead.
+      const body = (count: number, bad: number) =>
+        Array.from({ length: count }, (_, i) =>
+          i + 1 === bad
+            ? '{"text": oops}'
+            : JSON.stringify({ text: `${count}-${i + 1} ${'.'.repeat(280)}` }),
+        ).join('\n');
+      await fixture.put('big.jsonl', body(5000, 4000));
+      await fixture.put('small.jsonl', body(10, 5));
+      const first = harness.source(fixture.url, { state, skipErrors: true });
+      const tasks = await collect(first);
+      expect(tasks).toHaveLength(3999 + 4);
+      expect(first.stats).toMatchObject({ failed: 2, items: 0 });
+      const rerun = harness.source(fixture.url, { state, skipErrors: true });
+      expect(await collect(rerun)).toEqual([]);
+      expect(rerun.stats.failed).toBe(2);
+      // Fixed: a new version, read whole.
+      await fixture.put('small.jsonl', body(10, 0));
+      const fixed = await collect(harness.source(fixture.url, { state, skipErrors: true }));
+      expect(fixed).toHaveLength(10);
+    });
+
+    it('refuses a second run on the same checkpoint while the first goes on', async () => {
+      const { fixture } = ctx;
+      const state = join(dir, 'state.json');
+      await fixture.put('a.txt', 'a\n');
+      const first = harness.source(fixture.url, { state });
+      const iterator = first[Symbol.asyncIterator]();
+      expect((await iterator.next()).value?.text).toBe('a');
+      await expect(collect(harness.source(fixture.url, { state }))).rejects.toThrow(
+        /the checkpoint is in use by another run/,
+      );
+      expect((await iterator.next()).done).toBe(true);
+      expect(await collect(harness.source(fixture.url, { state }))).toEqual([]);
     });
   });
 }
@@ -351,19 +430,29 @@ export function testSourceState(harness: SourceHarness): void {
 export function testSourceMedia(harness: SourceHarness): void {
   describe(`${harness.connector} source: media`, () => {
     const ctx = useFixture(() => harness.setup());
+    let dir: string;
+    beforeEach(async () => {
+      dir = await mkdtemp(join(tmpdir(), 'sluice-media-'));
+    });
+    afterEach(async () => {
+      await rm(dir, { recursive: true, force: true });
+    });
 
-    it('serves images through the local proxy, with ranges, CORS and stable URLs', async () => {
+    it('serves images through the local proxy, with ranges, at URLs stable across runs', async () => {
       const { fixture } = ctx;
       await fixture.put('img/pixel.png', TINY_PNG);
       const port = await freePort();
-      const first = harness.source(fixture.url, { mediaPort: port });
+      const mediaKeyFile = join(dir, 'media.key');
+      const first = harness.source(fixture.url, { mediaPort: port, mediaKeyFile });
       try {
         const [task] = await collect(first);
-        expect(task?.image).toMatch(new RegExp(`^http://127\\.0\\.0\\.1:${port}/`));
+        // Nothing of the store's path but the file name: the token stands for the item.
+        expect(task?.image).toMatch(
+          new RegExp(`^http://127\\.0\\.0\\.1:${port}/[A-Za-z0-9_-]{22}/pixel\\.png$`),
+        );
         const response = await fetch(task?.image as string);
         expect(response.status).toBe(200);
         expect(response.headers.get('content-type')).toBe('image/png');
-        expect(response.headers.get('access-control-allow-origin')).toBe('*');
         expect(Buffer.from(await response.arrayBuffer())).toEqual(TINY_PNG);
         const ranged = await fetch(task?.image as string, { headers: { Range: 'bytes=1-3' } });
         expect(ranged.status).toBe(206);
@@ -371,22 +460,67 @@ export function testSourceMedia(harness: SourceHarness): void {
         const missing = await fetch(`${first.mediaUrl}/nothing/here.png`);
         expect(missing.status).toBe(404);
         await first.close();
-        const second = harness.source(fixture.url, { mediaPort: port, include: ['img/**'] });
+        const second = harness.source(fixture.url, {
+          mediaPort: port,
+          mediaKeyFile,
+          include: ['img/**'],
+        });
         const [again] = await collect(second);
         expect(again?.image).toBe(task?.image);
         expect(again?._input_hash).toBe(task?._input_hash);
-        // The proxy is reachable from any page in the browser: it serves only media items
-        // the source would select, nothing else under its root.
-        await fixture.put('img/notes.txt', 'not media\n');
-        await fixture.put('other/pixel.png', TINY_PNG);
-        const status = async (key: string) =>
-          (await fetch(`${second.mediaUrl}${mediaPath(uriOf(fixture, key))}`)).status;
-        expect(await status('img/pixel.png')).toBe(200);
-        expect(await status('img/notes.txt')).toBe(404);
-        expect(await status('other/pixel.png')).toBe(404);
         await second.close();
       } finally {
         await first.close();
+      }
+    });
+
+    it('serves only the media this run selected, and only to Prodigy', async () => {
+      const { fixture } = ctx;
+      await fixture.put('img/a.png', TINY_PNG);
+      await fixture.put('img/b.png', TINY_PNG);
+      await fixture.put('img/notes.txt', 'not media\n');
+      await fixture.put('other/c.png', TINY_PNG);
+      const mediaKeyFile = join(dir, 'media.key');
+      const source = harness.source(fixture.url, {
+        mediaPort: await freePort(),
+        mediaKeyFile,
+        include: ['img/**'],
+        limit: 1,
+        order: 'listing',
+      });
+      try {
+        const tasks = await collect(source);
+        const url = tasks.find((task) => task.image)?.image as string;
+        expect(url).toMatch(/\/a\.png$/);
+        // Whoever knows the key can tell any item's URL, yet nothing outside this run's
+        // selection is served: not the item beyond --limit, not a text file, not an item
+        // the globs leave out, not a path in the old predictable form.
+        const key = Buffer.from((await readFile(mediaKeyFile, 'utf8')).trim(), 'hex');
+        const status = async (path: string) => (await fetch(`${source.mediaUrl}${path}`)).status;
+        for (const name of ['img/b.png', 'img/notes.txt', 'other/c.png']) {
+          expect(await status(mediaPath(uriOf(fixture, name), key, name)), name).toBe(404);
+        }
+        expect(await status(mediaPath(uriOf(fixture, 'img/a.png'), key, 'img/a.png'))).toBe(200);
+        expect(await status(`/file${new URL(uriOf(fixture, 'img/a.png')).pathname}`)).toBe(404);
+        // Prodigy's web app may read media across origins; another page may not.
+        const prodigy = await fetch(url, { headers: { Origin: 'http://localhost:8080' } });
+        expect(prodigy.status).toBe(200);
+        expect(prodigy.headers.get('access-control-allow-origin')).toBe('http://localhost:8080');
+        const foreign = await fetch(url, { headers: { Origin: 'https://evil.example' } });
+        expect(foreign.status).toBe(403);
+        expect(foreign.headers.get('access-control-allow-origin')).toBeNull();
+        const preflight = (origin: string) =>
+          fetch(url, {
+            method: 'OPTIONS',
+            headers: { Origin: origin, 'Access-Control-Request-Method': 'GET' },
+          });
+        expect((await preflight('http://127.0.0.1:8080')).status).toBe(204);
+        expect((await preflight('https://evil.example')).status).toBe(403);
+        // A page that rebinds its own name to 127.0.0.1 sends its name as the Host.
+        expect(await getWithHost(url, 'evil.example')).toBe(403);
+        expect(await getWithHost(url, `localhost:${new URL(url).port}`)).toBe(200);
+      } finally {
+        await source.close();
       }
     });
 
@@ -398,6 +532,39 @@ export function testSourceMedia(harness: SourceHarness): void {
       await expect(
         collect(harness.source(fixture.url, { media: 'inline', inlineMaxBytes: 10 })),
       ).rejects.toThrow(/too large to inline/);
+    });
+  });
+}
+
+/** Changes: an item that changed after it was listed is never stamped with a version other than the one read. */
+export function testSourceChanges(harness: SourceHarness): void {
+  describe(`${harness.connector} source: changes`, () => {
+    const ctx = useFixture(() => harness.setup());
+
+    it('never stamps an item replaced after it was listed with a version it did not read', async () => {
+      const { fixture } = ctx;
+      await fixture.put('a.txt', 'first\n');
+      await fixture.put('b.txt', 'before\n');
+      const versionOfB = async () =>
+        (await collect(harness.source(fixture.url))).find(
+          (task) => task.meta?.source === uriOf(fixture, 'b.txt'),
+        )?.meta?.version;
+      const listed = await versionOfB();
+      const source = harness.source(fixture.url, { concurrency: 1, order: 'listing' });
+      const seen: Task[] = [];
+      for await (const task of source) {
+        seen.push(task);
+        // b.txt is listed (in the same page or folder read) but not read yet.
+        if (task.text === 'first') await fixture.put('b.txt', 'after, and longer\n');
+      }
+      const now = await versionOfB();
+      expect(now).not.toBe(listed);
+      // Either the version listed, read as it was (a store that keeps versions), or the new
+      // one, read again: never the new bytes under the old version.
+      const b = seen[1];
+      expect([b?.text, b?.meta?.version]).toEqual(
+        b?.text === 'before' ? ['before', listed] : ['after, and longer', now],
+      );
     });
   });
 }
@@ -433,6 +600,7 @@ export function testSource(harness: SourceHarness, options: SourceSuiteOptions =
   if (!skip.has('state')) testSourceState(harness);
   if (!skip.has('media')) testSourceMedia(harness);
   if (!skip.has('watch')) testSourceWatch(harness);
+  if (!skip.has('changes')) testSourceChanges(harness);
   for (const name of skip)
     it.skip(`${harness.connector} source: ${name} (declared unsupported)`, () => {});
 }
