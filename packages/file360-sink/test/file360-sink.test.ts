@@ -266,11 +266,11 @@ describe('file360 sink', () => {
 });
 
 describe('file360 sink and Content Server hidden items', () => {
-  it('adds a version to a hidden document of the name rather than failing on a taken name', async () => {
+  it('replaces a hidden manifest.json with a new version rather than failing on a taken name', async () => {
     const { server } = kit;
     const root = newFolder('hidden');
     const out = server.addFolder(root, 'out');
-    const hidden = server.addDocument(out, 'part-00000.jsonl', 'old\n');
+    const hidden = server.addDocument(out, 'manifest.json', 'old\n');
     server.setHidden(hidden);
     const result = await file360Sink({
       ...connection(),
@@ -278,7 +278,9 @@ describe('file360 sink and Content Server hidden items', () => {
     }).writeJsonl(lines());
     expect(result.status).toBe('written');
     expect(server.node(hidden)?.versions).toHaveLength(2);
-    expect(server.node(hidden)?.versions.at(-1)?.content.toString()).toContain('"answer"');
+    expect(server.node(hidden)?.versions.at(-1)?.content.toString()).toContain(
+      '"sluice": "manifest/2"',
+    );
   });
 });
 
@@ -335,7 +337,7 @@ describe('file360 sink on Core Share', () => {
   it('review round trip: the package out, the corrected sheet back with its hashes', async () => {
     const root = newShareFolder('review');
     const tasks = sampleExport();
-    await file360Sink({
+    const first = await file360Sink({
       ...shareConnection(),
       url: `file360://node/${root}/news`,
       dataset: 'news',
@@ -346,13 +348,14 @@ describe('file360 sink on Core Share', () => {
       match: 'any',
     }).write(tasks);
     const { documents, folders } = shareTree(root);
+    const { run } = first.manifest;
     expect([...documents.keys()].sort()).toEqual([
       'news/manifest.json',
-      'news/part-00000.jsonl',
-      'news/review.csv',
+      `news/part-00000.${run}.jsonl`,
+      `news/review.${run}.csv`,
     ]);
-    const csvId = documents.get('news/review.csv') as string;
-    const csv = shareCurrent(root, 'news/review.csv')?.toString() ?? '';
+    const csvId = documents.get(`news/review.${run}.csv`) as string;
+    const csv = shareCurrent(root, `news/review.${run}.csv`)?.toString() ?? '';
     share.server.addVersion(
       csvId,
       Buffer.from(csv.replace(/^([^\n]*\n(?:"(?:[^"]|"")*"|[^,\n]*),)[^,\n]*/, '$1CORRECTED')),
@@ -361,7 +364,7 @@ describe('file360 sink on Core Share', () => {
       file360Source({
         ...shareConnection(),
         url: `file360://node/${folders.get('news')}`,
-        include: ['review.csv'],
+        include: ['review.*.csv'],
       }),
     );
     const kept = tasks.filter(
@@ -374,15 +377,18 @@ describe('file360 sink on Core Share', () => {
       label: 'CORRECTED',
       meta: { source: `file360://node/${csvId}`, version: '2' },
     });
-    // Another export into the same place adds versions to the documents it changes.
+    // Another export into the same place: new documents, a new version of manifest.json.
     const again = await file360Sink({
       ...shareConnection(),
       url: `file360://node/${root}/news`,
       dataset: 'news',
     }).write(tasks);
     expect(again.status).toBe('written');
-    expect(
-      share.server.item(documents.get('news/part-00000.jsonl') as string)?.versions,
-    ).toHaveLength(2);
+    expect(share.server.item(documents.get('news/manifest.json') as string)?.versions).toHaveLength(
+      2,
+    );
+    expect([...shareTree(root).documents.keys()].sort()).toEqual(
+      ['news/manifest.json', `news/${again.manifest.parts[0]?.key}`].sort(),
+    );
   });
 });

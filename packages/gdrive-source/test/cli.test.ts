@@ -208,7 +208,12 @@ describe('gdrive CLIs against the test kit Drive server', () => {
       .children(final?.id as string)
       .map((f) => f.name)
       .sort();
-    expect(names).toEqual(['manifest.json', 'part-00000.jsonl', 'review.csv']);
+    // Each file carries the run's tag before its extension (the manifest lists the keys).
+    expect(names.map((name) => name.replace(/\.[0-9a-z]{8}(?=\.[^.]+$)/, ''))).toEqual([
+      'manifest.json',
+      'part-00000.jsonl',
+      'review.csv',
+    ]);
     const again = await runCli(sink, args, { env, input });
     expect(again.stderr).toMatch(/unchanged/);
     expect(server.children(exports)).toHaveLength(1);
