@@ -26,9 +26,9 @@ if (!existsSync(goldenDir)) {
   process.exit(2);
 }
 
-const { inputHash, taskHash } = await import(pathToFileURL(distEntry).href);
-if (typeof inputHash !== 'function' || typeof taskHash !== 'function') {
-  console.error(`${distEntry} does not export inputHash and taskHash`);
+const { inputHash, taskHash, parsePythonJson } = await import(pathToFileURL(distEntry).href);
+if ([inputHash, taskHash, parsePythonJson].some((f) => typeof f !== 'function')) {
+  console.error(`${distEntry} does not export inputHash, taskHash and parsePythonJson`);
   process.exit(2);
 }
 
@@ -48,7 +48,8 @@ for (const name of files) {
   const tasks = readFileSync(join(goldenDir, name), 'utf8')
     .split('\n')
     .filter((line) => line.trim() !== '')
-    .map((line) => JSON.parse(line));
+    // Numbers as Python's json reads them: an integral float in a hashed field stays a float.
+    .map((line) => parsePythonJson(line));
   // inputHash/taskHash recompute from the fields and never return the stored hash.
   const matched = tasks.filter((task) => inputHash(task) === task._input_hash).length;
   let taskCell = '';

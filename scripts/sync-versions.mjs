@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // After `changeset version` has bumped the npm packages (all under one version, see
-// .changeset/config.json), gives the Python package prodigy-sluice the same version, so that the
-// loader's npx fallback runs the CLIs it was released with. `npm run version-packages` runs both.
+// .changeset/config.json), gives the Python package prodigy-sluice the same version, and its npx
+// fallback that version of the CLIs (prodigy_sluice/_version.py holds both; the build backend
+// reads the package version from there). `npm run version-packages` runs both.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,4 +21,6 @@ function replace(relative, pattern, line) {
   console.log(`${relative}: ${version}`);
 }
 
-replace('recipes/pyproject.toml', /^version = "[^"]*"$/m, `version = "${version}"`);
+const versions = 'recipes/prodigy_sluice/_version.py';
+replace(versions, /^__version__ = "[^"]*"$/m, `__version__ = "${version}"`);
+replace(versions, /^CLI_VERSION = "[^"]*"$/m, `CLI_VERSION = "${version}"`);

@@ -1,14 +1,25 @@
 """prodigy-sluice: Sluice connectors inside Prodigy.
 
 - the `sluice` loader (`--loader sluice`), registered through `prodigy_loaders`;
-- the `sluice.export` recipe, registered through `prodigy_recipes`;
-- `live_export(components, url)` and `strip_inline_media` for your own recipes.
+- the `sluice.publish` and `sluice.export` recipes, registered through `prodigy_recipes`;
+- `publish(dataset, url)`, `live_export(components, url)` and `strip_inline_media` in Python.
 """
 
 from ._connectors import SluiceError
+from ._version import CLI_VERSION, __version__
 from .export import LiveExport, chain_before_db, live_export
 from .loader import load
 from .media import strip_inline_media
+from .publish import publish
 
-__all__ = ["LiveExport", "SluiceError", "chain_before_db", "live_export", "load", "strip_inline_media"]
-__version__ = "0.1.0"
+__all__ = [
+    "CLI_VERSION",
+    "LiveExport",
+    "SluiceError",
+    "__version__",
+    "chain_before_db",
+    "live_export",
+    "load",
+    "publish",
+    "strip_inline_media",
+]

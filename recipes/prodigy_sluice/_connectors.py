@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Iterable, List, Optional, Tuple
 from urllib.parse import unquote
 
+from ._version import CLI_VERSION
+
 # URL scheme -> connector name; a plain path means the local-folder connector.
 CONNECTORS = {
     "file": "fs",
@@ -30,6 +32,7 @@ class SluiceError(RuntimeError):
 
     def __init__(self, message: str, *, exit_code: Optional[int] = None, hint: Optional[str] = None):
         super().__init__(message if hint is None else f"{message} (hint: {hint})")
+        self.message = message
         self.exit_code = exit_code
         self.hint = hint
 
@@ -76,7 +79,8 @@ def cli_command(connector: str, kind: str) -> List[str]:
     """The command that runs `@sluice/<connector>-<kind>`.
 
     Looked up in this order: the folder in SLUICE_BIN_DIR; `node_modules/.bin` in the
-    current folder or any parent (a project that ran `npm install @sluice/...`); `npx`.
+    current folder or any parent (a project that ran `npm install @sluice/...`); `npx`, at
+    the version this package was released with (CLI_VERSION), never whatever is latest.
     """
     name = f"{connector}-{kind}"
     names = [name, f"{name}.cmd"] if os.name == "nt" else [name]
@@ -97,11 +101,33 @@ def cli_command(connector: str, kind: str) -> List[str]:
                 return [str(path)]
     npx = shutil.which("npx")
     if npx:
-        return [npx, "--yes", f"@sluice/{name}"]
+        return [npx, "--yes", f"@sluice/{name}@{CLI_VERSION}"]
     raise SluiceError(
         f"cannot run {name}: no SLUICE_BIN_DIR, no node_modules/.bin/{name} here or above, and no npx",
-        hint=f"install Node.js 20 or later, then `npm install @sluice/{name}`",
+        hint=f"install Node.js 22 or later, then `{_install(name)}` in the folder you run Prodigy from",
     )
+
+
+def _install(name: str) -> str:
+    return f"npm install @sluice/{name}@{CLI_VERSION}"
+
+
+def cli_failure(argv: List[str], tail: "StderrTail", code: int) -> SluiceError:
+    """The error for a CLI that exited with `code`: its own one-line error, or, when `npx`
+    could not fetch or start it (no registry, no cache, no such version), what npm said and
+    how to install the CLI instead."""
+    message, hint = tail.error(f"{Path(argv[0]).name} exited with code {code}")
+    npm = tail.npm_error()
+    if npm is not None and Path(argv[0]).stem == "npx" and ": error: " not in message:
+        package = next((arg for arg in argv[1:] if arg.startswith("@sluice/")), "the Sluice CLI")
+        name = package.split("/", 1)[-1].rsplit("@", 1)[0]
+        return SluiceError(
+            f"npx could not run {package}: {npm}",
+            exit_code=code,
+            hint=f"install the CLI where Prodigy runs: `{_install(name)}` in that folder "
+            f"(or point SLUICE_BIN_DIR at a folder holding {name})",
+        )
+    return SluiceError(message, exit_code=code, hint=hint)
 
 
 # Sinks whose CLI takes a command before the URL (`confluence-sink report URL`): the
@@ -137,6 +163,22 @@ class StderrTail:
 
     def add(self, line: str) -> None:
         self.lines.append(line.rstrip("\n"))
+
+    def npm_error(self) -> Optional[str]:
+        """npm's own error (`npm error code E404` and its reason), when npm printed one."""
+        code = detail = None
+        for line in self.lines:
+            text = line.split("npm error", 1)[1].strip() if line.startswith("npm error") else \
+                line.split("npm ERR!", 1)[1].strip() if line.startswith("npm ERR!") else None
+            if text is None:
+                continue
+            if text.startswith("code ") and code is None:
+                code = text[5:].strip()
+            elif detail is None and text and not re.match(r"(syscall|errno|at |A complete log|[{}])", text):
+                detail = text
+        if code is None and detail is None:
+            return None
+        return ": ".join(part for part in (code, detail) if part)
 
     def error(self, fallback: str) -> Tuple[str, Optional[str]]:
         message = hint = None

@@ -14,17 +14,15 @@ and a journal left behind by a killed process is published when the next session
 
 import atexit
 import hashlib
-import json
 import os
 import re
-import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from ._connectors import SluiceError, StderrTail, command_for, split_flags
+from ._connectors import SluiceError, command_for, split_flags
+from ._sink import jsonl_bytes, run_sink
 
 try:
     import fcntl
@@ -109,7 +107,7 @@ class LiveExport:
     def append(self, examples: Examples) -> Examples:
         """The `before_db` callback: the batch is on disk before Prodigy saves it."""
         if examples:
-            data = "".join(json.dumps(eg, ensure_ascii=False) + "\n" for eg in examples).encode("utf-8")
+            data = jsonl_bytes(examples)
             with self._changed:
                 os.write(self._fd, data)  # one O_APPEND write: whole lines even with two writers
                 os.fsync(self._fd)
@@ -154,56 +152,20 @@ class LiveExport:
 
     def _publish(self) -> bool:
         """Runs the sink over the journal's complete lines; True when the export is current."""
-        with open(self.journal, "rb") as journal, tempfile.TemporaryFile() as stderr:
+        with open(self.journal, "rb") as journal:
             if fcntl is not None:
                 fcntl.flock(journal, fcntl.LOCK_EX)  # one publisher per journal at a time
             size = os.fstat(journal.fileno()).st_size
             if size == 0:
                 self._published = 0
                 return True
-            proc = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                start_new_session=True,  # the terminal's Ctrl-C must not cut a publish short
-            )
-            sent = 0
-            try:
-                sent = _copy(journal, proc.stdin, size)
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass  # the sink stopped reading: its exit code and stderr say why
-            code = proc.wait()
-            if code == 0:
+            sent, failure = run_sink(self.argv, journal, size)
+            if failure is None:
                 self._published = sent
                 self._last_error = None
                 return True
-            stderr.seek(0)
-            tail = StderrTail()
-            for line in stderr.read().decode("utf-8", "replace").splitlines():
-                tail.add(line)
-            message, hint = tail.error(f"the sink exited with code {code}")
-            error = message if hint is None else f"{message} (hint: {hint})"
+            error = str(failure)
             if error != self._last_error:
                 sys.stderr.write(f"sluice: live export failed, retrying: {error}\n")
             self._last_error = error
             return False
-
-
-def _copy(source, target, size: int) -> int:
-    """Copies the first `size` bytes, cut after the last complete line; returns bytes sent."""
-    remaining = size
-    sent = 0
-    held = b""
-    while remaining > 0:
-        chunk = source.read(min(1 << 20, remaining))
-        if not chunk:
-            break
-        remaining -= len(chunk)
-        chunk = held + chunk
-        cut = chunk.rfind(b"\n") + 1
-        target.write(chunk[:cut])
-        sent += cut
-        held = chunk[cut:]
-    return sent

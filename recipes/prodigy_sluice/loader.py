@@ -17,7 +17,7 @@ import sys
 import threading
 from typing import Any, Dict, Iterator, Set
 
-from ._connectors import SluiceError, StderrTail, command_for
+from ._connectors import SluiceError, StderrTail, cli_failure, command_for
 
 _SERVING_MEDIA = "serving media at "
 _serving: Set[subprocess.Popen] = set()
@@ -64,8 +64,7 @@ def _tasks(argv, url: str) -> Iterator[Dict[str, Any]]:
                 _serving.add(proc)
             threading.Thread(target=_reap, args=(proc,), daemon=True).start()
         elif proc.returncode != 0:
-            message, hint = tail.error(f"{argv[0]} exited with code {proc.returncode}")
-            raise SluiceError(message, exit_code=proc.returncode, hint=hint)
+            raise cli_failure(argv, tail, proc.returncode)
         finished = True
     finally:
         if not finished:

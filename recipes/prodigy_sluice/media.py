@@ -6,23 +6,20 @@ MEDIA_KEYS = ("image", "audio", "video")
 
 
 def strip_inline_media(examples: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """A `before_db` callback: swaps `data:` URIs for the item's canonical URI.
+    """A `before_db` callback: puts a task's `path` back in place of a `data:` URI.
 
-    A Sluice source run with `media=inline` puts the file's bytes in the task and its URI
-    (`s3://bucket/key`, `gs://...`, `file:///...`) in `meta.source`. Only tasks made from a
-    whole media file are changed (no `meta.line` / `meta.row`: a task read from a JSONL or CSV
-    line has the file's URI there, not its own). Hashes are left as they are, so examples
-    still match their tasks.
+    What Prodigy's own `--remove-base64` does for `image.manual` (and `audio.manual` by
+    default), for every media key and any recipe: a Sluice source gives each media task a
+    top-level `path`, the item's canonical URI (`s3://bucket/key`, `gs://...`, `file:///...`),
+    so the database keeps that reference. Hashes are left as they are, so examples still match
+    their tasks.
     """
     for eg in examples:
-        meta = eg.get("meta")
-        if not isinstance(meta, dict) or "line" in meta or "row" in meta:
-            continue
-        uri = meta.get("source")
-        if not isinstance(uri, str):
+        path = eg.get("path")
+        if not isinstance(path, str):
             continue
         for key in MEDIA_KEYS:
             value = eg.get(key)
             if isinstance(value, str) and value.startswith("data:"):
-                eg[key] = uri
+                eg[key] = path
     return examples

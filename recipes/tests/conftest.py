@@ -56,15 +56,56 @@ def venv(tmp_path_factory):
 
 @pytest.fixture
 def env(project, tmp_path):
-    """Environment for a stand-in Prodigy process: its database and the stand-in on the path."""
-    db = tmp_path / "db"
-    db.mkdir()
+    """Environment for a stand-in Prodigy process: its home (database) and the stand-in on the path."""
+    home = tmp_path / "prodigy-home"
+    home.mkdir()
     return {
         **os.environ,
         "PYTHONPATH": str(STANDIN),
-        "PRODIGY_STANDIN_DB": str(db),
+        "PRODIGY_HOME": str(home),
         "SLUICE_JOURNAL_DIR": str(tmp_path / "journal"),
     }
+
+
+def prodigy(venv, env, cwd, *args, **popen):
+    """`python -m prodigy ARGS` in its own process group, as a terminal runs it."""
+    return subprocess.Popen([str(venv), "-m", "prodigy", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, **popen)
+
+
+def wait_for(proc, marker):
+    """Reads the process's stdout up to a line starting with `marker`; returns the lines read."""
+    lines = []
+    for line in proc.stdout:
+        lines.append(line.rstrip("\n"))
+        if line.startswith(marker):
+            return lines
+    raise AssertionError(f"the process ended before printing {marker!r}: {lines[-5:]}")
+
+
+def ctrl_c(proc, timeout=60):
+    """Ctrl-C in a terminal reaches the whole process group; returns (stdout rest, stderr)."""
+    os.killpg(proc.pid, signal.SIGINT)
+    return proc.communicate(timeout=timeout)
+
+
+def serve_and_stop(proc, timeout=60):
+    """Lets the stand-in server answer until it idles, then stops it as a user does: Ctrl-C."""
+    lines = wait_for(proc, "serving until Ctrl-C")
+    out, err = ctrl_c(proc, timeout)
+    return "\n".join(lines) + out, err
+
+
+def db_out(venv, env, cwd, dataset):
+    run = subprocess.run([str(venv), "-m", "prodigy", "db-out", dataset], cwd=cwd, env=env,
+                         capture_output=True, text=True, check=True)
+    return [json.loads(line) for line in run.stdout.splitlines() if line.strip()]
+
+
+def export_records(folder):
+    """Records of a Sluice export, in part order, as a reader of the manifest sees them."""
+    manifest = json.loads((Path(folder) / "manifest.json").read_text())
+    return manifest, [r for part in manifest["parts"] for r in read_jsonl(Path(folder) / part["key"])]
 
 
 def write_jsonl(path, records):

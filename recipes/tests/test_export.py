@@ -1,5 +1,6 @@
-"""Continuous export through `prodigy sluice.export`, run by the stand-in Prodigy in a
-virtualenv where prodigy-sluice was installed by pip, writing through the real sink CLI."""
+"""Continuous export through `prodigy sluice.export`, run by the stand-in Prodigy (1.12+ unless
+said otherwise) in a virtualenv where prodigy-sluice was installed by pip, writing through the
+real sink CLI. The stand-in serves until Ctrl-C, and only then calls `on_exit`, as Prodigy does."""
 
 import json
 import os
@@ -8,21 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import PNG, alive, children, read_jsonl, wait_gone, write_jsonl
+from conftest import (PNG, alive, children, ctrl_c, db_out, export_records, prodigy, read_jsonl, serve_and_stop,
+                      wait_for, wait_gone, write_jsonl)
 
 NEWS = [{"text": f"Story {i}: Ada Lovelace met Charles Babbage in London."} for i in range(25)]
-
-
-def prodigy(venv, env, cwd, *args, **popen):
-    return subprocess.Popen([str(venv), "-m", "prodigy", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **popen)
-
-
-def export_records(folder):
-    """Records of a Sluice export, in part order, as a reader of the manifest sees them."""
-    manifest = json.loads((Path(folder) / "manifest.json").read_text())
-    records = [r for part in manifest["parts"] for r in read_jsonl(Path(folder) / part["key"])]
-    return manifest, records
 
 
 def strip_time(records):
@@ -42,45 +32,57 @@ def test_the_entry_points_are_registered_by_pip_install(venv):
     ).stdout
     assert "('sluice', 'prodigy_sluice.loader:load')" in out
     assert "('sluice.export', 'prodigy_sluice.recipes:export')" in out
+    assert "('sluice.publish', 'prodigy_sluice.recipes:publish_recipe')" in out
 
 
-def test_the_live_export_equals_db_out_through_the_sink(venv, env, project, tmp_path, news):
+@pytest.mark.parametrize(
+    ("version", "args"),
+    [
+        # The README's example as written, on Prodigy 1.12+: `nlp: Language` loaded from its name.
+        ("1.17.0", "news blank:en {news} --loader sluice --label PERSON,ORG"),
+        # Short flags, which 1.12+ declares with `Arg("--label", "-l")` out of the function's sight.
+        ("1.17.0", "news blank:en {news} -lo sluice -l PERSON,ORG"),
+        # Prodigy up to 1.11: plac annotations, the pipeline passed by name.
+        ("1.11.0", "news blank:en {news} -lo sluice -l PERSON,ORG"),
+    ],
+)
+def test_the_live_export_equals_db_out_through_the_sink(venv, env, project, tmp_path, news, version, args):
     live = tmp_path / "live"
-    args = f"news blank:en {news} --loader sluice --label PERSON,ORG"
-    run = prodigy(venv, env, project, "sluice.export", "ner.manual", f"{live}/{{dataset}}/?max-part-records=10", args)
-    out, err = run.communicate(timeout=120)
+    env = {**env, "PRODIGY_STANDIN_VERSION": version}
+    run = prodigy(venv, env, project, "sluice.export", "ner.manual", f"{live}/{{dataset}}/?max-part-records=10",
+                  args.format(news=news))
+    out, err = serve_and_stop(run, timeout=120)
     assert run.returncode == 0, err
-    assert out.splitlines()[-1] == "saved 25"
+    assert "saved 25" in out
 
-    db_out = prodigy(venv, env, project, "db-out", "news").communicate(timeout=60)[0]
+    db = db_out(venv, env, project, "news")
     batch = subprocess.run(
         [str(project / "node_modules/.bin/fs-sink"), str(tmp_path / "batch"), "--dataset", "news",
          "--max-part-records", "10", "--quiet"],
-        input=db_out, capture_output=True, text=True,
+        input="".join(json.dumps(eg) + "\n" for eg in db), capture_output=True, text=True,
     )
     assert batch.returncode == 0, batch.stderr
     live_manifest, live_records = export_records(live / "news")
     batch_manifest, batch_records = export_records(tmp_path / "batch")
     assert live_records == batch_records
     assert len(live_records) == 25 and [r["text"] for r in live_records] == [r["text"] for r in NEWS]
+    assert all(r["tokens"][0]["text"] == "Story" for r in live_records)  # the pipeline tokenized them
     assert live_manifest["counts"] == batch_manifest["counts"]
     assert [p["records"] for p in live_manifest["parts"]] == [10, 10, 5]
     assert live_manifest["dataset"] == "news"
 
 
-def test_ctrl_c_loses_nothing_that_was_saved(venv, env, project, tmp_path, news):
+def test_ctrl_c_mid_session_loses_nothing_that_was_saved(venv, env, project, tmp_path, news):
     live = tmp_path / "live"
-    run = prodigy(venv, {**env, "STANDIN_ANSWERS": "30", "STANDIN_HOLD": "1"}, project, "sluice.export",
-                  "ner.manual", f"{live}/", f"news blank:en {news} --loader sluice", start_new_session=True)
-    for line in run.stdout:
-        if line.strip() == "holding":
-            break
+    run = prodigy(venv, {**env, "STANDIN_DELAY": "0.3"}, project, "sluice.export", "ner.manual", f"{live}/",
+                  f"news blank:en {news} -lo sluice")
+    wait_for(run, "saved 10")
     loader_cli = [pid for pid in children(run.pid) if alive(pid)]
-    os.killpg(run.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole process group
-    run.communicate(timeout=60)
+    _, err = ctrl_c(run)  # while annotators are still at it
+    assert run.returncode == 0, err
     _, records = export_records(live)
-    db = read_jsonl(Path(env["PRODIGY_STANDIN_DB"]) / "news.jsonl")
-    assert len(db) == 25  # the whole stream was answered before the hold
+    db = db_out(venv, env, project, "news")
+    assert 10 <= len(db) < 25
     assert records == db
     assert all(wait_gone(pid) for pid in loader_cli)
 
@@ -89,12 +91,9 @@ def test_a_killed_session_is_published_by_the_next_one(venv, env, project, tmp_p
     live = tmp_path / "live"
     url = f"{live}/"
     args = f"news blank:en {news} --loader sluice"
-    hold = {**env, "STANDIN_ANSWERS": "20", "STANDIN_HOLD": "1"}
-    run = prodigy(venv, hold, project, "sluice.export", "ner.manual", url, args, "--interval", "3600",
-                  start_new_session=True)
-    for line in run.stdout:
-        if line.strip() == "holding":
-            break
+    run = prodigy(venv, {**env, "STANDIN_ANSWERS": "20"}, project, "sluice.export", "ner.manual", url, args,
+                  "--interval", "3600")
+    wait_for(run, "serving until Ctrl-C")
     os.killpg(run.pid, signal.SIGKILL)  # no on_exit, no atexit
     run.wait()
     assert not (live / "manifest.json").exists()
@@ -102,9 +101,10 @@ def test_a_killed_session_is_published_by_the_next_one(venv, env, project, tmp_p
     assert [len(read_jsonl(j)) for j in journal] == [20]
 
     again = prodigy(venv, {**env, "STANDIN_ANSWERS": "0"}, project, "sluice.export", "ner.manual", url, args)
-    assert again.wait(timeout=60) == 0
+    _, err = serve_and_stop(again)
+    assert again.returncode == 0, err
     _, records = export_records(live)
-    assert strip_time(records) == strip_time(read_jsonl(Path(env["PRODIGY_STANDIN_DB"]) / "news.jsonl"))
+    assert strip_time(records) == strip_time(db_out(venv, env, project, "news"))
 
 
 def test_strip_media_keeps_base64_out_of_the_database(venv, env, project, tmp_path):
@@ -114,10 +114,10 @@ def test_strip_media_keeps_base64_out_of_the_database(venv, env, project, tmp_pa
     source = f"{images}?media=inline"
     run = prodigy(venv, env, project, "sluice.export", "image.manual", f"{tmp_path / 'live'}/",
                   f"photos '{source}' --loader sluice --label DEFECT", "--strip-media")
-    _, err = run.communicate(timeout=60)
+    _, err = serve_and_stop(run)
     assert run.returncode == 0, err
-    [saved] = read_jsonl(Path(env["PRODIGY_STANDIN_DB"]) / "photos.jsonl")
-    assert saved["image"] == (images / "a.png").as_uri()
+    [saved] = db_out(venv, env, project, "photos")
+    assert saved["image"] == saved["path"] == (images / "a.png").as_uri()
     _, [exported] = export_records(tmp_path / "live")
     assert exported["image"] == saved["image"]
     inline = subprocess.run(
@@ -134,7 +134,7 @@ def test_a_failing_sink_warns_and_keeps_the_journal(venv, env, project, tmp_path
     blocker.write_text("a file where the export folder should be\n")
     run = prodigy(venv, env, project, "sluice.export", "ner.manual", f"{blocker}/live/",
                   f"news blank:en {news} --loader sluice")
-    _, err = run.communicate(timeout=120)
+    _, err = serve_and_stop(run, timeout=120)
     assert run.returncode == 0
     assert "sluice: live export failed, retrying: fs-sink: error:" in err
     assert "the next session with the same dataset and URL publishes it" in err
@@ -145,6 +145,28 @@ def test_a_failing_sink_warns_and_keeps_the_journal(venv, env, project, tmp_path
 def test_a_typo_in_the_recipe_arguments_is_named(venv, env, project, news):
     run = prodigy(venv, env, project, "sluice.export", "ner.manual", "/tmp/unused/", f"news blank:en {news} --labl A")
     _, err = run.communicate(timeout=60)
-    assert run.returncode != 0
-    assert "ner.manual: unknown option --labl" in err
-    assert "usage: ner.manual dataset spacy_model source --loader VALUE --label VALUE" in err
+    assert run.returncode == 1
+    assert err.splitlines() == [
+        "sluice.export: error: ner.manual: unknown option --labl",
+        "sluice.export: hint: usage: ner.manual dataset nlp source --loader/-lo VALUE --label/-l VALUE "
+        "--exclude/-e VALUE --highlight-chars/-C",
+    ]
+
+
+def test_a_pipeline_that_cannot_load_is_one_line(venv, env, project, news):
+    run = prodigy(venv, env, project, "sluice.export", "ner.manual", "/tmp/unused/", f"news en_core_web_sm {news}")
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 1
+    assert err.startswith("sluice.export: error: ner.manual: bad value 'en_core_web_sm' for nlp: [E050]")
+    assert "Traceback" not in err
+
+
+def test_a_recipe_it_cannot_find_points_to_publish(venv, env, project):
+    run = prodigy(venv, env, project, "sluice.export", "my.custom", "/tmp/unused/", "news ./x.jsonl")
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 1
+    assert err.splitlines() == [
+        "sluice.export: error: sluice.export cannot find the recipe 'my.custom' to wrap",
+        "sluice.export: hint: run `prodigy sluice.publish DATASET SINK_URL --every 60` beside the recipe "
+        "instead: it wraps nothing",
+    ]

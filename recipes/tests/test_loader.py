@@ -2,7 +2,9 @@
 string, then pull tasks from the iterator as the web app asks for batches."""
 
 import gc
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,8 +14,9 @@ import urllib.request
 from itertools import islice
 
 import pytest
-from conftest import PNG, RECIPES, alive, children, wait_gone, write_jsonl
-from prodigy_sluice import SluiceError, load
+from conftest import PNG, RECIPES, REPO, alive, children, wait_gone, write_jsonl
+import prodigy_sluice
+from prodigy_sluice import CLI_VERSION, SluiceError, load
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +46,7 @@ def test_is_lazy_and_stopping_early_terminates_the_cli(tmp_path):
     stream = load(str(tmp_path))
     first = list(islice(stream, 5))
     assert time.monotonic() - started < 10
-    assert [t["meta"]["line"] for t in first] == [1, 2, 3, 4, 5]
+    assert [t["sluice"]["source"]["line"] for t in first] == [1, 2, 3, 4, 5]
     [pid] = node_children()  # still running: backpressure holds it a little ahead of us
     stream.close()  # what happens when Prodigy stops reading
     assert not alive(pid)  # terminated and reaped: no orphan, no zombie
@@ -183,3 +186,41 @@ def test_file360_urls_run_the_file360_clis_with_their_template(monkeypatch, tmp_
     assert command_for("file360://node/48213/{dataset}/{date}?if_exists=fail", "sink") == [
         str(tmp_path / "file360-sink"), "file360://node/48213/{dataset}/{date}", "--if-exists", "fail",
     ]
+
+
+def test_the_npx_fallback_runs_the_cli_version_this_package_was_released_with(tmp_path, monkeypatch):
+    from prodigy_sluice._connectors import cli_command
+
+    monkeypatch.chdir(tmp_path)  # no node_modules/.bin here or above
+    npx = shutil.which("npx")
+    assert npx, "npx must be on PATH for this test"
+    assert cli_command("fs", "source") == [npx, "--yes", f"@sluice/fs-source@{CLI_VERSION}"]
+
+
+def test_cli_version_is_the_version_of_the_npm_packages():
+    # A release that bumps the npm packages and forgets prodigy_sluice/_version.py fails here.
+    versions = {}
+    for manifest in (REPO / "packages").glob("*/package.json"):
+        package = json.loads(manifest.read_text())
+        if not package.get("private"):
+            versions[package["name"]] = package["version"]
+    assert len(versions) >= 12
+    assert set(versions.values()) == {CLI_VERSION}, versions
+    assert prodigy_sluice.__version__ == CLI_VERSION  # prodigy-sluice shares the npm packages' version
+
+
+def test_npx_that_cannot_fetch_the_cli_says_what_failed_and_how_to_install(tmp_path, monkeypatch):
+    # A machine that reaches no registry: the real npx, offline, with an empty cache.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("npm_config_offline", "true")
+    monkeypatch.setenv("npm_config_cache", str(tmp_path / "npm-cache"))
+    stream = load(str(tmp_path))
+    with pytest.raises(SluiceError) as failure:
+        next(stream)
+    error = failure.value
+    assert error.message.startswith(f"npx could not run @sluice/fs-source@{CLI_VERSION}: ENOTCACHED: ")
+    assert error.hint == (
+        f"install the CLI where Prodigy runs: `npm install @sluice/fs-source@{CLI_VERSION}` in that folder "
+        "(or point SLUICE_BIN_DIR at a folder holding fs-source)"
+    )
+    assert "\n" not in str(error)

@@ -89,9 +89,9 @@ describe('confluence CLIs against the test kit server', () => {
     );
     expect(guide.meta).toMatchObject({
       source: `${env.CONFLUENCE_URL}/pages/viewpage.action?pageId=${ids.guide}`,
-      version: '1',
       path: 'SUP/Support home/Ticket guidelines',
     });
+    expect(guide.sluice.source.version).toBe('1');
     expect(tasks.find((t) => t.text === 'Refund please')?.label).toBe('BILLING');
     expect(tasks.find((t) => t.image)?.image).toBe(
       `data:image/png;base64,${PNG.toString('base64')}`,
@@ -136,7 +136,7 @@ describe('confluence CLIs against the test kit server', () => {
       parentId: ids.data,
       body: '<p>New one</p>',
     });
-    expect((await run()).map((t) => [t.text, t.meta.version])).toEqual([
+    expect((await run()).map((t) => [t.text, t.sluice.source.version])).toEqual([
       ['Ticket 7: fixed', '2'],
       ['New one', '1'],
     ]);

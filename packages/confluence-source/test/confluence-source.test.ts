@@ -119,10 +119,10 @@ describe('confluence source: pages', () => {
     );
     expect(page.meta).toMatchObject({
       source: `${kit.cloudBase}/pages/viewpage.action?pageId=${guide}`,
-      version: '1',
       path: `${space}/Home/Guide`,
       space,
     });
+    expect(page.sluice?.source?.version).toBe('1');
     expect(typeof page._input_hash).toBe('number');
   });
 
@@ -209,7 +209,7 @@ describe('confluence source: pages', () => {
       kit.server.updatePage(old, { body: '<p>old, edited</p>' });
       kit.server.addPage({ space: s, title: 'New', body: '<p>new</p>' });
       const third = await read(`confluence://${s}`, { state });
-      expect(third.map((t) => [t.text, t.meta?.version])).toEqual([
+      expect(third.map((t) => [t.text, t.sluice?.source?.version])).toEqual([
         ['old, edited', '2'],
         ['new', '1'],
       ]);
@@ -228,8 +228,8 @@ describe('confluence source: pages', () => {
       source: `${kit.cloudBase}/download/attachments/${page}/tickets.csv`,
       path: `${s}/Data/tickets.csv`,
       priority: 'high',
-      row: 1,
     });
+    expect(tasks[1]?.sluice?.source?.row).toBe(1);
   });
 
   it('works with Data Center and a personal access token', async () => {

@@ -5,6 +5,7 @@ import { parse as parseCsv } from 'csv-parse';
 import mime from 'mime-types';
 import { SluiceError } from './errors.js';
 import { notUtf8, parseJsonl, readLines } from './jsonl.js';
+import { parsePythonJson } from './python-json.js';
 import { type Task, validateTask } from './task.js';
 
 /** Formats a source can turn into tasks. */
@@ -229,6 +230,7 @@ async function* fromJsonl(input: Bytes, options: ConvertOptions): AsyncGenerator
     for await (const record of parseJsonl(input, {
       name: options.name,
       maxLineBytes: options.maxLineBytes,
+      numbers: 'python',
     })) {
       yield {
         task: asTask(record.value, `${options.name} line ${record.line}`),
@@ -244,7 +246,7 @@ async function* fromJson(input: Bytes, options: ConvertOptions): AsyncGenerator<
   const text = await readAll(input, options);
   let value: unknown;
   try {
-    value = JSON.parse(text);
+    value = parsePythonJson(text);
   } catch (error) {
     throw convertError(
       `${options.name}: invalid JSON (${(error as Error).message})`,

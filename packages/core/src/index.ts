@@ -79,7 +79,7 @@ export {
   mediaPath,
   prodigyOrigins,
 } from './media.js';
-export { PyFloat, pythonJsonDumps } from './python-json.js';
+export { numberOf, PyFloat, PyInt, parsePythonJson, pythonJsonDumps } from './python-json.js';
 export { debugLog, serviceUrl } from './redact.js';
 export { type Agreement, type DatasetReport, datasetReport, ReportBuilder } from './report.js';
 export {
@@ -138,6 +138,14 @@ export {
   skipBytes,
 } from './source.js';
 export { fileStateStore, parseState, type StateData, type StateStore } from './state.js';
-export type { Answer, Span, Task, TaskMeta, TaskOption, Token } from './task.js';
+export type {
+  Answer,
+  SourceLineage,
+  Span,
+  Task,
+  TaskMeta,
+  TaskOption,
+  Token,
+} from './task.js';
 export { validateTask } from './task.js';
 export { assertSafeKey, renderTemplate, safeSegment, TEMPLATE_KEYS } from './template.js';

@@ -1,5 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import { SluiceError } from './errors.js';
+import { parsePythonJson } from './python-json.js';
 import { scanTaskLine } from './scan.js';
 
 /** Longest line accepted by default, in bytes (64 MiB): large enough for inline media, small enough to fail before memory does. */
@@ -28,6 +29,11 @@ export type JsonlRecord =
 export interface ParseJsonlOptions extends ReadLinesOptions {
   /** `throw` (default) stops at the first bad line; `yield` hands bad lines over as records with `error`. */
   invalid?: 'throw' | 'yield';
+  /**
+   * `python` reads numbers as Python's json does (see {@link parsePythonJson}): integral
+   * floats and integers beyond 2^53 keep their literal, for hashing and for writing back.
+   */
+  numbers?: 'js' | 'python';
 }
 
 /** What {@link writeJsonl} wrote. */
@@ -313,6 +319,7 @@ export async function* parseJsonl(
   const max = maxLineBytesOf(options);
   const name = options.name ?? 'input';
   const throwing = (options.invalid ?? 'throw') === 'throw';
+  const parse = options.numbers === 'python' ? parsePythonJson : JSON.parse;
   for await (const { lines, first } of splitInput(input, new LineSplitter<string>(max, false))) {
     for (let i = 0; i < lines.length; i++) {
       const text = lines[i];
@@ -332,7 +339,7 @@ export async function* parseJsonl(
       if (head !== 0x7b && head !== 0x5b && text.trim() === '') continue;
       let value: unknown;
       try {
-        value = JSON.parse(text);
+        value = parse(text);
       } catch (error) {
         const reason = `invalid JSON (${(error as Error).message})`;
         if (throwing) {

@@ -1,18 +1,114 @@
 /**
- * A number that must serialize as a Python float even when it is integral.
+ * A number that serializes as a Python float even when it is integral.
  * JSON.parse turns both `1` and `1.0` into the number 1, but Python's json.dumps writes them
- * differently, and Prodigy's hashes are computed over Python's output.
+ * differently, and Prodigy's hashes are computed over Python's output. `literal` is the text
+ * the number was read from; JSON.stringify writes it back as it was (`43.0`, `1e16`).
  */
 export class PyFloat {
-  constructor(readonly value: number) {}
+  constructor(
+    readonly value: number,
+    readonly literal?: string,
+  ) {}
 
   valueOf(): number {
     return this.value;
   }
 
-  toJSON(): number {
-    return this.value;
+  toJSON(): unknown {
+    if (this.literal !== undefined) return rawJson(this.literal);
+    // JSON has no NaN or Infinity: JSON.stringify writes null for them, as for plain numbers.
+    return Number.isFinite(this.value) ? rawJson(pythonFloatRepr(this.value)) : null;
   }
+}
+
+/**
+ * An integer beyond 2^53, kept digit for digit: JSON.parse would round it to the nearest
+ * double (a tweet id `1453...` changes), Python's json reads it exactly.
+ */
+export class PyInt {
+  constructor(readonly literal: string) {}
+
+  valueOf(): number {
+    return Number(this.literal);
+  }
+
+  toJSON(): unknown {
+    return rawJson(this.literal);
+  }
+}
+
+// JSON.rawJSON (Node 21+; we require 22) lets JSON.stringify write a number's own text.
+const rawJson = (JSON as unknown as { rawJSON(text: string): unknown }).rawJSON;
+
+/** The number inside a {@link PyFloat} or {@link PyInt}, or the value itself. */
+export function numberOf(value: unknown): unknown {
+  return value instanceof PyFloat || value instanceof PyInt ? value.valueOf() : value;
+}
+
+// A line can hold a number JSON.parse would misrepresent only if it has a digit before `.`,
+// `e` or `E`, sixteen digits in a row, or a `-0`. Most lines have none; those that do (a price
+// in a text) are scanned outside their strings before paying for the reviver.
+const MAYBE_LITERALS = /[0-9](?:[.eE]|[0-9]{15})|-0(?![0-9.eE])/;
+const FLOAT_LITERAL = /[.eE]/;
+
+/** What a number literal becomes when read as Python reads it. */
+function pythonNumber(value: number, literal: string): unknown {
+  if (FLOAT_LITERAL.test(literal)) {
+    // A float with a fraction prints the same in both languages; integral ones, -0.0 and
+    // overflows to Infinity do not.
+    return Number.isInteger(value) || !Number.isFinite(value) ? new PyFloat(value, literal) : value;
+  }
+  if (Object.is(value, -0)) return 0; // `-0` is the int 0 to Python
+  return Number.isSafeInteger(value) ? value : new PyInt(literal);
+}
+
+function keepLiteral(_key: string, value: unknown, context?: { source?: string }): unknown {
+  return typeof value === 'number' && context?.source !== undefined
+    ? pythonNumber(value, context.source)
+    : value;
+}
+
+/** Whether a number outside the strings of `text` reads differently in Python. */
+function hasPythonOnlyNumbers(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      // Skip a string, escapes included.
+      for (i++; i < text.length; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 0x5c) i++;
+        else if (d === 0x22) break;
+      }
+    } else if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
+      let end = i + 1;
+      let float = false;
+      for (; end < text.length; end++) {
+        const d = text.charCodeAt(end);
+        if (d === 0x2e || d === 0x45 || d === 0x65) float = true;
+        else if (!((d >= 0x30 && d <= 0x39) || d === 0x2b || d === 0x2d)) break;
+      }
+      // Short integers (the token offsets of an NER task) read the same; `-0` does not.
+      if (float || end - i >= 16) {
+        const literal = text.slice(i, end);
+        if (typeof pythonNumber(Number(literal), literal) !== 'number') return true;
+      } else if (c === 0x2d && end - i === 2 && text.charCodeAt(i + 1) === 0x30) {
+        return true;
+      }
+      i = end - 1;
+    }
+  }
+  return false;
+}
+
+/**
+ * Parses JSON text as Python's json.loads reads its numbers: an integral float (`43.0`,
+ * `1e16`) becomes a {@link PyFloat} and an integer beyond 2^53 a {@link PyInt}, so hashes
+ * and the JSON written back match what Python holds. Everything else is JSON.parse's.
+ */
+export function parsePythonJson(text: string): unknown {
+  return MAYBE_LITERALS.test(text) && hasPythonOnlyNumbers(text)
+    ? JSON.parse(text, keepLiteral as (key: string, value: unknown) => unknown)
+    : JSON.parse(text);
 }
 
 const HEX = '0123456789abcdef';
@@ -160,6 +256,7 @@ function dump(
       return undefined;
   }
   if (value instanceof PyFloat) return pythonFloatRepr(value.value);
+  if (value instanceof PyInt) return value.literal;
   const obj = value as object;
   if (depth >= MAX_DEPTH) {
     throw new TypeError(`Circular reference detected, or a value nested over ${MAX_DEPTH} deep`);

@@ -27,7 +27,7 @@ import { serviceUrl } from './redact.js';
 import { createSelector, type Selection } from './select.js';
 import { isExportFile, MANIFEST_KEY, REJECTS_KEY } from './sink/index.js';
 import { Checkpoint, fileStateStore, type StateStore } from './state.js';
-import type { Task } from './task.js';
+import type { SourceLineage, Task } from './task.js';
 
 /** One item of a store, as a driver lists it. */
 export interface SourceItem {
@@ -37,7 +37,7 @@ export interface SourceItem {
   uri: string;
   size?: number;
   modified?: Date;
-  /** Store version (ETag, generation, revision id); stamped into `meta.version` and kept in state. */
+  /** Store version (ETag, generation, revision id); stamped into `sluice.source.version` and kept in state. */
   version?: string;
   contentType?: string;
   /** The path the item was seen at, stamped into `meta.path`, when the URI does not show it (Drive ids). */
@@ -600,7 +600,9 @@ class SourceRun implements Source {
       // Only what this run selected is served, each under a URL nobody can guess.
       url = (await this.mediaServer()).add(item.uri, item.key);
     }
-    return { [format]: url };
+    // Prodigy's base64 removal (`image.manual --remove-base64`, `audio.manual`) puts `path`
+    // back in place of inlined bytes, so the database keeps this reference, not the media.
+    return { [format]: url, path: item.uri };
   }
 
   private mediaServer(): Promise<MediaServer> {
@@ -647,6 +649,12 @@ class SourceRun implements Source {
     return this.driver.stat(key);
   }
 
+  /**
+   * Records where a task came from under keys Prodigy's hash ignores at any depth (`source`,
+   * `path`), so a touched file or a same-bytes rewrite yields the same hashes:
+   * `meta.source` (the item's URI), `meta.path` (where the URI does not show it), and
+   * `sluice.source` (the item's version and the line or row), which hashes as an empty `{}`.
+   */
   private stamp(entry: Converted, item: SourceItem): Task {
     const { task } = entry;
     // Object.assign, not a spread: V8 spreads objects made by JSON.parse twenty times slower.
@@ -657,10 +665,12 @@ class SourceRun implements Source {
     }
     meta.source = item.uri;
     if (item.path !== undefined) meta.path = item.path;
-    if (item.version !== undefined) meta.version = item.version;
-    if (entry.line !== undefined) meta.line = entry.line;
-    if (entry.row !== undefined) meta.row = entry.row;
     task.meta = meta;
+    const lineage: SourceLineage = {};
+    if (item.version !== undefined) lineage.version = item.version;
+    if (entry.line !== undefined) lineage.line = entry.line;
+    if (entry.row !== undefined) lineage.row = entry.row;
+    task.sluice = { source: lineage };
     return this.options.hashes === false ? task : setHashes(task);
   }
 }

@@ -1,3 +1,5 @@
+import { numberOf } from './python-json.js';
+
 /** A token as Prodigy's tokenizers produce it. */
 export interface Token {
   text: string;
@@ -28,17 +30,29 @@ export interface TaskOption {
 
 export type Answer = 'accept' | 'reject' | 'ignore';
 
-/** Where a task came from: stamped by every source. */
+/** Where a task came from, as every source stamps it into `meta` (keys Prodigy's hash ignores). */
 export interface TaskMeta {
   /** Canonical URI of the item, e.g. `s3://bucket/key` or `file:///abs/path`. */
   source?: string;
-  /** Store version of the item: ETag, generation, revision id, mtime. */
+  /** The path the item was seen at, where its URI does not show it (Drive, Confluence, File 360). */
+  path?: string;
+  /** Where a task re-read from an export or review location first came from. */
+  origin?: string;
+  [key: string]: unknown;
+}
+
+/**
+ * Lineage that changes without the content changing, under `task.sluice.source`. Prodigy's
+ * hash drops every key named `source` at any depth, so `sluice` hashes as `{}` and a touched
+ * file, a same-bytes rewrite or a new revision with the same text keeps its hashes.
+ */
+export interface SourceLineage {
+  /** Store version of the item: mtime and size, ETag, generation, revision id, version number. */
   version?: string;
   /** 1-based line number within the item, for line-based formats. */
   line?: number;
-  /** 1-based data row number within the item, for CSV. */
+  /** 1-based data row within the item: CSV rows, or array index + 1 for json. */
   row?: number;
-  [key: string]: unknown;
 }
 
 /** A Prodigy task, as streamed into recipes and as `prodigy db-out` writes it. */
@@ -54,6 +68,10 @@ export interface Task {
   options?: TaskOption[];
   accept?: Array<string | number>;
   meta?: TaskMeta;
+  /** Stamped by Sluice sources; see {@link SourceLineage}. */
+  sluice?: { source?: SourceLineage };
+  /** Canonical URI of a media item: Prodigy's base64 removal restores the media field from it. */
+  path?: string;
   answer?: Answer;
   flagged?: boolean;
   _input_hash?: number;
@@ -81,7 +99,9 @@ function isInt(value: unknown): value is number {
 // coordinates (`points`, `x`, `y`, ...) and no offsets at all.
 function checkSpan(span: unknown, path: string, text: string | undefined): string | undefined {
   if (!isObject(span)) return `${path} is not an object`;
-  const { start, end } = span;
+  // Numbers read as Python reads them (`1.0` kept a float) are numbers all the same.
+  const start = numberOf(span.start);
+  const end = numberOf(span.end);
   if (text !== undefined) {
     if (!isInt(start) || start < 0) return `${path}.start must be a non-negative integer`;
     if (!isInt(end)) return `${path}.end must be an integer`;
@@ -99,7 +119,8 @@ function checkSpan(span: unknown, path: string, text: string | undefined): strin
   if (span.label !== undefined && typeof span.label !== 'string') {
     return `${path}.label must be a string`;
   }
-  const { token_start, token_end } = span;
+  const token_start = numberOf(span.token_start);
+  const token_end = numberOf(span.token_end);
   if (token_start !== undefined && !isInt(token_start)) {
     return `${path}.token_start must be an integer`;
   }
@@ -129,7 +150,9 @@ export function validateTask(
     }
   }
   for (const field of HASH_FIELDS) {
-    if (value[field] !== undefined && !isInt(value[field])) return `${field} must be an integer`;
+    if (value[field] !== undefined && !isInt(numberOf(value[field]))) {
+      return `${field} must be an integer`;
+    }
   }
   if (value.answer !== undefined && !ANSWERS.has(value.answer as string)) {
     return `answer must be accept, reject or ignore, got ${JSON.stringify(value.answer)}`;
@@ -152,10 +175,10 @@ export function validateTask(
       const token = value.tokens[i];
       if (!isObject(token)) return `tokens[${i}] is not an object`;
       if (typeof token.text !== 'string') return `tokens[${i}].text must be a string`;
-      if (!isInt(token.start) || !isInt(token.end)) {
-        return `tokens[${i}].start and end must be integers`;
-      }
-      if (token.end < token.start) return `tokens[${i}].end < start`;
+      const start = numberOf(token.start);
+      const end = numberOf(token.end);
+      if (!isInt(start) || !isInt(end)) return `tokens[${i}].start and end must be integers`;
+      if (end < start) return `tokens[${i}].end < start`;
     }
   }
   if (value.options !== undefined) {
@@ -163,7 +186,7 @@ export function validateTask(
     for (let i = 0; i < value.options.length; i++) {
       const option = value.options[i];
       if (!isObject(option)) return `options[${i}] is not an object`;
-      if (typeof option.id !== 'string' && typeof option.id !== 'number') {
+      if (typeof option.id !== 'string' && typeof numberOf(option.id) !== 'number') {
         return `options[${i}].id must be a string or a number`;
       }
     }

@@ -43,10 +43,11 @@ describe('pythonJsonDumps: numbers', () => {
     expect(pythonJsonDumps(value)).toBe(expected);
   });
 
-  it('PyFloat behaves as its number elsewhere', () => {
+  it('PyFloat behaves as its number elsewhere and stays a float in JSON', () => {
     const f = new PyFloat(2);
     expect(+f).toBe(2);
-    expect(JSON.stringify({ f })).toBe('{"f":2}');
+    expect(JSON.stringify({ f })).toBe('{"f":2.0}');
+    expect(JSON.stringify([new PyFloat(Number.NaN)])).toBe('[null]');
   });
 });
 

@@ -260,7 +260,8 @@ describe('file360 sink', () => {
     expect(back[0]).toMatchObject({
       label: 'CORRECTED',
       text: kept[0]?.text,
-      meta: { source: `file360://node/${csvId}`, version: '2', origin: kept[0]?.meta?.source },
+      meta: { source: `file360://node/${csvId}`, origin: kept[0]?.meta?.source },
+      sluice: { source: { version: '2' } },
     });
   });
 });
@@ -375,7 +376,8 @@ describe('file360 sink on Core Share', () => {
     );
     expect(back[0]).toMatchObject({
       label: 'CORRECTED',
-      meta: { source: `file360://node/${csvId}`, version: '2' },
+      meta: { source: `file360://node/${csvId}` },
+      sluice: { source: { version: '2' } },
     });
     // Another export into the same place: new documents, a new version of manifest.json.
     const again = await file360Sink({

@@ -87,7 +87,8 @@ describe('file360 CLIs against the test kit server', () => {
     expect(tasks).toHaveLength(1 + 30 + 2 + 1 + 1);
     expect(tasks[0]).toMatchObject({
       text: 'Globex must sign by 1 March.',
-      meta: { source: `file360://node/${ids.memo}`, path: 'Counsel memo.txt', version: '1' },
+      meta: { source: `file360://node/${ids.memo}`, path: 'Counsel memo.txt' },
+      sluice: { source: { version: '1' } },
     });
     const paths = tasks.map((t) => t.meta.path);
     expect(paths).toContain('Contracts 2026/Clauses/clauses.csv');
@@ -120,7 +121,7 @@ describe('file360 CLIs against the test kit server', () => {
     expect((await shell(command(again), env)).code).toBe(0);
     expect(
       jsonLines(await readFile(again, 'utf8'))
-        .map((t) => [t.text, t.meta.version])
+        .map((t) => [t.text, t.sluice.source.version])
         .sort(),
     ).toEqual([
       ['Agreement 30.', '1'],
@@ -258,11 +259,8 @@ describe('file360 CLIs against the test kit server', () => {
     );
     expect(corrected[0]).toMatchObject({
       label: 'ORG',
-      meta: {
-        source: `file360://node/${sheet?.id}`,
-        version: '2',
-        origin: reviewed[0].meta.source,
-      },
+      meta: { source: `file360://node/${sheet?.id}`, origin: reviewed[0].meta.source },
+      sluice: { source: { version: '2' } },
     });
   });
 });
@@ -325,7 +323,8 @@ describe('file360 CLIs against the test kit Core Share server', () => {
     // A 19-digit id, whole, in the lineage.
     expect(corrected[0]).toMatchObject({
       label: 'ORG',
-      meta: { source: `file360://node/${sheet?.id}`, version: '2' },
+      meta: { source: `file360://node/${sheet?.id}` },
+      sluice: { source: { version: '2' } },
     });
     expect(sheet?.id).toMatch(/^\d{19}$/);
   });

@@ -87,14 +87,15 @@ describe('file360 source', () => {
     docs.put('2026/q1/contract.txt', 'Signed by Globex.\n');
     docs.put('memo.txt', 'Pay Acme Ltd by Monday.\n');
     const top = await read(`file360://node/${root}`, { order: 'listing' });
-    expect(top.map((t) => [t.text, t.meta])).toEqual([
+    expect(top.map((t) => [t.text, t.meta, t.sluice])).toEqual([
       [
         'Pay Acme Ltd by Monday.',
-        { source: `file360://node/${memo}`, path: 'memo.txt', version: '2', line: 1 },
+        { source: `file360://node/${memo}`, path: 'memo.txt' },
+        { source: { version: '2', line: 1 } },
       ],
     ]);
     const all = await read(`file360://node/${root}`, { recursive: true, order: 'listing' });
-    expect(all.map((t) => [t.meta?.path, t.meta?.version])).toEqual([
+    expect(all.map((t) => [t.meta?.path, t.sluice?.source?.version])).toEqual([
       ['memo.txt', '2'],
       ['2026/q1/contract.txt', '1'],
     ]);
@@ -196,7 +197,7 @@ describe('file360 source', () => {
       state,
       order: 'listing',
     });
-    expect(rerun.map((t) => [t.text, t.meta?.version])).toEqual([
+    expect(rerun.map((t) => [t.text, t.sluice?.source?.version])).toEqual([
       ['fresh', '1'],
       ['old 7, corrected', '2'],
     ]);

@@ -24,7 +24,7 @@ const SMALL_FILE_BYTES = 256 * 1024;
 const STAT_BATCH = 64;
 const CHUNK_BYTES = 64 * 1024;
 
-/** `meta.version` of a file: its modification time (ms) and size. */
+/** `sluice.source.version` of a file: its modification time (ms) and size. */
 const versionOf = (stats: Stats) => `${Math.trunc(stats.mtimeMs)}:${stats.size}`;
 
 /** Whether a file is as it was: any write moves its change time (kept to a fraction of a microsecond). */

@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, open, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileUri, type Task } from '@sluice/core';
@@ -125,7 +125,7 @@ describe('fs source: links and files that change', () => {
     expect(seen.length).toBeLessThan(150_000);
     for (const task of seen) {
       expect(task.text).toMatch(/^old /);
-      expect(task.meta?.version).toBe(version);
+      expect(task.sluice?.source?.version).toBe(version);
     }
   });
 
@@ -155,5 +155,27 @@ describe('fs source: links and files that change', () => {
     const rerun = await collect(fsSource({ url: join(dir, 'data'), state }));
     expect(rerun).toHaveLength(150_000);
     expect(rerun.every((task) => task.text?.startsWith('new '))).toBe(true);
+  });
+});
+
+describe('fs source hashes', () => {
+  it('keeps the hashes of a touched file, while its version records the new mtime', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sluice-fs-touch-'));
+    try {
+      const file = join(dir, 'tickets.jsonl');
+      await writeFile(file, '{"text":"Refund not received"}\n{"text":"App crashes"}\n');
+      await utimes(file, new Date('2026-01-01T00:00:00Z'), new Date('2026-01-01T00:00:00Z'));
+      const before = await collect(fsSource({ url: dir }));
+      await utimes(file, new Date('2026-06-01T00:00:00Z'), new Date('2026-06-01T00:00:00Z'));
+      const after = await collect(fsSource({ url: dir }));
+      expect(after.map((t) => t.sluice?.source?.version)).not.toEqual(
+        before.map((t) => t.sluice?.source?.version),
+      );
+      expect(after.map((t) => [t._input_hash, t._task_hash])).toEqual(
+        before.map((t) => [t._input_hash, t._task_hash]),
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -20,11 +20,17 @@ describe('gcs source', () => {
     expect((kit.server.requests['objects.list'] ?? 0) - before).toBe(4);
   }, 60_000);
 
-  it('records the generation as the version and reads that generation', async () => {
+  it('records the generation as the version; a same-bytes rewrite keeps the hashes', async () => {
     const stored = kit.server.putObject('raw', 'gen/doc.txt', 'first\n');
-    const [task] = await collect(gcsSource({ url: 'gs://raw/gen/', storage: kit.storage }));
+    const read = () => collect(gcsSource({ url: 'gs://raw/gen/', storage: kit.storage }));
+    const [task] = await read();
     expect(task?.text).toBe('first');
-    expect(task?.meta?.version).toBe(stored.generation);
+    expect(task?.sluice?.source?.version).toBe(stored.generation);
+    const rewritten = kit.server.putObject('raw', 'gen/doc.txt', 'first\n');
+    expect(rewritten.generation).not.toBe(stored.generation);
+    const [again] = await read();
+    expect(again?.sluice?.source?.version).toBe(rewritten.generation);
+    expect([again?._input_hash, again?._task_hash]).toEqual([task?._input_hash, task?._task_hash]);
   });
 
   it('writes V4 signed URLs that a plain HTTP client can fetch, and a tampered one is refused', async () => {

@@ -93,7 +93,8 @@ describe('gdrive CLIs against the test kit Drive server', () => {
     const row = tasks.find((t) => t.text === 'App crashes');
     expect(row).toMatchObject({
       label: 'BUG',
-      meta: { source: `gdrive://file/${ids.sheet}`, row: 2 },
+      meta: { source: `gdrive://file/${ids.sheet}` },
+      sluice: { source: { row: 2 } },
     });
     const ticket = tasks.find((t) => t.text === 'Ticket 1: cannot log in');
     expect(ticket.meta.path).toBe('tickets/2025/ticket-001.txt');

@@ -94,16 +94,14 @@ describe('gdrive source: Google files, shortcuts, shared drives', () => {
       'Slide one\nSlide two',
     ]);
     const policy = texts.get('Refunds within 30 days.\nNo cash.');
-    expect(policy?.meta).toMatchObject({
-      source: `gdrive://file/${doc}`,
-      path: 'Policy',
-      version: server.file(doc)?.version,
-    });
+    expect(policy?.meta).toMatchObject({ source: `gdrive://file/${doc}`, path: 'Policy' });
+    expect(policy?.sluice?.source?.version).toBe(server.file(doc)?.version);
     expect(texts.get('Hello')).toMatchObject({
       label: 'BUG',
-      meta: { source: `gdrive://file/${sheet}`, path: 'Tickets', row: 1, priority: 'high' },
+      meta: { source: `gdrive://file/${sheet}`, path: 'Tickets', priority: 'high' },
+      sluice: { source: { row: 1 } },
     });
-    expect(texts.get('Bye')?.meta).toMatchObject({ row: 2 });
+    expect(texts.get('Bye')?.sluice?.source).toMatchObject({ row: 2 });
     expect(typeof policy?._input_hash).toBe('number');
   });
 

@@ -51,13 +51,13 @@ const FIRST_PAGE_KEYS = 100;
 
 const unquote = (etag: string | undefined) => etag?.replace(/^"|"$/g, '');
 
-/** `meta.version`: the ETag, and on a versioned bucket `<etag>@<versionId>`. */
+/** `sluice.source.version`: the ETag, and on a versioned bucket `<etag>@<versionId>`. */
 function versionOf(etag: string | undefined, versionId: string | undefined): string | undefined {
   const tag = unquote(etag);
   return versionId && versionId !== 'null' ? `${tag ?? ''}@${versionId}` : tag;
 }
 
-/** The VersionId inside a `meta.version`, if any. */
+/** The VersionId inside a `sluice.source.version`, if any. */
 function versionIdOf(version: string | undefined): string | undefined {
   const at = version?.lastIndexOf('@') ?? -1;
   return at >= 0 ? version?.slice(at + 1) : undefined;

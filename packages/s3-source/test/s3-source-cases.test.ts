@@ -90,7 +90,7 @@ describe.each(S3_SERVERS)('s3 source on %s', (name) => {
         new HeadObjectCommand({ Bucket: 'raw', Key: 'replaced/b.txt' }),
       );
       expect(seen.map((task) => task.text)).toEqual(['first', 'after']);
-      expect(seen[1]?.meta?.version).toBe(head.ETag?.replace(/"/g, ''));
+      expect(seen[1]?.sluice?.source?.version).toBe(head.ETag?.replace(/"/g, ''));
     }
   });
 });
@@ -116,7 +116,7 @@ describe.skipIf(!S3_SERVERS.includes('moto'))('s3 source on a versioned bucket (
     try {
       const [task] = await collect(s3Source({ url: 's3://versioned/', client: kit.s3, state }));
       expect(task?.text).toBe('second draft');
-      expect(task?.meta?.version).toMatch(new RegExp(`@${second.VersionId}$`));
+      expect(task?.sluice?.source?.version).toMatch(new RegExp(`@${second.VersionId}$`));
       expect(await collect(s3Source({ url: 's3://versioned/', client: kit.s3, state }))).toEqual(
         [],
       );

@@ -130,6 +130,9 @@ export function jsonLines(stdout: string): any[] {
  */
 export function taskLines(stdout: string): string[] {
   return jsonLines(stdout)
-    .map((task) => `${task.meta.source}#${task.meta.line ?? task.meta.row ?? ''}=${task.text}`)
+    .map((task) => {
+      const at = task.sluice?.source ?? {};
+      return `${task.meta.source}#${at.line ?? at.row ?? ''}=${task.text}`;
+    })
     .sort();
 }

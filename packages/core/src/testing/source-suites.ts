@@ -91,7 +91,7 @@ export function testSourceList(
   describe(`${harness.connector} source: list`, () => {
     const ctx = useFixture(() => harness.setup());
 
-    it('reads every item under the location, nested keys included, with lineage in meta', async () => {
+    it('reads every item under the location, nested keys included, with lineage recorded', async () => {
       const { fixture } = ctx;
       await fixture.put('a.txt', 'alpha\n');
       await fixture.put('sub/b.txt', 'beta\n');
@@ -100,8 +100,8 @@ export function testSourceList(
       expect(texts(tasks)).toEqual(['alpha', 'beta', 'gamma']);
       const beta = tasks.find((task) => task.text === 'beta') as Task;
       expect(beta.meta?.source).toBe(uriOf(fixture, 'sub/b.txt'));
-      expect(typeof beta.meta?.version).toBe('string');
-      expect(beta.meta?.line).toBe(1);
+      expect(typeof beta.sluice?.source?.version).toBe('string');
+      expect(beta.sluice?.source?.line).toBe(1);
     });
 
     it('yields nothing for an empty location', async () => {
@@ -151,16 +151,19 @@ export function testSourceConvert(harness: SourceHarness): void {
       await fixture.put('in/page.html', '<p>nine</p>');
       const tasks = await collect(harness.source(fixture.url, { order: 'listing' }));
       const byText = new Map(tasks.map((task) => [task.text ?? task.html, task]));
-      expect(byText.get('one')?.meta).toMatchObject({ k: 1, line: 1 });
-      expect(byText.get('two')?.meta?.line).toBe(3);
-      expect(byText.get('four')?.meta?.row).toBe(2);
+      const at = (text: string) => byText.get(text)?.sluice?.source;
+      expect(byText.get('one')?.meta).toMatchObject({ k: 1 });
+      expect(at('one')?.line).toBe(1);
+      expect(at('two')?.line).toBe(3);
+      expect(at('four')?.row).toBe(2);
       expect(byText.get('five, with comma')).toMatchObject({
         label: 'POS',
-        meta: { meta: '0.5', author: 'ann', row: 1 },
+        meta: { meta: '0.5', author: 'ann' },
+        sluice: { source: { row: 1 } },
       });
       expect(byText.get('six')?.label).toBeUndefined();
-      expect(byText.get('seven')?.meta?.line).toBe(1);
-      expect(byText.get('eight')?.meta?.line).toBe(3);
+      expect(at('seven')?.line).toBe(1);
+      expect(at('eight')?.line).toBe(3);
       expect(byText.get('<p>nine</p>')?.meta?.source).toBe(uriOf(fixture, 'in/page.html'));
       expect(tasks).toHaveLength(9);
     });
@@ -190,6 +193,29 @@ export function testSourceConvert(harness: SourceHarness): void {
         _input_hash: 7,
         _task_hash: 8,
       });
+    });
+
+    // Prodigy excludes what a dataset holds by task hash: a hash that moved with the item's
+    // version (a touch, a same-bytes upload, a new revision) would queue answered texts again.
+    it('keeps hashes when the same bytes are written again or lines move, and not when text changes', async () => {
+      const { fixture } = ctx;
+      const hashes = async () => {
+        const tasks = await collect(harness.source(fixture.url));
+        return new Map(tasks.map((t) => [t.text, [t._input_hash, t._task_hash, t.sluice?.source]]));
+      };
+      await fixture.put('notes/a.txt', 'alpha\nbeta\n');
+      const first = await hashes();
+      await fixture.put('notes/a.txt', 'alpha\nbeta\n');
+      const rewritten = await hashes();
+      expect(rewritten.get('alpha')?.slice(0, 2)).toEqual(first.get('alpha')?.slice(0, 2));
+      expect(rewritten.get('beta')?.slice(0, 2)).toEqual(first.get('beta')?.slice(0, 2));
+      await fixture.put('notes/a.txt', 'new first line\nalpha\nbeta, edited\n');
+      const edited = await hashes();
+      expect(edited.get('alpha')?.slice(0, 2)).toEqual(first.get('alpha')?.slice(0, 2));
+      expect(edited.get('alpha')?.[2]).toMatchObject({ line: 2 });
+      const [input, task] = edited.get('beta, edited') ?? [];
+      expect([input, task]).not.toContain(first.get('beta')?.[0]);
+      expect(task).not.toBe(first.get('beta')?.[1]);
     });
 
     it('skips items it cannot convert, with a warning', async () => {
@@ -450,6 +476,8 @@ export function testSourceMedia(harness: SourceHarness): void {
         expect(task?.image).toMatch(
           new RegExp(`^http://127\\.0\\.0\\.1:${port}/[A-Za-z0-9_-]{22}/pixel\\.png$`),
         );
+        // Prodigy's base64 removal puts `path` back where image.manual inlined the bytes.
+        expect(task?.path).toBe(uriOf(fixture, 'img/pixel.png'));
         const response = await fetch(task?.image as string);
         expect(response.status).toBe(200);
         expect(response.headers.get('content-type')).toBe('image/png');
@@ -529,6 +557,7 @@ export function testSourceMedia(harness: SourceHarness): void {
       await fixture.put('pixel.png', TINY_PNG);
       const [task] = await collect(harness.source(fixture.url, { media: 'inline' }));
       expect(task?.image).toBe(`data:image/png;base64,${TINY_PNG.toString('base64')}`);
+      expect(task?.path).toBe(uriOf(fixture, 'pixel.png'));
       await expect(
         collect(harness.source(fixture.url, { media: 'inline', inlineMaxBytes: 10 })),
       ).rejects.toThrow(/too large to inline/);
@@ -548,7 +577,7 @@ export function testSourceChanges(harness: SourceHarness): void {
       const versionOfB = async () =>
         (await collect(harness.source(fixture.url))).find(
           (task) => task.meta?.source === uriOf(fixture, 'b.txt'),
-        )?.meta?.version;
+        )?.sluice?.source?.version;
       const listed = await versionOfB();
       const source = harness.source(fixture.url, { concurrency: 1, order: 'listing' });
       const seen: Task[] = [];
@@ -562,7 +591,7 @@ export function testSourceChanges(harness: SourceHarness): void {
       // Either the version listed, read as it was (a store that keeps versions), or the new
       // one, read again: never the new bytes under the old version.
       const b = seen[1];
-      expect([b?.text, b?.meta?.version]).toEqual(
+      expect([b?.text, b?.sluice?.source?.version]).toEqual(
         b?.text === 'before' ? ['before', listed] : ['after, and longer', now],
       );
     });

@@ -1,1 +1,1 @@
-from . import image, ner  # noqa: F401
+from . import image, ner  # noqa: F401  (registers the built-in recipes)
