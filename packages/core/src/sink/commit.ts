@@ -286,20 +286,19 @@ export async function sweepLeftovers(
   self: string | undefined,
   atomic: boolean,
 ): Promise<{ keys: string[]; live: LiveExport }> {
-  const markers: Array<{ key: string; body: Buffer }> = [];
+  const markers: RunMarker[] = [];
   for await (const key of driver.list(MARKER_KEY_PREFIX)) {
     const tag = markerTag(key);
     if (!tag || tag === self) continue;
     const stored = await driver.read(key);
-    if (stored) markers.push({ key, body: stored.body });
+    const marker = stored && parseMarker(stored.body);
+    if (marker) markers.push(marker);
   }
   const live = await readLive(driver);
   const keep = liveKeys(live);
   const dead: RunMarker[] = [];
   const expired: RunMarker[] = [];
-  for (const { body } of markers) {
-    const marker = parseMarker(body);
-    if (!marker) continue;
+  for (const marker of markers) {
     const gone = live.manifest?.run === marker.run || ownerGone(marker);
     const stale = marker.base !== live.identity;
     const old = Date.now() - Date.parse(marker.started) > MARKER_EXPIRY_MS;

@@ -319,7 +319,6 @@ class SinkRun {
       }
       const parts = await this.finishParts(groups, guidelines?.name);
       this.stats.parts = parts.length;
-      const extra: Outgoing[] = [];
       const rejectsFile = rejects
         ? { name: REJECTS_KEY, ext: '.jsonl', staged: await rejects.finish() }
         : undefined;
@@ -331,8 +330,8 @@ class SinkRun {
           }
         : undefined;
       const guidelinesFile = guidelines && { ...guidelines, ext: extname(guidelines.name) };
-      for (const file of [rejectsFile, reviewFile, guidelinesFile]) if (file) extra.push(file);
-      const outgoing = [...parts.map(({ file }) => file), ...extra];
+      const outgoing: Outgoing[] = parts.map(({ file }) => file);
+      for (const file of [rejectsFile, reviewFile, guidelinesFile]) if (file) outgoing.push(file);
       const partFiles = new Set(parts.map(({ file }) => file));
       const manifest = (): Manifest => {
         const entry = (file: Outgoing): ManifestFile => ({
