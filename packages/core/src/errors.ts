@@ -86,14 +86,34 @@ export function toSluiceError(error: unknown, connector = 'core'): SluiceError {
 }
 
 /**
+ * The reasons Google's APIs give when they throttle a caller. Drive answers them with 403 as
+ * well as 429, and asks for a retry with exponential backoff
+ * (https://developers.google.com/drive/api/guides/limits); Cloud Storage with 429.
+ */
+export const RATE_LIMIT_REASONS: readonly string[] = ['rateLimitExceeded', 'userRateLimitExceeded'];
+
+/** Whether an HTTP answer (status, and the API's reason if it gave one) asks to be retried later. */
+export function isRetryableStatus(status: number, reason = ''): boolean {
+  return status >= 500 || status === 429 || status === 408 || RATE_LIMIT_REASONS.includes(reason);
+}
+
+/**
  * The last step of a connector's error mapping, after its own cases (not found, auth): the
- * client's error named by `what` (its first line), retryable on 429, 5xx and network
- * failures, and with `unreachable` as the hint when the host cannot be reached. An HTTP
- * error status makes it an `IO` error rather than an `INTERNAL` one.
+ * client's error named by `what` (its first line), retryable on 408, 429, 5xx, a rate-limit
+ * `reason` (a 403 from Google) and network failures, and with `unreachable` as the hint when
+ * the host cannot be reached. An HTTP error status makes it an `IO` error rather than an
+ * `INTERNAL` one.
  */
 export function requestError(
   error: unknown,
-  options: { connector: string; what: string; status?: number; unreachable: string },
+  options: {
+    connector: string;
+    what: string;
+    status?: number;
+    /** The API's reason for the answer, e.g. Google's `userRateLimitExceeded`. */
+    reason?: string;
+    unreachable: string;
+  },
 ): SluiceError {
   const { connector, what, status = 0 } = options;
   const failure = toSluiceError(error, connector);
@@ -105,7 +125,8 @@ export function requestError(
     connector,
     hint: network ? options.unreachable : failure.hint,
     cause: error,
-    retryable: status >= 500 || status === 429 || network || failure.retryable,
+    retryable:
+      (status > 0 && isRetryableStatus(status, options.reason)) || network || failure.retryable,
   });
 }
 

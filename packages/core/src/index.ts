@@ -39,8 +39,10 @@ export {
 export {
   apiError,
   hasUserinfo,
+  isRetryableStatus,
   isSluiceError,
   type KnownAnswer,
+  RATE_LIMIT_REASONS,
   redact,
   requestError,
   SluiceError,
@@ -68,7 +70,13 @@ export {
   scanJsonl,
   writeJsonl,
 } from './jsonl.js';
-export { checkedBody, createLeanGet, type LeanGet } from './lean-get.js';
+export {
+  checkedBody,
+  createLeanGet,
+  type LeanAnswer,
+  type LeanGet,
+  leanBody,
+} from './lean-get.js';
 export { fileUri, toLocalPath } from './local.js';
 export {
   DEFAULT_MEDIA_PORT,
@@ -84,8 +92,10 @@ export { debugLog, serviceUrl } from './redact.js';
 export { type Agreement, type DatasetReport, datasetReport, ReportBuilder } from './report.js';
 export {
   isTransient,
+  type RetryOptions,
   type RetryPolicy,
   retryAfterMs,
+  retrying,
   retryWait,
   sendWithRetry,
 } from './retry.js';

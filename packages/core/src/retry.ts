@@ -1,6 +1,8 @@
-// How Sluice's own REST clients (Confluence, File 360) retry: only answers a retry can change,
-// waiting as long as the service asks, and long enough without being told.
+// How Sluice retries: only answers a retry can change, waiting as long as the service asks,
+// and long enough without being told. Sluice's own REST clients (Confluence, File 360) send
+// through `sendWithRetry`; connectors on a Google client library call `retrying`.
 import { setTimeout as sleep } from 'node:timers/promises';
+import { SluiceError } from './errors.js';
 
 /** How a REST client retries an answer worth retrying. */
 export interface RetryPolicy {
@@ -100,4 +102,57 @@ export async function sendWithRetry(
     await response.body?.cancel().catch(() => {});
     await sleep(wait, undefined, { signal });
   }
+}
+
+/** How `retrying` retries a call whose failures are errors (a client library's), not answers. */
+export interface RetryOptions extends RetryPolicy {
+  /** Stops waiting and retrying. */
+  signal?: AbortSignal;
+  /** Whether a failure is worth another attempt (default: a SluiceError's `retryable`). */
+  retryable?(error: unknown): boolean;
+  /** The headers of the answer a failure carries, for the wait it asks for (Retry-After). */
+  headersOf?(error: unknown): Headers | undefined;
+  /** Told before each wait, e.g. for a debug log. */
+  onRetry?(error: unknown, retry: number, waitMs: number): void;
+}
+
+/**
+ * Runs `attempt` until it succeeds, a failure is not retryable, or the policy gives up (the
+ * waits of `retryWait`). For connectors whose client library throws rather than answers, and
+ * whose services say which failures a retry can mend (Google's: 408, 429, 5xx, a 403 rate
+ * limit). A retryable SluiceError still failing when the policy gives up is thrown as not
+ * retryable, so that loops around this one (a source resuming a read) do not multiply it.
+ */
+export async function retrying<T>(
+  attempt: (retry: number) => Promise<T>,
+  options: RetryOptions = {},
+): Promise<T> {
+  const { signal } = options;
+  const retryable =
+    options.retryable ?? ((error: unknown) => error instanceof SluiceError && error.retryable);
+  for (let retry = 0; ; retry++) {
+    try {
+      return await attempt(retry);
+    } catch (error) {
+      if (signal?.aborted || !retryable(error)) throw error;
+      const wait = retryWait(options.headersOf?.(error), retry, options);
+      if (wait === undefined) throw spent(error);
+      options.onRetry?.(error, retry + 1, wait);
+      await sleep(wait, undefined, signal ? { signal } : undefined);
+    }
+  }
+}
+
+/** A failure after the last retry: the same error, no longer retryable. */
+function spent(error: unknown): unknown {
+  if (!(error instanceof SluiceError) || !error.retryable) return error;
+  const final = new SluiceError(error.message, {
+    code: error.code,
+    connector: error.connector,
+    hint: error.hint,
+    cause: error.cause,
+    retryable: false,
+  });
+  final.stack = error.stack;
+  return final;
 }

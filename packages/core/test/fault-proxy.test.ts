@@ -15,7 +15,13 @@ describe('fault-injection proxy', () => {
         uploaded += chunk.length;
       });
       req.on('end', () => {
-        res.writeHead(200, { 'Content-Length': body.length, 'X-Uploaded': String(uploaded) });
+        // A resumable upload session's address, on the server itself.
+        const session = req.url === '/session' ? { Location: `${target}/upload?id=1` } : {};
+        res.writeHead(200, {
+          'Content-Length': body.length,
+          'X-Uploaded': String(uploaded),
+          ...session,
+        });
         res.end(body);
       });
     });
@@ -31,6 +37,14 @@ describe('fault-injection proxy', () => {
     expect(response.headers.get('x-uploaded')).toBe('5');
     expect(Buffer.from(await response.arrayBuffer())).toEqual(body);
     expect(proxy.injected).toBe(0);
+    await proxy.close();
+  });
+
+  it("points the server's own Location back through the proxy, so follow-up requests meet faults", async () => {
+    const proxy = await startFaultProxy(target);
+    const response = await fetch(`${proxy.url}/session`, { method: 'POST' });
+    expect(response.headers.get('location')).toBe(`${proxy.url}/upload?id=1`);
+    await response.arrayBuffer();
     await proxy.close();
   });
 

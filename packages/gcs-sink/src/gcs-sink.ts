@@ -2,12 +2,15 @@ import { readFile } from 'node:fs/promises';
 import type { Storage } from '@google-cloud/storage';
 import {
   createSink,
+  retrying,
   type Sink,
   type SinkDriver,
   type SinkOptions,
   SluiceError,
+  type StagedPart,
 } from '@sluice/core';
 import {
+  createObjectReader,
   createStorage,
   GCS_CONNECTOR,
   type GcsConnectionOptions,
@@ -29,6 +32,12 @@ export interface GcsSinkOptions extends SinkOptions, GcsConnectionOptions {
 
 const DEFAULT_CHUNK = 8 * 1024 * 1024;
 const CHUNK_MULTIPLE = 256 * 1024;
+/**
+ * Whole uploads (and deletes) tried again after the client's own retries give up. A client
+ * Sluice builds retries each request (and each chunk) itself; a `storage` a caller passes may
+ * retry none.
+ */
+const UPLOAD_RETRIES = 3;
 
 /**
  * Builds the driver over an export root. The manifest is committed with a generation
@@ -44,35 +53,84 @@ export function createGcsSinkDriver(rootUrl: string, options: GcsSinkOptions): S
   }
   const storage: Storage = createStorage(options, true);
   const bucket = storage.bucket(bucketName);
+  // Reads (the earlier manifest) go the source's way, never through the library's streams.
+  const reader = createObjectReader(storage, bucketName, 2);
   const uriOf = (key: string) => `gs://${bucketName}/${prefix}${key}`;
+
+  /** Whether the object at `name` is this part, written by an attempt whose answer was lost. */
+  const isOwnWrite = async (name: string, part: StagedPart): Promise<boolean> => {
+    try {
+      const [meta] = await bucket.file(name).getMetadata();
+      return meta.metadata?.sha256 === part.sha256 && Number(meta.size) === part.bytes;
+    } catch {
+      return false;
+    }
+  };
+
+  /** A change to the store, retried for any client; `done` may take a failure as success. */
+  const retried = (
+    key: string,
+    change: () => Promise<unknown>,
+    done?: (error: unknown) => Promise<boolean>,
+  ) =>
+    retrying(
+      async () => {
+        try {
+          await change();
+        } catch (error) {
+          if (await done?.(error)) return;
+          throw gcsError(error, uriOf(key));
+        }
+      },
+      { retries: UPLOAD_RETRIES },
+    );
+
   return {
     connector: GCS_CONNECTOR,
     root: `gs://${bucketName}${prefix ? `/${prefix.replace(/\/$/, '')}` : ''}`,
     commits: 'atomic',
     async read(key) {
+      const name = `${prefix}${key}`;
+      let generation: string;
       try {
-        // The generation first, then exactly its bytes: a newer object makes this one 404.
-        const [metadata] = await bucket.file(`${prefix}${key}`).getMetadata();
-        const generation = String(metadata.generation);
-        const [body] = await bucket.file(`${prefix}${key}`, { generation }).download();
-        return { body, version: generation };
+        const [meta] = await bucket.file(name).getMetadata();
+        generation = String(meta.generation);
       } catch (error) {
         if (isMissingObject(error)) return undefined;
         throw gcsError(error, uriOf(key));
       }
+      try {
+        // Exactly the generation a commit will compare: a newer object makes this one 404.
+        const chunks: Uint8Array[] = [];
+        for await (const chunk of await reader.read(name, { generation })) chunks.push(chunk);
+        return { body: Buffer.concat(chunks), version: generation };
+      } catch (error) {
+        if (error instanceof SluiceError && isMissingObject(error.cause)) {
+          // Replaced (or removed) between the two requests: read what is there now.
+          return this.read(key);
+        }
+        throw gcsError(error, uriOf(key));
+      }
     },
     async commit(key, part, expected) {
+      const name = `${prefix}${key}`;
       try {
-        await bucket.file(`${prefix}${key}`).save(await readFile(part.path), {
-          resumable: false,
-          validation: 'crc32c',
-          metadata: { contentType: part.contentType, metadata: part.metadata },
-          // Generation 0 means "does not exist".
-          preconditionOpts: { ifGenerationMatch: expected ?? 0 },
-        });
+        await retried(
+          key,
+          async () =>
+            bucket.file(name).save(await readFile(part.path), {
+              resumable: false,
+              validation: 'crc32c',
+              metadata: { contentType: part.contentType, metadata: part.metadata },
+              // Generation 0 means "does not exist".
+              preconditionOpts: { ifGenerationMatch: expected ?? 0 },
+            }),
+          // A retry of a commit that landed (its answer lost) finds the generation moved by itself.
+          async (error) =>
+            (error as { code?: unknown })?.code === 412 && (await isOwnWrite(name, part)),
+        );
       } catch (error) {
-        const wrapped = gcsError(error, uriOf(key));
-        if (wrapped.code !== 'CONFLICT') throw wrapped;
+        if (!(error instanceof SluiceError) || error.code !== 'CONFLICT') throw error;
         throw new SluiceError(`${uriOf(key)} changed since this run read it`, {
           code: 'CONFLICT',
           connector: GCS_CONNECTOR,
@@ -99,25 +157,24 @@ export function createGcsSinkDriver(rootUrl: string, options: GcsSinkOptions): S
       } while (pageToken);
     },
     async write(key, part) {
-      // An object appears whole when its upload completes; until then readers see the old one.
-      try {
-        await bucket.upload(part.path, {
+      // An object appears whole when its upload completes; until then it is not there. The
+      // key is this run's own, so a retry that repeats a landed upload writes the same bytes.
+      await retried(key, () =>
+        bucket.upload(part.path, {
           destination: `${prefix}${key}`,
           resumable: part.bytes > chunkSize,
           chunkSize,
           validation: 'crc32c',
           metadata: { contentType: part.contentType, metadata: part.metadata },
-        });
-      } catch (error) {
-        throw gcsError(error, uriOf(key));
-      }
+        }),
+      );
     },
     async delete(key) {
-      try {
-        await bucket.file(`${prefix}${key}`).delete({ ignoreNotFound: true });
-      } catch (error) {
-        throw gcsError(error, uriOf(key));
-      }
+      // Safe to repeat: a missing object is fine.
+      await retried(key, () => bucket.file(`${prefix}${key}`).delete({ ignoreNotFound: true }));
+    },
+    async close() {
+      reader.close();
     },
   };
 }

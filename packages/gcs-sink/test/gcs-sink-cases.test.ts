@@ -1,8 +1,20 @@
 import { createHash } from 'node:crypto';
+import { Storage } from '@google-cloud/storage';
 import type { Task } from '@sluice/core';
+import { startFaultProxy } from '@sluice/core/testing';
 import { useGcs } from '@sluice/testkit';
 import { describe, expect, it } from 'vitest';
 import { gcsSink } from '../src/gcs-sink.js';
+
+const unavailable = JSON.stringify({
+  error: {
+    code: 503,
+    message: 'We encountered an internal error. Please try again.',
+    errors: [{ message: 'Backend Error', domain: 'global', reason: 'backendError' }],
+  },
+});
+const uploads = ({ method, url }: { method: string; url: string }) =>
+  method === 'POST' && url.startsWith('/upload/');
 
 const answers = (n: number): Task[] =>
   Array.from({ length: n }, (_, i) => ({
@@ -56,5 +68,63 @@ describe('gcs sink', () => {
     })();
     await expect(sink.write(tasks)).rejects.toMatchObject({ code: 'CONFLICT' });
     expect(kit.server.getObject('exports', 'race/manifest.json')?.data.toString()).toBe(rival);
+  });
+
+  it("retries uploads through a caller's own client, whose default retries none", async () => {
+    const proxy = await startFaultProxy(kit.url, [
+      { status: 503, body: unavailable, every: 2, times: 2, match: uploads },
+    ]);
+    try {
+      const storage = new Storage({ apiEndpoint: proxy.url, projectId: 'sluice-test' });
+      const result = await gcsSink({ url: 'gs://exports/own-client/', storage }).write(answers(5));
+      expect(result.status).toBe('written');
+      expect(proxy.injected).toBe(2);
+      const part = kit.server.getObject('exports', 'own-client/part-00000.jsonl');
+      expect(
+        createHash('sha256')
+          .update(part?.data ?? '')
+          .digest('hex'),
+      ).toBe(result.manifest.parts[0]?.sha256);
+      expect(kit.server.getObject('exports', 'own-client/manifest.json')).toBeDefined();
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('takes a conditional write whose answer was lost, found on the retry, as written', async () => {
+    // The first upload lands, its answer is cut: the retry's ifGenerationMatch=0 fails (412).
+    const proxy = await startFaultProxy(kit.url, [{ cutAfterBytes: 1, times: 1, match: uploads }]);
+    try {
+      const storage = new Storage({ apiEndpoint: proxy.url, projectId: 'sluice-test' });
+      const result = await gcsSink({ url: 'gs://exports/lost/', storage, ifExists: 'fail' }).write(
+        answers(5),
+      );
+      expect(result.status).toBe('written');
+      expect(proxy.injected).toBe(1);
+      expect(kit.server.list('exports').filter((name) => name.startsWith('lost/'))).toEqual([
+        'lost/manifest.json',
+        'lost/part-00000.jsonl',
+      ]);
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
+describe('gcs sink against the write rate of one object', () => {
+  // Cloud Storage takes one write a second to one object name: replacing an export deletes
+  // the old manifest and writes the new one at once, and both meet 429s.
+  const busy = useGcs(['busy'], { objectWriteRate: 1 });
+
+  it("replaces an export through 429s on the manifest, with a caller's own client", async () => {
+    const storage = new Storage({ apiEndpoint: busy.url, projectId: 'sluice-test' });
+    const url = 'gs://busy/again/';
+    expect((await gcsSink({ url, storage }).write(answers(3))).status).toBe('written');
+    const second = await gcsSink({ url, storage }).write(answers(4));
+    expect(second.status).toBe('written');
+    const manifest = JSON.parse(
+      busy.server.getObject('busy', 'again/manifest.json')?.data.toString() ?? '{}',
+    );
+    expect(manifest.counts.records).toBe(4);
   });
 });

@@ -9,7 +9,6 @@ import {
   type SourceOptions,
   usageError,
 } from '@sluice/core';
-import { createFastGet, type FastGet } from './fast-get.js';
 import {
   createStorage,
   debug,
@@ -19,6 +18,7 @@ import {
   isMissingObject,
   parseGcsUrl,
 } from './gcs.js';
+import { createObjectReader } from './object-reader.js';
 
 /** Options of the Cloud Storage source: core source options, the connection, and where to read. */
 export interface GcsSourceOptions extends SourceOptions, GcsConnectionOptions {
@@ -26,12 +26,12 @@ export interface GcsSourceOptions extends SourceOptions, GcsConnectionOptions {
   url: string;
   /** Objects per listing page (default 1000, the most Cloud Storage returns). */
   pageSize?: number;
-  /**
-   * Read objects with plain GETs on a keep-alive agent instead of the client library's
-   * streams (several times less CPU per object; errors still go through the library).
-   * Default: on when Sluice builds the client, off for a `storage` you pass.
-   */
-  fastGet?: boolean;
+}
+
+/** An object as the source lists it. */
+interface GcsItem extends SourceItem {
+  /** Stored Content-Encoding (`gzip` for `gsutil cp -Z` objects). */
+  contentEncoding?: string;
 }
 
 /** Objects asked for in the first page of a listing, so the first task comes quickly. */
@@ -45,13 +45,16 @@ interface ObjectMetadata {
   updated?: string;
   generation?: string | number;
   contentType?: string;
+  contentEncoding?: string;
 }
 
 /**
  * Builds the driver. A URL ending in `/` (or a bare bucket) is a folder; otherwise it names
  * one object if that object exists, and a folder (`url/`) if it does not.
  */
-export async function createGcsSourceDriver(options: GcsSourceOptions): Promise<SourceDriver> {
+export async function createGcsSourceDriver(
+  options: GcsSourceOptions,
+): Promise<SourceDriver<GcsItem>> {
   const { bucket: bucketName, prefix: given } = parseGcsUrl(options.url);
   if (options.media === 'signed' && (options.urlTtl ?? 3600) > MAX_URL_TTL) {
     throw usageError(
@@ -61,10 +64,7 @@ export async function createGcsSourceDriver(options: GcsSourceOptions): Promise<
   }
   const storage: Storage = createStorage(options);
   const bucket = storage.bucket(bucketName);
-  const fast: FastGet | undefined =
-    (options.fastGet ?? !options.storage) && process.env.SLUICE_GCS_LIBRARY_GET !== '1'
-      ? createFastGet(storage, bucketName, Math.max(options.concurrency ?? 8, 8))
-      : undefined;
+  const reader = createObjectReader(storage, bucketName, Math.max(options.concurrency ?? 8, 8));
   let prefix = given === '' || given.endsWith('/') ? given : `${given}/`;
   let single: ObjectMetadata | undefined;
   if (given !== '' && !given.endsWith('/')) {
@@ -78,7 +78,7 @@ export async function createGcsSourceDriver(options: GcsSourceOptions): Promise<
   const root = `gs://${bucketName}${prefix ? `/${prefix.replace(/\/$/, '')}` : ''}`;
 
   /** An object's item; zero-byte "folder" markers that consoles create are not items. */
-  const itemOf = (meta: ObjectMetadata): SourceItem | undefined => {
+  const itemOf = (meta: ObjectMetadata): GcsItem | undefined => {
     const key = (meta.name ?? '').slice(prefix.length);
     const size = Number(meta.size ?? 0);
     if (key === '' || (key.endsWith('/') && size === 0)) return undefined;
@@ -89,10 +89,10 @@ export async function createGcsSourceDriver(options: GcsSourceOptions): Promise<
       modified: meta.updated ? new Date(meta.updated) : undefined,
       version: meta.generation !== undefined ? String(meta.generation) : undefined,
       contentType: meta.contentType,
+      ...(meta.contentEncoding ? { contentEncoding: meta.contentEncoding } : {}),
     };
   };
 
-  // Reads pin the generation listed, so a resumed read continues the bytes it started on.
   const fileOf = (item: SourceItem): File =>
     bucket.file(`${prefix}${item.key}`, item.version ? { generation: Number(item.version) } : {});
 
@@ -155,24 +155,19 @@ export async function createGcsSourceDriver(options: GcsSourceOptions): Promise<
       }
     },
     async open(item, { start, end, signal }) {
-      const range =
-        start !== undefined || end !== undefined ? `bytes=${start ?? 0}-${end ?? ''}` : undefined;
-      const body = await fast?.get(`${prefix}${item.key}`, {
-        generation: item.version,
-        range,
-        signal,
-      });
-      if (body) return mapReadErrors(body, (error) => readError(error, item.uri));
-      const stream = fileOf(item).createReadStream(
-        start !== undefined || end !== undefined ? { start: start ?? 0, end } : {},
-      );
-      if (signal) {
-        const stop = () => stream.destroy(signal.reason);
-        if (signal.aborted) stop();
-        else signal.addEventListener('abort', stop, { once: true });
-        stream.once('close', () => signal.removeEventListener('abort', stop));
+      // Reads pin the generation listed, so a resumed read continues the bytes it started on.
+      try {
+        const body = await reader.read(`${prefix}${item.key}`, {
+          generation: item.version,
+          start,
+          end,
+          contentEncoding: item.contentEncoding,
+          signal,
+        });
+        return mapReadErrors(body, (error) => readError(error, item.uri));
+      } catch (error) {
+        throw readError(error, item.uri);
       }
-      return mapReadErrors(stream, (error) => readError(error, item.uri));
     },
     async signedUrl(item, ttlSeconds) {
       try {
@@ -192,7 +187,7 @@ export async function createGcsSourceDriver(options: GcsSourceOptions): Promise<
       }
     },
     async close() {
-      fast?.close();
+      reader.close();
     },
   };
 }
@@ -202,7 +197,7 @@ export async function createGcsSourceDriver(options: GcsSourceOptions): Promise<
  * generation is gone: the object was replaced (core reads the new one) or removed.
  */
 function readError(error: unknown, uri: string): Error {
-  if (isMissingObject(error)) {
+  if (isMissingObject(error instanceof SluiceError ? error.cause : error)) {
     return new SluiceError(`${uri}: changed or removed while it was being read`, {
       code: 'CHANGED',
       connector: GCS_CONNECTOR,

@@ -2,6 +2,7 @@ import { IdempotencyStrategy, Storage, type StorageOptions } from '@google-cloud
 import {
   debugLog,
   hasUserinfo,
+  RATE_LIMIT_REASONS,
   requestError,
   SluiceError,
   serviceUrl,
@@ -124,7 +125,7 @@ export function gcsError(error: unknown, what: string): SluiceError {
       cause: error,
     });
   }
-  if (status === 401 || status === 403) {
+  if (status === 401 || (status === 403 && !RATE_LIMIT_REASONS.includes(reason))) {
     return new SluiceError(`${what}: access refused (${status}${reason ? ` ${reason}` : ''})`, {
       code: 'AUTH',
       connector: GCS_CONNECTOR,
@@ -143,6 +144,7 @@ export function gcsError(error: unknown, what: string): SluiceError {
     connector: GCS_CONNECTOR,
     what,
     status,
+    reason,
     unreachable: 'cannot reach Cloud Storage: check --endpoint and the network',
   });
 }

@@ -9,3 +9,4 @@ export {
   parseGcsUrl,
 } from './gcs.js';
 export { createGcsSourceDriver, type GcsSourceOptions, gcsSource } from './gcs-source.js';
+export { createObjectReader, type ObjectReader } from './object-reader.js';

@@ -24,9 +24,7 @@ describe('on the test kit server', () => {
         cleanup: async () => {}, // each test has its own prefix; the server goes with the file
       };
     },
-    // A small page size, so the lazy-listing case shows the listing stops early; reads on the
-    // lean path the CLI uses (the connector-specific cases cover the library's).
-    source: (url, options) =>
-      gcsSource({ ...options, url, storage: kit.storage, pageSize: 20, fastGet: true }),
+    // A small page size, so the lazy-listing case shows the listing stops early.
+    source: (url, options) => gcsSource({ ...options, url, storage: kit.storage, pageSize: 20 }),
   });
 });

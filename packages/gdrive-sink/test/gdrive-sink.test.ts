@@ -51,7 +51,7 @@ describe('on the test kit server', () => {
 describe('gdrive sink', () => {
   const lines = () => Readable.from(sampleExport().map((task) => `${JSON.stringify(task)}\n`));
 
-  it('creates the folder path once, reuses it, and records dataset and sha256 in appProperties', async () => {
+  it('creates the folder path once, reuses it, and records dataset and sha256 in properties', async () => {
     const { server } = kit;
     const root = server.createFolder('exports');
     const url = `gdrive://folder/${root}/{dataset}/2026`;
@@ -71,7 +71,9 @@ describe('gdrive sink', () => {
     ]);
     const entry = first.manifest.parts.find((p) => p.name === 'accept/part-00000.jsonl');
     const part = server.file(files.get(`news/2026/${entry?.key}`) as string);
-    expect(part?.appProperties).toMatchObject({ dataset: 'news', sha256: entry?.sha256 });
+    // Public properties: any credentials find them again (appProperties are per OAuth client).
+    expect(part?.properties).toMatchObject({ dataset: 'news', sha256: entry?.sha256 });
+    expect(part?.appProperties).toBeUndefined();
     const manifest = server.file(files.get('news/2026/manifest.json') as string);
     expect(JSON.parse(manifest?.content?.toString() ?? '{}').root).toBe(
       `gdrive://folder/${root}/news/2026`,

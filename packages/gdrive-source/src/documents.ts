@@ -9,7 +9,8 @@ import {
 import {
   createDrive,
   type DriveConnectionOptions,
-  driveError,
+  driveCall,
+  ONE_TRY,
   parseDriveUrl,
   READ_SCOPE,
 } from './drive.js';
@@ -29,35 +30,34 @@ async function readFile(
     throw usageError(`${url} is a folder URL`, 'use gdrive://file/<id> of a Doc or Sheet');
   }
   const drive = createDrive(options, READ_SCOPE);
-  try {
-    const { data: meta } = await drive.files.get({
-      fileId: target.id,
-      fields: 'id,name,mimeType',
-      supportsAllDrives: true,
-    });
-    const mimeType = meta.mimeType ?? '';
-    const name = `${url} (${meta.name})`;
-    const exportType = exportTypes[mimeType];
-    const plain = /^text\//.test(mimeType);
-    if (!exportType && !plain) {
-      throw usageError(`${name} is ${mimeType}`, `use ${accepted}`);
-    }
-    const { data } = exportType
-      ? await drive.files.export(
-          { fileId: target.id, mimeType: exportType },
-          { responseType: 'arraybuffer' },
-        )
-      : await drive.files.get(
-          { fileId: target.id, alt: 'media', supportsAllDrives: true },
-          { responseType: 'arraybuffer' },
-        );
-    const text = Buffer.from(data as ArrayBuffer)
-      .toString('utf8')
-      .replace(/^\uFEFF/, '');
-    return { text, name, mimeType: exportType ?? mimeType };
-  } catch (error) {
-    throw driveError(error, url);
+  const { data: meta } = await driveCall(url, () =>
+    drive.files.get(
+      { fileId: target.id, fields: 'id,name,mimeType', supportsAllDrives: true },
+      ONE_TRY,
+    ),
+  );
+  const mimeType = meta.mimeType ?? '';
+  const name = `${url} (${meta.name})`;
+  const exportType = exportTypes[mimeType];
+  const plain = /^text\//.test(mimeType);
+  if (!exportType && !plain) {
+    throw usageError(`${name} is ${mimeType}`, `use ${accepted}`);
   }
+  const { data } = await driveCall(name, () =>
+    exportType
+      ? drive.files.export(
+          { fileId: target.id, mimeType: exportType },
+          { ...ONE_TRY, responseType: 'arraybuffer' },
+        )
+      : drive.files.get(
+          { fileId: target.id, alt: 'media', supportsAllDrives: true },
+          { ...ONE_TRY, responseType: 'arraybuffer' },
+        ),
+  );
+  const text = Buffer.from(data as ArrayBuffer)
+    .toString('utf8')
+    .replace(/^\uFEFF/, '');
+  return { text, name, mimeType: exportType ?? mimeType };
 }
 
 /** A Google Doc (or an HTML file) as HTML, for `guidelines`. */

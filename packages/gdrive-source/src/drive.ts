@@ -1,7 +1,16 @@
-import { debugLog, requestError, SluiceError, serviceUrl, usageError } from '@sluice/core';
+// Google's per-API Drive client: `googleapis` holds every Google API (200 MB installed).
+import { drive_v3 } from '@googleapis/drive';
+import {
+  debugLog,
+  RATE_LIMIT_REASONS,
+  type RetryOptions,
+  requestError,
+  retrying,
+  SluiceError,
+  serviceUrl,
+  usageError,
+} from '@sluice/core';
 import { GoogleAuth, OAuth2Client } from 'google-auth-library';
-// The Drive client alone: `googleapis` itself loads every Google API (seconds, and 200 MB).
-import { drive_v3 } from 'googleapis/build/src/apis/drive/v3.js';
 
 export const GDRIVE_CONNECTOR = 'gdrive';
 export const FOLDER_TYPE = 'application/vnd.google-apps.folder';
@@ -15,7 +24,7 @@ export const debug = debugLog('sluice:gdrive');
 
 /** How to reach Drive. Shared by source and sink. */
 export interface DriveConnectionOptions {
-  /** A ready client (`google.drive({ version: 'v3', auth })`); the options below are then ignored. */
+  /** A ready client (`drive({ version: 'v3', auth })` of `@googleapis/drive`); the options below are then ignored. */
   drive?: Drive;
   /** An auth client of your own: an OAuth2Client with a refresh token, a JWT, a GoogleAuth. */
   auth?: OAuth2Client | GoogleAuth;
@@ -89,27 +98,84 @@ export function createDrive(options: DriveConnectionOptions, scope: string): Dri
   return new drive_v3.Drive({
     auth,
     ...(endpoint ? { rootUrl: `${endpoint.replace(/\/+$/, '')}/` } : {}),
-    // Retries of 429, 5xx and dropped connections, with backoff (gaxios's retry config).
-    retryConfig: { retry: 4, noResponseRetries: 2, retryDelayMultiplier: 2 },
+    // Retries are driveCall's, which knows Drive's 403 rate limits and retries every method.
+    retry: false,
   });
+}
+
+/**
+ * Options for every request through `driveCall`: the client's own retries off (a client a
+ * caller passes retries by default), so that attempts do not multiply.
+ */
+export const ONE_TRY = { retry: false } as const;
+
+/**
+ * One Drive request, tried again with exponential backoff while it fails with an answer a
+ * retry can mend: 429, 5xx, a 403 rate limit (Drive throttles with 403 userRateLimitExceeded
+ * and rateLimitExceeded as well as 429, https://developers.google.com/drive/api/guides/limits)
+ * or a dropped connection. Failures come out as `driveError` names them, the API's error
+ * as their cause. Writes are retried too: callers make them safe to repeat.
+ */
+export function driveCall<T>(
+  what: string,
+  call: () => Promise<T>,
+  options: Pick<RetryOptions, 'retries' | 'signal'> = {},
+): Promise<T> {
+  return retrying(
+    async () => {
+      try {
+        return await call();
+      } catch (error) {
+        throw driveError(error, what);
+      }
+    },
+    {
+      ...options,
+      // A 429 may say how long to wait (Retry-After): the client error keeps the answer.
+      headersOf: (error) => {
+        const headers = (error as { cause?: ApiErrorLike })?.cause?.response?.headers;
+        return headers instanceof Headers ? headers : undefined;
+      },
+      onRetry: (error, retry, wait) =>
+        debug('%s: retry %d in %d ms (%s)', what, retry, wait, (error as Error).message),
+    },
+  );
 }
 
 interface ApiErrorLike {
   status?: number;
   code?: number | string;
   message?: string;
-  response?: { status?: number; data?: unknown };
+  response?: { status?: number; data?: unknown; headers?: unknown };
   errors?: Array<{ reason?: string; message?: string }>;
 }
 
-/** The HTTP status and the API's reason of a client error. */
-export function statusOf(error: unknown): { status?: number; reason: string } {
-  const e = error as ApiErrorLike;
+interface ErrorBody {
+  error?: { message?: string; errors?: Array<{ reason?: string; message?: string }> };
+}
+
+/**
+ * The HTTP status, the API's reason and message of a client error (or of the cause of a
+ * SluiceError made from one). A download's or an export's error body arrives as text (as
+ * the client error's message), since the response was asked for as a stream; it is parsed
+ * here.
+ */
+export function statusOf(error: unknown): { status?: number; reason: string; message?: string } {
+  const e = (error instanceof SluiceError ? error.cause : error) as ApiErrorLike;
   const status =
     e?.status ?? e?.response?.status ?? (typeof e?.code === 'number' ? e.code : undefined);
-  const data = e?.response?.data as { error?: { errors?: Array<{ reason?: string }> } } | undefined;
-  const reason = data?.error?.errors?.[0]?.reason ?? e?.errors?.[0]?.reason ?? '';
-  return { status, reason };
+  // A streamed answer's body ends up as text: in the data, or as the client error's message.
+  let data = (e?.response?.data ?? e?.message) as ErrorBody | string | undefined;
+  if (typeof data === 'string') {
+    try {
+      data = JSON.parse(data) as ErrorBody;
+    } catch {
+      data = undefined;
+    }
+  }
+  const body = typeof data === 'object' ? data?.error : undefined;
+  const reason = body?.errors?.[0]?.reason ?? e?.errors?.[0]?.reason ?? '';
+  return { status, reason, message: body?.message ?? e?.message };
 }
 
 export function isNotFound(error: unknown): boolean {
@@ -118,48 +184,90 @@ export function isNotFound(error: unknown): boolean {
 
 const firstLine = (s: string) => s.split('\n')[0] as string;
 
+/** How to give credentials the Drive scope, for the answer to a token without it. */
+const SCOPE_HINT =
+  'a user token needs `gcloud auth login --enable-gdrive-access`, then GOOGLE_OAUTH_ACCESS_TOKEN=$(gcloud auth print-access-token); Application Default Credentials need `gcloud auth application-default login --client-id-file=CLIENT.json --scopes=https://www.googleapis.com/auth/drive,https://www.googleapis.com/auth/cloud-platform` (an OAuth client of your own); a service account key (--key-file) gets the scope by itself';
+
 /**
  * Turns a client error into a SluiceError with a hint; never includes credentials.
  * `what` names the folder or file, e.g. `gdrive://folder/1AbC`.
  */
 export function driveError(error: unknown, what: string): SluiceError {
   if (error instanceof SluiceError) return error;
-  const { status, reason } = statusOf(error);
-  const message = (error as ApiErrorLike)?.message ?? String(error);
+  const { status, reason, message: apiMessage } = statusOf(error);
+  const message = apiMessage ?? (error as ApiErrorLike)?.message ?? String(error);
+  const fail = (code: SluiceError['code'], text: string, hint: string) =>
+    new SluiceError(`${what}: ${text}`, { code, connector: GDRIVE_CONNECTOR, hint, cause: error });
   if (status === 404) {
-    return new SluiceError(`${what}: not found`, {
-      code: 'NOT_FOUND',
-      connector: GDRIVE_CONNECTOR,
-      hint: 'check the id, and that the folder or file is shared with the account in use (shared drives included)',
-      cause: error,
-    });
+    return fail(
+      'NOT_FOUND',
+      'not found',
+      'check the id, and that the folder or file is shared with the account in use (shared drives included)',
+    );
   }
   if (
     /default credentials|could not load the default|invalid_grant|no key or keyFile/i.test(message)
   ) {
-    return new SluiceError(`${what}: no usable Google credentials (${firstLine(message)})`, {
-      code: 'AUTH',
-      connector: GDRIVE_CONNECTOR,
-      hint: 'set GOOGLE_APPLICATION_CREDENTIALS (or --key-file) to a service account key, run gcloud auth application-default login, or set GOOGLE_OAUTH_ACCESS_TOKEN',
-      cause: error,
-    });
+    return fail(
+      'AUTH',
+      `no usable Google credentials (${firstLine(message)})`,
+      'set GOOGLE_APPLICATION_CREDENTIALS (or --key-file) to a service account key, run gcloud auth application-default login, or set GOOGLE_OAUTH_ACCESS_TOKEN',
+    );
   }
-  if (status === 401 || (status === 403 && !/rateLimit/i.test(reason))) {
-    return new SluiceError(`${what}: access refused (${status}${reason ? ` ${reason}` : ''})`, {
-      code: 'AUTH',
-      connector: GDRIVE_CONNECTOR,
-      hint:
-        status === 401
-          ? 'the credentials are missing or expired: refresh the access token, or check the key file'
-          : 'share the folder or file with the account in use (a service account has its own e-mail address), or check its role',
-      cause: error,
-    });
+  if (status === 403 && reason === 'exportSizeLimitExceeded') {
+    return fail(
+      'CONVERT',
+      'too large for Drive to export (403 exportSizeLimitExceeded)',
+      'Drive exports at most 10 MB of a Google Doc, Sheet or Slides; split it, or download it as a file (File > Download) into the folder',
+    );
   }
-  return requestError(error, {
+  if (
+    status === 403 &&
+    (reason === 'insufficientPermissions' || /insufficient authentication scopes/i.test(message))
+  ) {
+    return fail(
+      'AUTH',
+      'the credentials lack the Drive scope (403 insufficientPermissions)',
+      SCOPE_HINT,
+    );
+  }
+  if (status === 403 && reason === 'storageQuotaExceeded') {
+    return /service account/i.test(message)
+      ? fail(
+          'AUTH',
+          'service accounts have no Drive storage of their own, so they can write only into shared drives (403 storageQuotaExceeded)',
+          "export into a folder in a shared drive, with the service account a member (Content manager), or use a user's credentials (GOOGLE_OAUTH_ACCESS_TOKEN, or an authorized-user file from gcloud auth application-default login)",
+        )
+      : fail(
+          'AUTH',
+          'the Drive storage quota of the account in use is used up (403 storageQuotaExceeded)',
+          'free space in that Drive (empty its bin), or export into a shared drive',
+        );
+  }
+  if (status === 401 || (status === 403 && !RATE_LIMIT_REASONS.includes(reason))) {
+    return fail(
+      'AUTH',
+      `access refused (${status}${reason ? ` ${reason}` : ''})`,
+      status === 401
+        ? 'the credentials are missing or expired: refresh the access token, or check the key file'
+        : 'share the folder or file with the account in use (a service account has its own e-mail address), or check its role',
+    );
+  }
+  // The API's message rather than the client's (a streamed answer's is its whole body).
+  const named = Object.assign(new Error(message), { code: (error as ApiErrorLike)?.code });
+  const failure = requestError(named, {
     connector: GDRIVE_CONNECTOR,
     what,
     status,
+    reason,
     unreachable: 'cannot reach Google Drive: check --endpoint and the network',
+  });
+  return new SluiceError(failure.message, {
+    code: failure.code,
+    connector: GDRIVE_CONNECTOR,
+    hint: failure.hint,
+    cause: error,
+    retryable: failure.retryable,
   });
 }
 

@@ -17,10 +17,12 @@ import {
   type Drive,
   type DriveConnectionOptions,
   debug,
+  driveCall,
   driveError,
   FOLDER_TYPE,
   GDRIVE_CONNECTOR,
   isNotFound,
+  ONE_TRY,
   parseDriveUrl,
   READ_SCOPE,
   SHORTCUT_TYPE,
@@ -69,6 +71,18 @@ const FILE_FIELDS =
 /** Files asked for in the first page of a listing, so the first task comes quickly. */
 const FIRST_PAGE = 100;
 const GOOGLE = 'application/vnd.google-apps.';
+/**
+ * Retries of an export: Drive answers 500 for HTML or PDF conversions of large documents,
+ * which no retry mends (google-api-ruby-client#664), so a failing export is given up soon.
+ */
+const EXPORT_RETRIES = 2;
+
+/** A folder to list, with the shared drive it is in (null: My Drive; undefined: not known yet). */
+interface FolderRef {
+  id: string;
+  path: string;
+  driveId?: string | null;
+}
 
 /** How each Google Workspace type is exported, and what the export converts as. */
 function exportOf(
@@ -96,11 +110,11 @@ function exportOf(
 /** A name as one path segment: Drive names may hold `/`. */
 const segment = (name: string) => name.replaceAll('/', '%2F');
 
-/** Paged files.list of a folder's children, lazily. */
+/** Paged files.list of a folder's children, lazily, in the folder's own drive. */
 async function* children(
   drive: Drive,
   folderId: string,
-  options: { driveId?: string; pageSize: number; signal: AbortSignal; foldersOnly?: boolean },
+  options: { driveId: string | null; pageSize: number; signal: AbortSignal; foldersOnly?: boolean },
 ): AsyncGenerator<DriveFile> {
   let pageToken: string | undefined;
   let pageSize = Math.min(options.pageSize, FIRST_PAGE);
@@ -109,22 +123,28 @@ async function* children(
     const q = `'${folderId}' in parents and trashed = false${options.foldersOnly ? ` and ${kinds}` : ''}`;
     let data: { files?: DriveFile[]; nextPageToken?: string | null };
     try {
-      ({ data } = await drive.files.list(
-        {
-          q,
-          pageSize,
-          pageToken,
-          fields: `nextPageToken,files(${FILE_FIELDS})`,
-          orderBy: 'folder,name',
-          supportsAllDrives: true,
-          includeItemsFromAllDrives: true,
-          ...(options.driveId ? { corpora: 'drive', driveId: options.driveId } : {}),
-        },
+      ({ data } = await driveCall(
+        `gdrive://folder/${folderId}`,
+        () =>
+          drive.files.list(
+            {
+              q,
+              pageSize,
+              pageToken,
+              fields: `nextPageToken,files(${FILE_FIELDS})`,
+              orderBy: 'folder,name',
+              supportsAllDrives: true,
+              includeItemsFromAllDrives: true,
+              // A shared drive's folder is listed in that drive; My Drive's in the user's files.
+              ...(options.driveId ? { corpora: 'drive', driveId: options.driveId } : {}),
+            },
+            { ...ONE_TRY, signal: options.signal },
+          ),
         { signal: options.signal },
       ));
     } catch (error) {
       if (options.signal.aborted) return;
-      throw driveError(error, `gdrive://folder/${folderId}`);
+      throw error;
     }
     debug('listed %d files in %s', data.files?.length ?? 0, folderId);
     yield* data.files ?? [];
@@ -155,23 +175,16 @@ export async function createGdriveSourceDriver(
   const drive = createDrive(options, READ_SCOPE);
   const pageSize = options.pageSize ?? 1000;
   const recursive = options.recursive === true;
-  const get = async (fileId: string): Promise<DriveFile> => {
-    const { data } = await drive.files.get({
-      fileId,
-      fields: FILE_FIELDS,
-      supportsAllDrives: true,
-    });
+  const get = async (fileId: string, what = `gdrive://file/${fileId}`): Promise<DriveFile> => {
+    const { data } = await driveCall(what, () =>
+      drive.files.get({ fileId, fields: FILE_FIELDS, supportsAllDrives: true }, ONE_TRY),
+    );
     return data as DriveFile;
   };
 
-  let start: DriveFile;
-  try {
-    start = await get(target.id);
-    if (start.mimeType === SHORTCUT_TYPE && start.shortcutDetails?.targetId) {
-      start = await get(start.shortcutDetails.targetId);
-    }
-  } catch (error) {
-    throw driveError(error, options.url);
+  let start = await get(target.id, options.url);
+  if (start.mimeType === SHORTCUT_TYPE && start.shortcutDetails?.targetId) {
+    start = await get(start.shortcutDetails.targetId, options.url);
   }
   const isFolder = start.mimeType === FOLDER_TYPE;
   if (target.kind === 'folder' && !isFolder) {
@@ -181,7 +194,6 @@ export async function createGdriveSourceDriver(
     throw usageError(`${options.url} is a folder`, `use gdrive://folder/${target.id}`);
   }
   const rootId = start.id as string;
-  const driveId = start.driveId ?? undefined;
   const root = `gdrive://${target.kind}/${rootId}`;
   /** Media items listed, by id, with the paths they were listed at (the media proxy names them so). */
   const media = new Map<string, DriveItem>();
@@ -189,13 +201,18 @@ export async function createGdriveSourceDriver(
   const itemOf = (file: DriveFile, path: string): DriveItem => {
     const mimeType = file.mimeType ?? '';
     const exported = exportOf(mimeType, docs);
-    const version = file.headRevisionId ?? file.version ?? undefined;
+    // Google files have no revision id, and their `version` moves when they are shared or
+    // commented on; their modifiedTime moves only when they are edited. Their `size` is the
+    // storage they take, not the size of their export, which is unknown until it is made.
+    const version = exported
+      ? (file.modifiedTime ?? file.version ?? undefined)
+      : (file.headRevisionId ?? file.version ?? undefined);
     const item: DriveItem = {
       id: file.id as string,
       key: path,
       path,
       uri: `gdrive://file/${file.id}`,
-      size: file.size ? Number(file.size) : undefined,
+      size: file.size && !exported ? Number(file.size) : undefined,
       modified: file.modifiedTime ? new Date(file.modifiedTime) : undefined,
       version,
       contentType: exported?.type ?? mimeType,
@@ -214,12 +231,15 @@ export async function createGdriveSourceDriver(
 
   /** Lists folders breadth first from `queue`, yielding files; new folders join the walk. */
   async function* walk(
-    queue: Array<{ id: string; path: string }>,
+    queue: FolderRef[],
     signal: AbortSignal,
     foldersOnly = false,
   ): AsyncGenerator<DriveItem> {
     while (queue.length > 0 && !signal.aborted) {
-      const folder = queue.shift() as { id: string; path: string };
+      const folder = queue.shift() as FolderRef;
+      // A folder reached through a shortcut may be in another shared drive, or in My Drive.
+      const driveId =
+        folder.driveId !== undefined ? folder.driveId : ((await get(folder.id)).driveId ?? null);
       for await (const file of children(drive, folder.id, {
         driveId,
         pageSize,
@@ -242,16 +262,17 @@ export async function createGdriveSourceDriver(
   }
 
   /** A folder (or shortcut to one) to walk next, once only; undefined for anything else. */
-  function follow(file: DriveFile, path: string): { id: string; path: string } | undefined {
-    const id =
-      file.mimeType === FOLDER_TYPE
-        ? file.id
-        : file.shortcutDetails?.targetMimeType === FOLDER_TYPE
-          ? file.shortcutDetails.targetId
-          : undefined;
+  function follow(file: DriveFile, path: string): FolderRef | undefined {
+    const folder = file.mimeType === FOLDER_TYPE;
+    const id = folder
+      ? file.id
+      : file.shortcutDetails?.targetMimeType === FOLDER_TYPE
+        ? file.shortcutDetails.targetId
+        : undefined;
     if (!id || !recursive || folders.has(id)) return undefined;
     folders.set(id, `${path}/`);
-    return { id, path: `${path}/` };
+    // A subfolder is in its parent's drive; a shortcut's target may be anywhere.
+    return { id, path: `${path}/`, driveId: folder ? (file.driveId ?? null) : undefined };
   }
 
   /** The file a shortcut points to, unless the walk lists it anyway or already did. */
@@ -261,27 +282,24 @@ export async function createGdriveSourceDriver(
     if (viaShortcut.has(targetId)) return undefined;
     let target: DriveFile;
     try {
-      target = await get(targetId);
+      target = await get(targetId, `gdrive://file/${targetId} (shortcut ${path})`);
     } catch (error) {
       // A shortcut whose target is gone or not shared is a dangling link, not a failure.
       if (isNotFound(error)) return undefined;
-      throw driveError(error, `gdrive://file/${targetId} (shortcut ${path})`);
+      throw error;
     }
     if (target.trashed || target.parents?.some((parent) => folders.has(parent))) return undefined;
     viaShortcut.add(targetId);
     return itemOf(target, path);
   }
 
+  // The user's whole feed (shared drives included), not the root's drive's: shortcuts may
+  // lead the walk into other drives, whose changes a drive's own feed would miss.
   const startToken = async (): Promise<string> => {
-    try {
-      const { data } = await drive.changes.getStartPageToken({
-        supportsAllDrives: true,
-        ...(driveId ? { driveId } : {}),
-      });
-      return data.startPageToken as string;
-    } catch (error) {
-      throw driveError(error, root);
-    }
+    const { data } = await driveCall(root, () =>
+      drive.changes.getStartPageToken({ supportsAllDrives: true }, ONE_TRY),
+    );
+    return data.startPageToken as string;
   };
 
   /** Files changed since `cursor` inside the walked folders; ends with the feed's new position. */
@@ -298,15 +316,20 @@ export async function createGdriveSourceDriver(
         newStartPageToken?: string | null;
       };
       try {
-        ({ data } = await drive.changes.list(
-          {
-            pageToken,
-            pageSize,
-            fields: `nextPageToken,newStartPageToken,changes(fileId,removed,file(${FILE_FIELDS}))`,
-            supportsAllDrives: true,
-            includeItemsFromAllDrives: true,
-            ...(driveId ? { driveId } : {}),
-          },
+        const page = pageToken;
+        ({ data } = await driveCall(
+          root,
+          () =>
+            drive.changes.list(
+              {
+                pageToken: page,
+                pageSize,
+                fields: `nextPageToken,newStartPageToken,changes(fileId,removed,file(${FILE_FIELDS}))`,
+                supportsAllDrives: true,
+                includeItemsFromAllDrives: true,
+              },
+              { ...ONE_TRY, signal },
+            ),
           { signal },
         ));
       } catch (error) {
@@ -325,7 +348,7 @@ export async function createGdriveSourceDriver(
       const files = (data.changes ?? []).flatMap((change) =>
         change.removed || !change.file || change.file.trashed ? [] : [change.file],
       );
-      const fresh: Array<{ id: string; path: string }> = [];
+      const fresh: FolderRef[] = [];
       for (const file of files) {
         if (file.mimeType !== FOLDER_TYPE && file.mimeType !== SHORTCUT_TYPE) continue;
         const parent = file.parents?.find((id) => folders.has(id));
@@ -369,7 +392,11 @@ export async function createGdriveSourceDriver(
       if (cursor) {
         // A position saved by another run: learn the folder tree before reading the feed.
         if (!walked && recursive) {
-          for await (const _ of walk([{ id: rootId, path: '' }], signal, true));
+          for await (const _ of walk(
+            [{ id: rootId, path: '', driveId: start.driveId ?? null }],
+            signal,
+            true,
+          ));
         }
         walked = true;
         yield* changed(cursor, signal, setCursor);
@@ -379,7 +406,7 @@ export async function createGdriveSourceDriver(
       const token = setCursor ? await startToken() : undefined;
       if (target.kind === 'file') yield itemOf(start, segment(start.name ?? ''));
       else {
-        yield* walk([{ id: rootId, path: '' }], signal);
+        yield* walk([{ id: rootId, path: '', driveId: start.driveId ?? null }], signal);
         walked = true;
       }
       if (token && !signal.aborted) setCursor?.(token);
@@ -401,13 +428,28 @@ export async function createGdriveSourceDriver(
           }
         }
         const { data } = item.exportType
-          ? await drive.files.export(
-              { fileId: item.id, mimeType: item.exportType },
-              { responseType: 'stream', signal },
+          ? await driveCall(
+              item.uri,
+              () =>
+                drive.files.export(
+                  { fileId: item.id, mimeType: item.exportType },
+                  { ...ONE_TRY, responseType: 'stream', signal },
+                ),
+              { signal, retries: EXPORT_RETRIES },
             )
-          : await drive.files.get(
-              { fileId: item.id, alt: 'media', supportsAllDrives: true },
-              { responseType: 'stream', signal, ...(range ? { headers: { Range: range } } : {}) },
+          : await driveCall(
+              item.uri,
+              () =>
+                drive.files.get(
+                  { fileId: item.id, alt: 'media', supportsAllDrives: true },
+                  {
+                    ...ONE_TRY,
+                    responseType: 'stream',
+                    signal,
+                    ...(range ? { headers: { Range: range } } : {}),
+                  },
+                ),
+              { signal },
             );
         const body = data as unknown as AsyncIterable<Uint8Array>;
         // Exports have no ranges: a resumed export skips what was read.
@@ -415,15 +457,16 @@ export async function createGdriveSourceDriver(
           driveError(error, item.uri),
         );
       } catch (error) {
-        if (statusOf(error).reason === 'exportSizeLimitExceeded') {
-          throw new SluiceError(`${item.uri}: too large for Drive to export`, {
+        const { status } = statusOf(error);
+        if (item.exportType && status !== undefined && status >= 500) {
+          throw new SluiceError(`${item.uri}: Drive failed to export it (${status})`, {
             code: 'CONVERT',
             connector: GDRIVE_CONNECTOR,
-            hint: 'Drive exports at most 10 MB of a Google Doc; split the document, or download it as a file (File > Download) into the folder',
+            hint: `Drive fails to convert large documents (to HTML or PDF above 10 MB) and answers ${status}; try --docs text, split the document, or run again later`,
             cause: error,
           });
         }
-        throw driveError(error, item.uri);
+        throw error;
       }
     },
     async stat() {
@@ -435,10 +478,10 @@ export async function createGdriveSourceDriver(
     async resolve(uri) {
       const id = uri.slice('gdrive://file/'.length);
       try {
-        return itemOf(await get(id), media.get(id)?.key ?? '');
+        return itemOf(await get(id, uri), media.get(id)?.key ?? '');
       } catch (error) {
         if (isNotFound(error)) return undefined;
-        throw driveError(error, uri);
+        throw error;
       }
     },
   };

@@ -3,8 +3,15 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { hasStackTrace, jsonLines, runCli, startCli } from '@sluice/core/testing';
-import { type DriveServer, startDriveServer } from '@sluice/testkit';
+import {
+  type FaultRule,
+  hasStackTrace,
+  jsonLines,
+  runCli,
+  startCli,
+  startFaultProxy,
+} from '@sluice/core/testing';
+import { type DriveServer, driveThrottle, startDriveServer } from '@sluice/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const source = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
@@ -230,5 +237,205 @@ describe('gdrive CLIs against the test kit Drive server', () => {
         ?.content?.toString() ?? '{}',
     );
     expect(jsonLines(back.stdout)).toHaveLength(manifest.counts.records);
+  });
+
+  /** Every file under a folder, by path, as a person browsing Drive sees them. */
+  const browse = (folderId: string, prefix = ''): Array<[string, string]> =>
+    server.children(folderId).flatMap((child): Array<[string, string]> => {
+      const path = `${prefix}${child.name}`;
+      return child.mimeType === 'application/vnd.google-apps.folder'
+        ? [[`${path}/`, ''], ...browse(child.id, `${path}/`)]
+        : [[path, child.content?.toString() ?? '']];
+    });
+
+  it("streams the same tasks through Drive's throttling answers on listing and download", async () => {
+    const args = [`gdrive://folder/${ids.root}`, '--recursive', '--media', 'inline', '--quiet'];
+    // Not the Sheet an earlier case added, which has no text column.
+    args.push('--exclude', 'Labels');
+    const clean = await runCli(source, args, { env });
+    expect(clean.stderr).toBe('');
+    expect(clean.code).toBe(0);
+    const list = ({ method, url }: { method: string; url: string }) =>
+      method === 'GET' && url.startsWith('/drive/v3/files?');
+    const download = ({ url }: { url: string }) => url.includes('alt=media');
+    const exported = ({ url }: { url: string }) => url.includes('/export?');
+    const proxy = await startFaultProxy(env.SLUICE_GDRIVE_ENDPOINT as string, [
+      { ...driveThrottle('userRateLimitExceeded'), every: 2, times: 3, match: list },
+      { ...driveThrottle('rateLimitExceeded'), every: 3, times: 6, match: download },
+      { ...driveThrottle('429'), times: 2, match: exported },
+    ]);
+    try {
+      const faulty = await runCli(source, args, {
+        env: { ...env, SLUICE_GDRIVE_ENDPOINT: proxy.url },
+        timeout: 50_000,
+      });
+      expect(faulty.stderr).toBe('');
+      expect(faulty.code).toBe(0);
+      expect(proxy.injected).toBe(11);
+      expect(faulty.stdout.split('\n').sort()).toEqual(clean.stdout.split('\n').sort());
+    } finally {
+      await proxy.close();
+    }
+  }, 60_000);
+
+  it("writes a byte-identical export through Drive's throttling answers on every kind of write", async () => {
+    const input = await readFile(dbOut);
+    const exports = server.createFolder('Throttled exports');
+    const clean = server.createFolder('clean', exports);
+    const faulty = server.createFolder('faulty', exports);
+    const run = (folder: string, extra: string[], runEnv = env) =>
+      runCli(sink, [`gdrive://folder/${folder}/out/{answer}`, '--dataset', 'news', ...extra], {
+        env: runEnv,
+        input,
+        // Each retry waits a second or so, as Drive asks: more than runCli's default in all.
+        timeout: 100_000,
+      });
+    expect((await run(clean, ['--max-part-records', '5'])).code).toBe(0);
+    // An earlier export at the faulty root: its files are updated, a stale part and its
+    // manifest go to the bin, and the reject and ignore folders are new.
+    const earlier = await run(faulty, ['--max-part-records', '4', '--answer', 'accept']);
+    expect(earlier.code).toBe(0);
+    const at = (method: string, path: RegExp) => (r: { method: string; url: string }) =>
+      r.method === method && path.test(r.url);
+    const backendError = JSON.stringify({
+      error: {
+        code: 503,
+        message: 'Backend Error',
+        errors: [{ message: 'Backend Error', domain: 'global', reason: 'backendError' }],
+      },
+    });
+    const rules: FaultRule[] = [
+      // Folder lookups and file lookups
+      {
+        ...driveThrottle('userRateLimitExceeded'),
+        every: 3,
+        times: 3,
+        match: at('GET', /^\/drive\/v3\/files\?/),
+      },
+      // Folder creation
+      {
+        ...driveThrottle('rateLimitExceeded'),
+        times: 1,
+        match: at('POST', /^\/drive\/v3\/files\?/),
+      },
+      { status: 503, body: backendError, times: 1, match: at('POST', /^\/drive\/v3\/files\?/) },
+      // Upload sessions, for new files (POST) and new content of earlier ones (PATCH)
+      { ...driveThrottle('429'), times: 1, match: at('POST', /^\/upload\/drive\/v3\/files\?/) },
+      {
+        status: 500,
+        body: backendError,
+        every: 2,
+        times: 1,
+        match: at('POST', /^\/upload\/drive\/v3\/files\?/),
+      },
+      {
+        ...driveThrottle('userRateLimitExceeded'),
+        times: 1,
+        match: at('PATCH', /^\/upload\/drive\/v3\/files\//),
+      },
+      // Chunks
+      { ...driveThrottle('rateLimitExceeded'), every: 2, times: 2, match: at('PUT', /upload_id=/) },
+      { ...driveThrottle('429'), times: 1, match: at('PUT', /upload_id=/) },
+      // Trashing the old manifest and the stale part
+      { status: 503, body: backendError, times: 2, match: at('PATCH', /^\/drive\/v3\/files\//) },
+    ];
+    const proxy = await startFaultProxy(env.SLUICE_GDRIVE_ENDPOINT as string, rules);
+    try {
+      const rerun = await run(faulty, ['--max-part-records', '5'], {
+        ...env,
+        SLUICE_GDRIVE_ENDPOINT: proxy.url,
+      });
+      expect(rerun.stderr).toMatch(/gdrive-sink: wrote/);
+      expect(rerun.code).toBe(0);
+      expect(proxy.injected).toBe(13);
+    } finally {
+      await proxy.close();
+    }
+    const files = (folder: string) => new Map(browse(folder));
+    const wanted = files(clean);
+    const got = files(faulty);
+    expect([...got.keys()].sort()).toEqual([...wanted.keys()].sort());
+    for (const [path, content] of wanted) {
+      if (!path.endsWith('manifest.json')) expect(got.get(path)).toBe(content);
+    }
+    const manifest = (map: Map<string, string>) =>
+      JSON.parse(map.get('out/manifest.json') ?? '{}').parts;
+    expect(manifest(got)).toEqual(manifest(wanted));
+  }, 120_000);
+
+  it('tells a service account writing into My Drive to use a shared drive', async () => {
+    server.addToken('ya29.robot', undefined, { serviceAccount: true });
+    const mine = server.createFolder('Robot exports');
+    const run = await runCli(sink, [`gdrive://folder/${mine}/news`], {
+      env: { ...env, GOOGLE_OAUTH_ACCESS_TOKEN: 'ya29.robot' },
+      input: await readFile(dbOut),
+    });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/service accounts have no Drive storage of their own/);
+    expect(run.stderr).toMatch(/hint: export into a folder in a shared drive/);
+    expect(run.stderr).not.toMatch(/share the folder/);
+    expect(hasStackTrace(run.stderr)).toBe(false);
+    expect(browse(mine).filter(([path]) => !path.endsWith('/'))).toEqual([]);
+  });
+
+  it('tells credentials without the Drive scope how to get it', async () => {
+    server.addToken('ya29.cloud-only', undefined, {
+      scopes: ['https://www.googleapis.com/auth/cloud-platform'],
+    });
+    const run = await runCli(source, [`gdrive://folder/${ids.root}`], {
+      env: { ...env, GOOGLE_OAUTH_ACCESS_TOKEN: 'ya29.cloud-only' },
+    });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/the credentials lack the Drive scope/);
+    expect(run.stderr).toMatch(/gcloud auth login --enable-gdrive-access/);
+    expect(run.stderr).not.toMatch(/share the folder/);
+    expect(hasStackTrace(run.stderr)).toBe(false);
+  });
+
+  it("finds an earlier export written with another OAuth client's credentials", async () => {
+    server.addToken('ya29.laptop', undefined, { clientId: 'laptop.apps.googleusercontent.com' });
+    server.addToken('ya29.ci', undefined, { clientId: 'ci.apps.googleusercontent.com' });
+    const root = server.createFolder('Shared exports');
+    const input = await readFile(dbOut);
+    const as = (token: string, extra: string[] = [], data = input) =>
+      runCli(sink, [`gdrive://folder/${root}/news`, ...extra], {
+        env: { ...env, GOOGLE_OAUTH_ACCESS_TOKEN: token },
+        input: data,
+      });
+    expect((await as('ya29.laptop')).code).toBe(0);
+    const again = await as('ya29.ci');
+    expect(again.stderr).toMatch(/unchanged/);
+    expect(
+      browse(root)
+        .map(([path]) => path)
+        .sort(),
+    ).toEqual(['news/', 'news/manifest.json', 'news/part-00000.jsonl']);
+    const first = input.toString().split('\n').slice(0, 5).join('\n');
+    const refused = await as('ya29.ci', ['--if-exists', 'fail'], Buffer.from(first));
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/already holds a different export/);
+  });
+
+  it('finds its files in a shared drive where a search of all drives is incomplete', async () => {
+    const wide = await startDriveServer({ searchableSharedDrives: 0 });
+    try {
+      wide.server.addToken('ya29.t');
+      const team = wide.server.createSharedDrive('Team');
+      const wideEnv = { GOOGLE_OAUTH_ACCESS_TOKEN: 'ya29.t', SLUICE_GDRIVE_ENDPOINT: wide.url };
+      const args = [`gdrive://folder/${team}/news`];
+      const input = await readFile(dbOut);
+      expect((await runCli(sink, args, { env: wideEnv, input })).code).toBe(0);
+      const again = await runCli(sink, args, { env: wideEnv, input });
+      expect(again.stderr).toMatch(/unchanged/);
+      const [news] = wide.server.children(team);
+      expect(
+        wide.server
+          .children(news?.id as string)
+          .map((f) => f.name)
+          .sort(),
+      ).toEqual(['manifest.json', 'part-00000.jsonl']);
+    } finally {
+      await wide.stop();
+    }
   });
 });

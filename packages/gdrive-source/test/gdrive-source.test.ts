@@ -7,7 +7,7 @@ import { type DriveServer, useDrive } from '@sluice/testkit';
 import { OAuth2Client } from 'google-auth-library';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { readGuidelines, readLabels } from '../src/documents.js';
-import { gdriveSource } from '../src/gdrive-source.js';
+import { createGdriveSourceDriver, gdriveSource } from '../src/gdrive-source.js';
 
 /** Puts a file at a `/`-separated key under a folder, making the folders on the way once. */
 function putter(server: DriveServer, rootId: string) {
@@ -95,7 +95,8 @@ describe('gdrive source: Google files, shortcuts, shared drives', () => {
     ]);
     const policy = texts.get('Refunds within 30 days.\nNo cash.');
     expect(policy?.meta).toMatchObject({ source: `gdrive://file/${doc}`, path: 'Policy' });
-    expect(policy?.sluice?.source?.version).toBe(server.file(doc)?.version);
+    // A Google file's version is its modifiedTime: its `version` moves on sharing too.
+    expect(policy?.sluice?.source?.version).toBe(server.file(doc)?.modifiedTime);
     expect(texts.get('Hello')).toMatchObject({
       label: 'BUG',
       meta: { source: `gdrive://file/${sheet}`, path: 'Tickets', priority: 'high' },
@@ -220,6 +221,104 @@ describe('gdrive source: Google files, shortcuts, shared drives', () => {
   });
 });
 
+describe('gdrive source: Drive as it answers', () => {
+  /** A source over the test server, with a token of the given identity. */
+  const as = (token: string, url: string, options: Partial<SourceOptions> = {}) =>
+    gdriveSource({ url, accessToken: token, endpoint: kit.url, ...options });
+
+  it('walks shortcuts into another shared drive and into My Drive', async () => {
+    const { server } = kit;
+    const teamA = server.createSharedDrive('Team A');
+    const teamB = server.createSharedDrive('Team B');
+    const root = server.createFolder('inbox', teamA);
+    server.createFile({ name: 'here.txt', parentId: root, content: 'in team A\n' });
+    const other = server.createFolder('elsewhere', teamB);
+    server.createFile({ name: 'there.txt', parentId: other, content: 'in team B\n' });
+    const mine = server.createFolder('mine');
+    server.createFile({ name: 'mine.txt', parentId: mine, content: 'in My Drive\n' });
+    server.createShortcut('to team B', root, other);
+    server.createShortcut('to my folder', root, mine);
+    const tasks = await collect(
+      gdriveSource({ url: `gdrive://folder/${root}`, drive: kit.drive, recursive: true }),
+    );
+    expect(tasks.map((t) => [t.text, t.meta?.path]).sort()).toEqual([
+      ['in My Drive', 'to my folder/mine.txt'],
+      ['in team A', 'here.txt'],
+      ['in team B', 'to team B/there.txt'],
+    ]);
+  });
+
+  it("names an export over Drive's 10 MB limit, and gives up soon on a failing HTML export", async () => {
+    const { server } = kit;
+    const root = server.createFolder('too-large');
+    server.createFile({
+      name: 'Huge',
+      parentId: root,
+      mimeType: 'application/vnd.google-apps.document',
+      exports: { 'text/plain': Buffer.alloc(10 * 1024 * 1024 + 1, 97) },
+    });
+    await expect(
+      collect(gdriveSource({ url: `gdrive://folder/${root}`, drive: kit.drive })),
+    ).rejects.toMatchObject({
+      code: 'CONVERT',
+      message: expect.stringMatching(/too large for Drive to export/),
+      hint: expect.stringMatching(/10 MB/),
+    });
+    const html = server.createFolder('too-large-html');
+    const doc = server.createFile({
+      name: 'Huge HTML',
+      parentId: html,
+      mimeType: 'application/vnd.google-apps.document',
+      exports: { 'text/html': Buffer.alloc(10 * 1024 * 1024 + 1, 97) },
+    });
+    const before = server.requests.length;
+    await expect(
+      collect(gdriveSource({ url: `gdrive://folder/${html}`, drive: kit.drive, docs: 'html' })),
+    ).rejects.toMatchObject({ hint: expect.stringMatching(/--docs text/) });
+    const exports = server.requests
+      .slice(before)
+      .filter((r) => r.path === `/drive/v3/files/${doc}/export`);
+    expect(exports.length).toBeGreaterThan(1);
+    expect(exports.length).toBeLessThanOrEqual(3);
+  });
+
+  it('names credentials without the Drive scope, with the gcloud flags that add it', async () => {
+    const { server } = kit;
+    // What `gcloud auth print-access-token` and default ADC carry.
+    server.addToken('ya29.cloud-only', undefined, {
+      scopes: ['https://www.googleapis.com/auth/cloud-platform'],
+    });
+    const root = server.createFolder('scoped');
+    const error = await collect(as('ya29.cloud-only', `gdrive://folder/${root}`)).catch(
+      (e: unknown) => e,
+    );
+    expect(error).toMatchObject({
+      code: 'AUTH',
+      message: expect.stringMatching(/the credentials lack the Drive scope/),
+      hint: expect.stringMatching(/--enable-gdrive-access/),
+    });
+    expect(String((error as Error).message)).not.toMatch(/share/);
+  });
+
+  it('gives Google files no size: Drive reports their storage, not their export', async () => {
+    const { server } = kit;
+    const root = server.createFolder('sizes');
+    server.createDoc('Short', root, { text: 'tiny' });
+    server.createFile({ name: 'a.txt', parentId: root, content: 'abc\n' });
+    const driver = await createGdriveSourceDriver({
+      url: `gdrive://folder/${root}`,
+      drive: kit.drive,
+    });
+    const items = [];
+    for await (const item of driver.list({ signal: new AbortController().signal }))
+      items.push(item);
+    expect(items.map((i) => [i.key, i.size]).sort()).toEqual([
+      ['Short', undefined],
+      ['a.txt', 4],
+    ]);
+  });
+});
+
 describe('gdrive source: changes feed', () => {
   let dir: string;
   beforeEach(async () => {
@@ -254,6 +353,40 @@ describe('gdrive source: changes feed', () => {
     expect(asked.some((r) => r.path === '/drive/v3/changes')).toBe(true);
     // Nothing changed: nothing emitted.
     expect(await run()).toEqual([]);
+  });
+
+  it('sees changes in another drive that a shortcut leads into', async () => {
+    const { server } = kit;
+    const teamA = server.createSharedDrive('Feed A');
+    const teamB = server.createSharedDrive('Feed B');
+    const root = server.createFolder('inbox', teamA);
+    const other = server.createFolder('elsewhere', teamB);
+    server.createFile({ name: 'first.txt', parentId: other, content: 'first\n' });
+    server.createShortcut('to B', root, other);
+    const state = join(dir, 'state.json');
+    const run = () =>
+      collect(
+        gdriveSource({ url: `gdrive://folder/${root}`, drive: kit.drive, recursive: true, state }),
+      );
+    expect((await run()).map((t) => t.text)).toEqual(['first']);
+    server.createFile({ name: 'second.txt', parentId: other, content: 'second\n' });
+    expect((await run()).map((t) => [t.text, t.meta?.path])).toEqual([
+      ['second', 'to B/second.txt'],
+    ]);
+  });
+
+  it('does not emit a Google file again when it was only shared or commented on', async () => {
+    const { server } = kit;
+    const root = server.createFolder('shared-later');
+    const doc = server.createDoc('Policy', root, { text: 'Refunds within 30 days.' });
+    const state = join(dir, 'state.json');
+    const run = () =>
+      collect(gdriveSource({ url: `gdrive://folder/${root}`, drive: kit.drive, state }));
+    expect((await run()).map((t) => t.text)).toEqual(['Refunds within 30 days.']);
+    server.share(doc);
+    expect(await run()).toEqual([]);
+    server.updateContent(doc, 'Refunds within 14 days.');
+    expect((await run()).map((t) => t.text)).toEqual(['Refunds within 14 days.']);
   });
 
   it('watches through the changes feed: a file added after start is emitted once', async () => {

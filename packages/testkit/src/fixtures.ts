@@ -2,9 +2,8 @@
 import { randomBytes } from 'node:crypto';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { IdempotencyStrategy, Storage } from '@google-cloud/storage';
-// The auth library googleapis itself uses (the Cloud Storage client uses a later major).
-import { OAuth2Client } from 'google-auth-library-10';
-import { drive_v3 } from 'googleapis/build/src/apis/drive/v3.js';
+import { drive_v3 } from '@googleapis/drive';
+import { OAuth2Client } from 'google-auth-library';
 import { afterAll, beforeAll } from 'vitest';
 import {
   type ConfluenceServer,
@@ -96,7 +95,7 @@ export function useGcs(
 
 /**
  * For a test file: starts the Drive test server with an access token registered, and a
- * Drive client (the real googleapis one) that uses it. Read the fields inside tests.
+ * Drive client (Google's own, `@googleapis/drive`) that uses it. Read the fields inside tests.
  */
 export function useDrive(options: DriveServerOptions = {}): {
   server: DriveServer;

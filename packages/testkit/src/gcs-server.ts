@@ -21,7 +21,8 @@
  *          https://cloud.google.com/storage/docs/json_api/v1/objects/get
  * - POST   /upload/storage/v1/b/{bucket}/o           objects.insert with uploadType=media (name=),
  *          multipart (multipart/related: JSON metadata, then the bytes) and resumable (returns a
- *          session URI in Location), the same preconditions, md5Hash / crc32c checked when sent
+ *          session URI in Location), the same preconditions, md5Hash / crc32c checked when sent;
+ *          also under /resumable/upload/storage/v1/..., where gcloud and gsutil start sessions
  *          https://cloud.google.com/storage/docs/json_api/v1/objects/insert
  *          https://cloud.google.com/storage/docs/performing-resumable-uploads
  * - PUT    {session URI}                             resumable chunks (`Content-Range: bytes a-b/total`
@@ -40,6 +41,23 @@
  *          accounts (assertion signed RS256 by a registered key): an access token
  *          https://developers.google.com/identity/protocols/oauth2/service-account#httprest
  *
+ * Modelled as Cloud Storage behaves (checked with gcloud storage and gsutil in
+ * test/gcs-clients.test.ts):
+ * - Decompressive transcoding: an object stored with `Content-Encoding: gzip` is served
+ *   decompressed, whole (200, Range ignored), without Content-Encoding and Content-Length and
+ *   with `Warning: 214 UploadServer gunzipped`, unless the request says `Accept-Encoding: gzip`
+ *   or the object's `Cache-Control` has `no-transform` (what `gsutil cp -Z` and
+ *   `gcloud storage cp --gzip-local-all` set): then the stored bytes, Range applying to them.
+ *   `x-goog-hash` always describes the stored bytes. https://cloud.google.com/storage/docs/transcoding
+ *   (Range ignored: the same page, and fsouza/fake-gcs-server fakestorage/object.go)
+ * - Multipart uploads whose lines end in LF alone and whose boundary is in single quotes, as
+ *   gcloud 528 and gsutil 5 send them (Python's email generator); CRLF and double quotes, as
+ *   Node clients send them, work too.
+ * - `cacheControl` is kept and served as the object's Cache-Control.
+ * - With `objectWriteRate`, writes to one object name beyond that many a second (Google's
+ *   limit is one) are answered 429 rateLimitExceeded, domain usageLimits.
+ *   https://cloud.google.com/storage/quotas#objects
+ *
  * Errors use the JSON API's body, `{"error":{"code","message","errors":[{"message","domain",
  * "reason"}]}}`, with its reasons (notFound, conflict, conditionNotMet, required, authError,
  * invalid, badRequest, requestedRangeNotSatisfiable). With `requireAuth`, JSON API and upload
@@ -56,8 +74,10 @@ import {
   verify,
 } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { gunzipSync } from 'node:zlib';
 import { crc32cBase64 } from './crc32c.js';
 import {
+  boundaryOf,
   multipartParts,
   parseFields,
   resumeIncomplete,
@@ -73,6 +93,7 @@ interface StoredObject {
   metageneration: string;
   contentType: string;
   contentEncoding?: string;
+  cacheControl?: string;
   metadata?: Record<string, string>;
   md5Hash: string;
   crc32c: string;
@@ -100,6 +121,7 @@ interface ObjectResource {
   name?: string;
   contentType?: string;
   contentEncoding?: string;
+  cacheControl?: string;
   metadata?: Record<string, string>;
   md5Hash?: string;
   crc32c?: string;
@@ -115,6 +137,11 @@ interface Conditions {
 export interface GcsServerOptions {
   /** Refuse JSON API and upload requests without a valid bearer token. Default false. */
   requireAuth?: boolean;
+  /**
+   * Writes (uploads, resumable sessions started, deletes) a second to one object name, as
+   * Cloud Storage allows one; more are answered 429 rateLimitExceeded. Default: no limit.
+   */
+  objectWriteRate?: number;
 }
 
 /** The error answers the server gives, shaped and worded like the real API's. */
@@ -161,6 +188,8 @@ export class GcsServer extends LoopbackServer {
   private readonly uploads = new Map<string, Upload>();
   private readonly keys = new Map<string, KeyObject>();
   private readonly tokens = new Set<string>();
+  /** Recent writes per `bucket/name`, for `objectWriteRate`. */
+  private readonly writes = new Map<string, number[]>();
   private lastGeneration = 0;
   /** Requests served, by operation, for checks. */
   readonly requests: Record<string, number> = {};
@@ -212,6 +241,30 @@ export class GcsServer extends LoopbackServer {
     return [...this.uploads.values()].filter((upload) => !upload.done).length;
   }
 
+  /**
+   * Refuses a write to an object name written too often in the last second, with the answer
+   * Cloud Storage gives (https://cloud.google.com/storage/quotas#objects: one write per second
+   * to the same object name; https://cloud.google.com/storage/docs/json_api/v1/status-codes).
+   */
+  private throttleWrite(bucket: string, name: string): void {
+    const rate = this.options.objectWriteRate;
+    if (rate === undefined) return;
+    const key = `${bucket}/${name}`;
+    const now = Date.now();
+    const recent = (this.writes.get(key) ?? []).filter((t) => t > now - 1000);
+    if (recent.length >= rate) {
+      this.writes.set(key, recent);
+      throw new ApiError(
+        429,
+        'rateLimitExceeded',
+        `The object ${key} exceeded the rate limit for object mutation operations (create, update, and delete). Please reduce your request rate. See https://cloud.google.com/storage/docs/gcs429.`,
+        { domain: 'usageLimits' },
+      );
+    }
+    recent.push(now);
+    this.writes.set(key, recent);
+  }
+
   private count(operation: string): void {
     this.requests[operation] = (this.requests[operation] ?? 0) + 1;
   }
@@ -248,6 +301,7 @@ export class GcsServer extends LoopbackServer {
       metageneration: '1',
       contentType: resource.contentType || 'application/octet-stream',
       contentEncoding: resource.contentEncoding,
+      cacheControl: resource.cacheControl,
       metadata: resource.metadata,
       md5Hash,
       crc32c: crc,
@@ -271,6 +325,7 @@ export class GcsServer extends LoopbackServer {
       metageneration: object.metageneration,
       contentType: object.contentType,
       ...(object.contentEncoding ? { contentEncoding: object.contentEncoding } : {}),
+      ...(object.cacheControl ? { cacheControl: object.cacheControl } : {}),
       storageClass: 'STANDARD',
       size: String(object.data.length),
       md5Hash: object.md5Hash,
@@ -383,6 +438,7 @@ export class GcsServer extends LoopbackServer {
         const object = target.objects.get(name);
         if (!object) throw notFoundObject(bucket, name);
         this.checkConditions(object, conditionsOf(q));
+        this.throttleWrite(bucket, name);
         target.objects.delete(name);
         res.writeHead(204).end();
         return;
@@ -415,7 +471,8 @@ export class GcsServer extends LoopbackServer {
       this.createBucket(body.name);
       return sendJson(res, 200, this.bucketResource(this.bucket(body.name)));
     }
-    m = /^\/upload\/storage\/v1\/b\/([^/]+)\/o$/.exec(path);
+    // gcloud and gsutil start resumable uploads under /resumable/upload/, as Google accepts.
+    m = /^\/(?:resumable\/)?upload\/storage\/v1\/b\/([^/]+)\/o$/.exec(path);
     if (m) {
       const bucket = decodeURIComponent(m[1] as string);
       if (q.has('upload_id')) {
@@ -495,16 +552,25 @@ export class GcsServer extends LoopbackServer {
       'Content-Type': object.contentType,
       ETag: Buffer.from(object.generation).toString('base64'),
       'Last-Modified': new Date(object.updated).toUTCString(),
-      'Cache-Control': 'private, max-age=0',
+      'Cache-Control': object.cacheControl ?? 'private, max-age=0',
       'Accept-Ranges': 'bytes',
       'x-goog-generation': object.generation,
       'x-goog-metageneration': object.metageneration,
       'x-goog-stored-content-encoding': object.contentEncoding ?? 'identity',
       'x-goog-stored-content-length': String(size),
       'x-goog-storage-class': 'STANDARD',
-      // Sent as two header lines, as the service does.
+      // Sent as two header lines, as the service does; always the stored bytes' hashes.
       'x-goog-hash': [`crc32c=${object.crc32c}`, `md5=${object.md5Hash}`],
     };
+    const decompressed = this.transcoded(req, object);
+    if (decompressed) {
+      // Decompressive transcoding: the whole object, decompressed, whatever Range asked for,
+      // with neither Content-Encoding nor Content-Length.
+      this.count('objects.get(transcoded)');
+      res.writeHead(200, { ...headers, Warning: '214 UploadServer gunzipped' });
+      res.end(decompressed);
+      return;
+    }
     if (object.contentEncoding) headers['Content-Encoding'] = object.contentEncoding;
     const range = /^bytes=(\d*)-(\d*)$/.exec(String(req.headers.range ?? ''));
     if (req.headers.range && range) {
@@ -534,6 +600,24 @@ export class GcsServer extends LoopbackServer {
     }
     res.writeHead(200, { ...headers, 'Content-Length': String(size) });
     res.end(object.data);
+  }
+
+  /**
+   * The bytes of a gzip-encoded object when the service decompresses it for this request:
+   * stored with `Content-Encoding: gzip`, asked for without `Accept-Encoding: gzip`, and not
+   * marked `Cache-Control: no-transform`. Bytes that are not gzip are served as stored.
+   */
+  private transcoded(req: IncomingMessage, object: StoredObject): Buffer | undefined {
+    if (object.contentEncoding !== 'gzip') return undefined;
+    if (/(^|,)\s*no-transform\s*(,|$)/i.test(object.cacheControl ?? '')) return undefined;
+    if (/(^|,)\s*gzip\s*(;|,|$)/i.test(String(req.headers['accept-encoding'] ?? ''))) {
+      return undefined;
+    }
+    try {
+      return gunzipSync(object.data);
+    } catch {
+      return undefined;
+    }
   }
 
   private listObjects(res: ServerResponse, bucketName: string, q: URLSearchParams): void {
@@ -608,6 +692,7 @@ export class GcsServer extends LoopbackServer {
       resource.contentType ??= headerOf(req, 'x-upload-content-type');
       if (!resource.name) throw new ApiError(400, 'required', 'Required');
       this.checkConditions(bucket.objects.get(resource.name), conditions);
+      this.throttleWrite(bucketName, resource.name);
       const id = randomBytes(16).toString('hex');
       this.uploads.set(id, { bucket: bucketName, resource, conditions, chunks: [], received: 0 });
       const session = `${this.url}/upload/storage/v1/b/${encodeURIComponent(bucketName)}/o?uploadType=resumable&name=${encodeURIComponent(resource.name)}&upload_id=${id}`;
@@ -617,7 +702,7 @@ export class GcsServer extends LoopbackServer {
     }
     if (uploadType === 'multipart') {
       this.count('objects.insert(multipart)');
-      const boundary = /boundary="?([^";]+)"?/i.exec(String(req.headers['content-type']))?.[1];
+      const boundary = boundaryOf(req.headers['content-type']);
       const parts = boundary ? multipartParts(body, boundary) : [];
       if (parts.length !== 2) {
         throw new ApiError(400, 'invalid', 'Invalid multipart request with 0 mime parts.');
@@ -639,6 +724,7 @@ export class GcsServer extends LoopbackServer {
     }
     if (!resource.name) throw new ApiError(400, 'required', 'Required');
     this.checkConditions(bucket.objects.get(resource.name), conditions);
+    this.throttleWrite(bucketName, resource.name);
     const object = this.store(bucket, resource, data);
     sendJson(res, 200, this.respond(this.resource(bucketName, object), q));
   }

@@ -66,6 +66,33 @@
  * `name contains` matches a prefix of the name or of one of its words, case-insensitively, as
  * Drive documents; `mimeType contains` matches a substring. Anything else is 400 invalid on q.
  *
+ * Modelled as Drive treats callers, each with its source:
+ * - Throttling: with `userRateLimit`, calls over the per-user quota are answered 403
+ *   userRateLimitExceeded, with the body and wording of a real answer (tidyverse/googledrive#380);
+ *   `driveThrottle` gives that body and those of 403 rateLimitExceeded and 429, for fault rules.
+ *   https://developers.google.com/drive/api/guides/limits
+ *   https://developers.google.com/drive/api/guides/handle-errors
+ * - Scopes: a token registered without a Drive scope (as `gcloud auth print-access-token`
+ *   gives by default) is refused with 403 insufficientPermissions, "Request had insufficient
+ *   authentication scopes.", status PERMISSION_DENIED and ACCESS_TOKEN_SCOPE_INSUFFICIENT;
+ *   drive.readonly allows only GETs. (GoogleCloudPlatform/genai-for-marketing#45,
+ *   xing5/mcp-google-sheets#29)
+ * - Service accounts own no storage: creating anything but a folder outside a shared drive is
+ *   403 storageQuotaExceeded with Drive's message (n8n-io/n8n#26050,
+ *   Jumbo810/Upload_Github_Artifacts_TO_GDrive#22).
+ *   https://developers.google.com/workspace/drive/api/guides/about-shareddrives
+ * - appProperties are private to the OAuth client of the token that wrote them: other clients
+ *   neither see nor find them; properties are public.
+ *   https://developers.google.com/drive/api/guides/properties
+ * - Docs Editors files report a `size` (the storage they take), unrelated to their exports'.
+ * - Exports over 10 MB: 403 exportSizeLimitExceeded, but 500 internalError for text/html and
+ *   application/pdf (google-api-ruby-client#664, nytimes/library#388).
+ * - Sharing or commenting (`share`) gives a file a new `version` and a change in the feed,
+ *   not a new modifiedTime.
+ * - A `corpora=allDrives` search may skip shared drives (`searchableSharedDrives`) and then
+ *   says `incompleteSearch: true`. https://developers.google.com/drive/api/reference/rest/v3/files/list
+ * - Multipart uploads with LF line ends and quoted boundaries, as Python clients send them.
+ *
  * As on Drive: files.list includes trashed files unless q says `trashed = false`; items of a
  * shared drive are listed only with supportsAllDrives=true and includeItemsFromAllDrives=true,
  * and are 404 to files.get/update/delete without supportsAllDrives=true; names need not be
@@ -77,7 +104,8 @@
  * "location","locationType"}]}}`, with its reasons (notFound, invalid, required, badRequest,
  * invalidParameter, fileNotDownloadable, fileNotExportable, exportSizeLimitExceeded, authError,
  * teamDriveIncludeItemsRequired, teamDriveIdRequiresTeamDriveCorpora, fieldNotWritable,
- * cannotAddParent, badContent, parseError, requestedRangeNotSatisfiable); 401s also carry
+ * cannotAddParent, badContent, parseError, requestedRangeNotSatisfiable, insufficientPermissions,
+ * storageQuotaExceeded, userRateLimitExceeded, internalError); 401s also carry
  * `"status":"UNAUTHENTICATED"` and a WWW-Authenticate challenge.
  * https://developers.google.com/drive/api/guides/handle-errors
  *
@@ -91,6 +119,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import mime from 'mime-types';
 import {
+  boundaryOf,
   type FieldTree,
   multipartParts,
   parseFields,
@@ -103,7 +132,34 @@ import { LoopbackServer, readBody, sendJson } from './loopback.js';
 export interface DriveServerOptions {
   /** Largest pageSize honoured by files.list (default 1000, the real limit); changes.list too. */
   maxPageSize?: number;
+  /**
+   * Drive's per-user quota: at most `requests` API calls per token in any `perSeconds`;
+   * beyond it, 403 userRateLimitExceeded. Default: none.
+   */
+  userRateLimit?: { requests: number; perSeconds: number };
+  /**
+   * Shared drives a `corpora=allDrives` search covers; with more, it reports
+   * `incompleteSearch: true` and leaves the others out. Default: all.
+   */
+  searchableSharedDrives?: number;
 }
+
+/** Who a token stands for, as Google's token server would have issued it. */
+export interface TokenIdentity {
+  /** The OAuth client the token was issued to: appProperties are private to it. */
+  clientId?: string;
+  /** A service account: it owns no storage, so it creates files only in shared drives. */
+  serviceAccount?: boolean;
+  /** OAuth scopes (default: the full Drive scope). */
+  scopes?: string[];
+}
+
+/** The OAuth client of tokens registered without one. */
+export const DEFAULT_CLIENT_ID = 'sluice-test.apps.googleusercontent.com';
+export const DRIVE_SCOPE = 'https://www.googleapis.com/auth/drive';
+export const DRIVE_READONLY_SCOPE = 'https://www.googleapis.com/auth/drive.readonly';
+
+type Caller = Required<TokenIdentity>;
 
 /** What the server stores for a file: the fields of the Drive File resource it serves. */
 export interface DriveFile {
@@ -124,7 +180,8 @@ export interface DriveFile {
   md5Checksum?: string;
   /** Binary files only. */
   size?: string;
-  appProperties?: Record<string, string>;
+  /** By OAuth client id: each client sees and finds only its own. */
+  appProperties?: Record<string, Record<string, string>>;
   properties?: Record<string, string>;
   description?: string;
   shortcutDetails?: { targetId: string; targetMimeType: string };
@@ -147,6 +204,20 @@ const STATUS_CLIENT_CLOSED = 499;
 const AUTH_HINT =
   ' Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.';
 
+/** What some answers add to the error body and headers. */
+interface ErrorExtra {
+  /** The error item's own message, when it differs from the top one. */
+  itemMessage?: string;
+  /** The item's domain (default `global`; quotas are `usageLimits`). */
+  domain?: string;
+  extendedHelp?: string;
+  /** The top-level `status` (UNAUTHENTICATED, PERMISSION_DENIED). */
+  status?: string;
+  details?: unknown[];
+  /** A WWW-Authenticate challenge. */
+  challenge?: string;
+}
+
 /** The error answers the server gives, shaped and worded like the real API's. */
 class ApiError extends Error {
   constructor(
@@ -154,11 +225,67 @@ class ApiError extends Error {
     readonly reason: string,
     message: string,
     readonly location?: { location: string; locationType: string },
-    /** For 401s: the error item's own message and the WWW-Authenticate challenge. */
-    readonly auth?: { itemMessage: string; challenge: string },
+    readonly extra: ErrorExtra = {},
   ) {
     super(message);
   }
+}
+
+/** The JSON body of an error answer, as Drive sends it. */
+function errorBody(error: ApiError): unknown {
+  const { extra } = error;
+  const item = {
+    message: extra.itemMessage ?? error.message,
+    domain: extra.domain ?? 'global',
+    reason: error.reason,
+    ...error.location,
+    ...(extra.extendedHelp ? { extendedHelp: extra.extendedHelp } : {}),
+  };
+  return {
+    error: {
+      code: error.status,
+      message: error.message,
+      errors: [item],
+      ...(extra.status ? { status: extra.status } : {}),
+      ...(extra.details ? { details: extra.details } : {}),
+    },
+  };
+}
+
+const QUOTA_URL =
+  'https://console.developers.google.com/apis/api/drive.googleapis.com/quotas?project=000000000000';
+
+/**
+ * Drive's throttling answers, as it sends them: 403 userRateLimitExceeded (the per-user
+ * quota; its wording from a real answer, tidyverse/googledrive#380), 403 rateLimitExceeded
+ * and 429 (https://developers.google.com/drive/api/guides/handle-errors,
+ * https://developers.google.com/drive/api/guides/limits). Spread into a fault proxy rule.
+ */
+export function driveThrottle(kind: 'userRateLimitExceeded' | 'rateLimitExceeded' | '429'): {
+  status: number;
+  body: string;
+} {
+  const error = throttled(kind);
+  return { status: error.status, body: JSON.stringify(errorBody(error)) };
+}
+
+function throttled(kind: 'userRateLimitExceeded' | 'rateLimitExceeded' | '429'): ApiError {
+  if (kind === 'userRateLimitExceeded') {
+    const message = `User Rate Limit Exceeded. Rate of requests for user exceed configured project quota. You may consider re-evaluating expected per-user traffic to the API and adjust project quota limits accordingly. You may monitor aggregate quota usage and adjust limits in the API Console: ${QUOTA_URL}`;
+    return new ApiError(403, 'userRateLimitExceeded', message, undefined, {
+      domain: 'usageLimits',
+      extendedHelp: QUOTA_URL,
+    });
+  }
+  return new ApiError(
+    kind === '429' ? 429 : 403,
+    'rateLimitExceeded',
+    'Rate Limit Exceeded',
+    undefined,
+    {
+      domain: 'usageLimits',
+    },
+  );
 }
 
 /** What a handler threw, as an API error: anything unexpected is a 500 backendError. */
@@ -389,7 +516,7 @@ function nameContains(name: string, value: string): boolean {
   );
 }
 
-function parseQuery(q: string, resolve: (id: string) => string): Predicate {
+function parseQuery(q: string, resolve: (id: string) => string, caller: Caller): Predicate {
   const tokens = tokenize(q);
   let at = 0;
   const peek = () => tokens[at];
@@ -461,7 +588,9 @@ function parseQuery(q: string, resolve: (id: string) => string): Predicate {
         takeOp(['=']);
         const value = take('string');
         take('punct', '}');
-        return (f) => f[field]?.[key] === value;
+        return field === 'appProperties'
+          ? (f) => f.appProperties?.[caller.clientId]?.[key] === value
+          : (f) => f.properties?.[key] === value;
       }
       default:
         throw invalid('q');
@@ -634,6 +763,8 @@ interface Media {
 interface UploadSession {
   /** The file an update replaces the content of; none for a create. */
   fileId?: string;
+  /** Who started it: the session URI alone authorizes its chunks. */
+  caller: Caller;
   metadata: Metadata;
   mediaType?: string;
   query: URLSearchParams;
@@ -658,6 +789,13 @@ function parseMetadata(body: Buffer): Metadata {
   }
 }
 
+/**
+ * What a Docs Editors file reports as its `size`: the storage it takes, which is none of its
+ * exports' sizes (https://developers.google.com/drive/api/reference/rest/v3/files#File.FIELDS.size).
+ */
+const storageOf = (exports: Record<string, Buffer>) =>
+  1024 + Object.values(exports).reduce((total, bytes) => total + bytes.length * 3, 0);
+
 /** Merges app properties the way files.update does: a null value deletes the key. */
 function mergeProperties(
   current: Record<string, string> | undefined,
@@ -677,7 +815,9 @@ export class DriveServer extends LoopbackServer {
   private readonly roots = new Set<string>();
   private readonly drives = new Map<string, string>();
   private readonly explicitlyTrashed = new Set<string>();
-  private readonly tokens = new Map<string, number>();
+  private readonly tokens = new Map<string, { expires: number; caller: Caller }>();
+  /** Recent calls per token, for the per-user quota. */
+  private readonly calls = new Map<string, number[]>();
   private readonly refreshTokens = new Map<string, { clientId: string; clientSecret: string }>();
   private readonly images = new Map<string, { content: Buffer; contentType: string }>();
   private readonly uploads = new Map<string, UploadSession>();
@@ -696,14 +836,22 @@ export class DriveServer extends LoopbackServer {
     this.addRoot(this.rootId, 'My Drive');
   }
 
-  /** Accepts this bearer token, for `expiresInSeconds` if given (0 or less: already expired). */
-  addToken(token: string, expiresInSeconds?: number): void {
-    this.tokens.set(
-      token,
+  /**
+   * Accepts this bearer token, for `expiresInSeconds` if given (0 or less: already expired),
+   * for the OAuth client, kind of account and scopes `identity` says (default: a user of
+   * DEFAULT_CLIENT_ID with the full Drive scope).
+   */
+  addToken(token: string, expiresInSeconds?: number, identity: TokenIdentity = {}): void {
+    const expires =
       expiresInSeconds === undefined
         ? Number.POSITIVE_INFINITY
-        : Date.now() + expiresInSeconds * 1000,
-    );
+        : Date.now() + expiresInSeconds * 1000;
+    const caller: Caller = {
+      clientId: identity.clientId ?? DEFAULT_CLIENT_ID,
+      serviceAccount: identity.serviceAccount ?? false,
+      scopes: identity.scopes ?? [DRIVE_SCOPE],
+    };
+    this.tokens.set(token, { expires, caller });
   }
 
   /** Registers an OAuth client's refresh token for the refresh_token grant of /token. */
@@ -739,7 +887,7 @@ export class DriveServer extends LoopbackServer {
     const parent = this.mustGet(spec.parentId ?? 'root');
     const fields = {
       name: spec.name,
-      appProperties: spec.appProperties,
+      appProperties: spec.appProperties && { [DEFAULT_CLIENT_ID]: spec.appProperties },
       modifiedTime: spec.modifiedTime,
     };
     if (spec.exports) {
@@ -793,6 +941,14 @@ export class DriveServer extends LoopbackServer {
     else if (file.content) this.setContent(file, Buffer.from(content));
     else throw new Error(`${file.mimeType} files have no content`);
     this.changed(file, true);
+  }
+
+  /**
+   * Shares a file (or comments on it), as a user would in Drive: a change with a new
+   * `version`, but the content and `modifiedTime` stay as they were.
+   */
+  share(id: string): void {
+    this.changed(this.mustGet(id));
   }
 
   /** Renames a file; like content changes (and unlike moves), this updates modifiedTime. */
@@ -993,24 +1149,28 @@ export class DriveServer extends LoopbackServer {
       }
     }
 
-    this.authenticate(req);
+    const caller = this.authenticate(req, method !== 'GET');
     const fileId = m?.[1] === undefined ? undefined : decodeURIComponent(m[1]);
-    if (m && method === 'POST' && fileId === undefined) return this.upload(req, res, q);
-    if (m && method === 'PATCH' && fileId !== undefined) return this.upload(req, res, q, fileId);
+    if (m && method === 'POST' && fileId === undefined) return this.upload(req, res, q, caller);
+    if (m && method === 'PATCH' && fileId !== undefined) {
+      return this.upload(req, res, q, caller, fileId);
+    }
     if (path === '/drive/v3/files') {
-      if (method === 'GET') return this.listFiles(res, q);
+      if (method === 'GET') return this.listFiles(res, q, caller);
       if (method === 'POST') {
-        const file = this.createFromApi(parseMetadata(await readBody(req)), undefined, q);
-        return sendJson(res, 200, this.respond(this.resource(file), q, 'file'));
+        const meta = parseMetadata(await readBody(req));
+        const file = this.createFromApi(meta, undefined, q, caller);
+        return sendJson(res, 200, this.respond(this.resource(file, caller), q, 'file'));
       }
     }
     m = /^\/drive\/v3\/files\/([^/]+)$/.exec(path);
     if (m) {
       const id = decodeURIComponent(m[1] as string);
-      if (method === 'GET') return this.getFile(req, res, id, q);
+      if (method === 'GET') return this.getFile(req, res, id, q, caller);
       if (method === 'PATCH') {
-        const file = this.updateFromApi(id, parseMetadata(await readBody(req)), undefined, q);
-        return sendJson(res, 200, this.respond(this.resource(file), q, 'file'));
+        const meta = parseMetadata(await readBody(req));
+        const file = this.updateFromApi(id, meta, undefined, q, caller);
+        return sendJson(res, 200, this.respond(this.resource(file, caller), q, 'file'));
       }
       if (method === 'DELETE') {
         this.remove(this.visible(id, q));
@@ -1026,13 +1186,18 @@ export class DriveServer extends LoopbackServer {
       const body = { kind: 'drive#startPageToken', startPageToken: this.nextChangeToken() };
       return sendJson(res, 200, this.respond(body, q, 'startPageToken'));
     }
-    if (path === '/drive/v3/changes' && method === 'GET') return this.listChanges(res, q);
+    if (path === '/drive/v3/changes' && method === 'GET') return this.listChanges(res, q, caller);
     throw new ApiError(404, 'notFound', 'Not Found');
   }
 
-  private authenticate(req: IncomingMessage): void {
+  /**
+   * The caller a request's token stands for: refused without a valid token (401), without a
+   * Drive scope that allows the call (403 insufficientPermissions), or over the per-user
+   * quota (403 userRateLimitExceeded).
+   */
+  private authenticate(req: IncomingMessage, write: boolean): Caller {
     const token = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
-    const expires = token ? this.tokens.get(token) : undefined;
+    const known = token ? this.tokens.get(token) : undefined;
     if (!token) {
       throw new ApiError(
         401,
@@ -1041,11 +1206,12 @@ export class DriveServer extends LoopbackServer {
         { location: 'Authorization', locationType: 'header' },
         {
           itemMessage: 'Login Required.',
+          status: 'UNAUTHENTICATED',
           challenge: 'Bearer realm="https://accounts.google.com/"',
         },
       );
     }
-    if (expires === undefined || expires <= Date.now()) {
+    if (known === undefined || known.expires <= Date.now()) {
       throw new ApiError(
         401,
         'authError',
@@ -1053,10 +1219,46 @@ export class DriveServer extends LoopbackServer {
         { location: 'Authorization', locationType: 'header' },
         {
           itemMessage: 'Invalid Credentials',
+          status: 'UNAUTHENTICATED',
           challenge: 'Bearer realm="https://accounts.google.com/", error="invalid_token"',
         },
       );
     }
+    const { caller } = known;
+    const allowed = write ? [DRIVE_SCOPE] : [DRIVE_SCOPE, DRIVE_READONLY_SCOPE];
+    if (!caller.scopes.some((scope) => allowed.includes(scope))) {
+      throw new ApiError(
+        403,
+        'insufficientPermissions',
+        'Request had insufficient authentication scopes.',
+        undefined,
+        {
+          itemMessage: 'Insufficient Permission',
+          status: 'PERMISSION_DENIED',
+          details: [
+            {
+              '@type': 'type.googleapis.com/google.rpc.ErrorInfo',
+              reason: 'ACCESS_TOKEN_SCOPE_INSUFFICIENT',
+              domain: 'googleapis.com',
+              metadata: { service: 'drive.googleapis.com' },
+            },
+          ],
+          challenge: `Bearer realm="https://accounts.google.com/", error="insufficient_scope", scope="${allowed.join(' ')}"`,
+        },
+      );
+    }
+    const limit = this.options.userRateLimit;
+    if (limit) {
+      const now = Date.now();
+      const recent = (this.calls.get(token) ?? []).filter((t) => t > now - limit.perSeconds * 1000);
+      if (recent.length >= limit.requests) {
+        this.calls.set(token, recent);
+        throw throttled('userRateLimitExceeded');
+      }
+      recent.push(now);
+      this.calls.set(token, recent);
+    }
+    return caller;
   }
 
   private sendError(res: ServerResponse, error: ApiError): void {
@@ -1064,25 +1266,12 @@ export class DriveServer extends LoopbackServer {
       res.destroy();
       return;
     }
-    const item = {
-      message: error.auth?.itemMessage ?? error.message,
-      domain: 'global',
-      reason: error.reason,
-      ...error.location,
-    };
-    const body = {
-      error: {
-        code: error.status,
-        message: error.message,
-        errors: [item],
-        ...(error.auth ? { status: 'UNAUTHENTICATED' } : {}),
-      },
-    };
+    const challenge = error.extra.challenge;
     sendJson(
       res,
       error.status,
-      body,
-      error.auth ? { 'WWW-Authenticate': error.auth.challenge } : {},
+      errorBody(error),
+      challenge ? { 'WWW-Authenticate': challenge } : {},
     );
   }
 
@@ -1093,8 +1282,9 @@ export class DriveServer extends LoopbackServer {
     return selectFields(body, tree);
   }
 
-  private resource(file: DriveFile): Record<string, unknown> {
+  private resource(file: DriveFile, caller: Caller): Record<string, unknown> {
     const binary = file.content !== undefined;
+    const appProperties = file.appProperties?.[caller.clientId];
     return {
       kind: 'drive#file',
       id: file.id,
@@ -1103,7 +1293,7 @@ export class DriveServer extends LoopbackServer {
       ...(file.description !== undefined ? { description: file.description } : {}),
       trashed: file.trashed,
       ...(file.parents.length ? { parents: file.parents } : {}),
-      ...(file.appProperties ? { appProperties: file.appProperties } : {}),
+      ...(appProperties ? { appProperties } : {}),
       ...(file.properties ? { properties: file.properties } : {}),
       version: file.version,
       createdTime: file.createdTime,
@@ -1113,6 +1303,8 @@ export class DriveServer extends LoopbackServer {
       ...(binary
         ? { headRevisionId: file.headRevisionId, md5Checksum: file.md5Checksum, size: file.size }
         : {}),
+      // Docs Editors files report the storage they take, which is not what they export to.
+      ...(file.exports ? { size: String(storageOf(file.exports)) } : {}),
     };
   }
 
@@ -1123,7 +1315,7 @@ export class DriveServer extends LoopbackServer {
     return Math.min(size, this.options.maxPageSize ?? MAX_PAGE_SIZE, MAX_PAGE_SIZE);
   }
 
-  private listFiles(res: ServerResponse, q: URLSearchParams): void {
+  private listFiles(res: ServerResponse, q: URLSearchParams, caller: Caller): void {
     const corpora = q.get('corpora') ?? 'user';
     if (!['user', 'domain', 'drive', 'allDrives'].includes(corpora)) throw invalid('corpora');
     const driveId = q.get('driveId') ?? undefined;
@@ -1146,11 +1338,16 @@ export class DriveServer extends LoopbackServer {
     }
     if (driveId !== undefined && !this.drives.has(driveId)) throw sharedDriveNotFound(driveId);
     const shared = include && flag(q, 'supportsAllDrives');
+    // An allDrives search may not get round every shared drive; it says so.
+    const searched = [...this.drives.keys()].slice(0, this.options.searchableSharedDrives);
+    const incompleteSearch = corpora === 'allDrives' && searched.length < this.drives.size;
     const inCorpus = (f: DriveFile) =>
       f.driveId === undefined
         ? corpora !== 'drive'
-        : shared && (driveId === undefined || f.driveId === driveId);
-    const matches = parseQuery(q.get('q') ?? '', (id) => this.resolve(id));
+        : shared &&
+          (driveId === undefined || f.driveId === driveId) &&
+          (corpora !== 'allDrives' || searched.includes(f.driveId));
+    const matches = parseQuery(q.get('q') ?? '', (id) => this.resolve(id), caller);
     const order = parseOrder(q.get('orderBy'));
     const size = this.pageSize(q);
 
@@ -1187,16 +1384,22 @@ export class DriveServer extends LoopbackServer {
             ),
           }
         : {}),
-      incompleteSearch: false,
-      files: page.map((f) => this.resource(f)),
+      incompleteSearch,
+      files: page.map((f) => this.resource(f, caller)),
     };
     sendJson(res, 200, this.respond(body, q, 'fileList'));
   }
 
-  private getFile(req: IncomingMessage, res: ServerResponse, id: string, q: URLSearchParams): void {
+  private getFile(
+    req: IncomingMessage,
+    res: ServerResponse,
+    id: string,
+    q: URLSearchParams,
+    caller: Caller,
+  ): void {
     const file = this.visible(id, q);
     if (q.get('alt') !== 'media') {
-      sendJson(res, 200, this.respond(this.resource(file), q, 'file'));
+      sendJson(res, 200, this.respond(this.resource(file, caller), q, 'file'));
       return;
     }
     const content = file.content;
@@ -1241,6 +1444,10 @@ export class DriveServer extends LoopbackServer {
     const bytes = file.exports[type];
     if (!bytes) throw conversionNotSupported();
     if (bytes.length > EXPORT_LIMIT) {
+      // HTML and PDF conversions of a large file fail inside Drive rather than being refused.
+      if (type === 'text/html' || type === 'application/pdf') {
+        throw new ApiError(500, 'internalError', 'Internal Error');
+      }
       throw new ApiError(403, 'exportSizeLimitExceeded', 'This file is too large to be exported.');
     }
     res.writeHead(200, { 'Content-Type': type, 'Content-Length': String(bytes.length) });
@@ -1248,17 +1455,19 @@ export class DriveServer extends LoopbackServer {
   }
 
   /** files.create from JSON metadata and, for uploads, the media. */
-  private createFromApi(meta: Metadata, media: Media | undefined, q: URLSearchParams): DriveFile {
-    const parentIds = meta.parents ?? ['root'];
-    if (parentIds.length > 1) {
-      throw new ApiError(403, 'cannotAddParent', 'Increasing the number of parents is not allowed');
-    }
-    const parents = parentIds.map((id) => this.visible(id, q));
+  private createFromApi(
+    meta: Metadata,
+    media: Media | undefined,
+    q: URLSearchParams,
+    caller: Caller,
+  ): DriveFile {
+    const parents = this.parentsFor(meta, q, caller);
+    const own = meta.appProperties && mergeProperties(undefined, meta.appProperties);
     const fields = {
       name: meta.name ?? 'Untitled',
       description: meta.description,
       modifiedTime: meta.modifiedTime,
-      appProperties: meta.appProperties && mergeProperties(undefined, meta.appProperties),
+      appProperties: own && { [caller.clientId]: own },
       properties: meta.properties && mergeProperties(undefined, meta.properties),
     };
     const targetId = meta.shortcutDetails?.targetId;
@@ -1282,12 +1491,35 @@ export class DriveServer extends LoopbackServer {
     return this.insert({ ...fields, mimeType, content: media.data }, parents);
   }
 
+  /**
+   * The parents of a file to create: one, visible to the caller. A service account owns no
+   * storage, so it may create nothing but folders outside a shared drive.
+   */
+  private parentsFor(meta: Metadata, q: URLSearchParams, caller: Caller): DriveFile[] {
+    const parentIds = meta.parents ?? ['root'];
+    if (parentIds.length > 1) {
+      throw new ApiError(403, 'cannotAddParent', 'Increasing the number of parents is not allowed');
+    }
+    const parents = parentIds.map((id) => this.visible(id, q));
+    if (caller.serviceAccount && meta.mimeType !== FOLDER && !parents[0]?.driveId) {
+      throw new ApiError(
+        403,
+        'storageQuotaExceeded',
+        'Service Accounts do not have storage quota. Leverage shared drives (https://developers.google.com/workspace/drive/api/guides/about-shareddrives), or use OAuth delegation (http://support.google.com/a/answer/7281227) instead.',
+        undefined,
+        { domain: 'usageLimits' },
+      );
+    }
+    return parents;
+  }
+
   /** files.update: metadata from JSON, parents from addParents/removeParents, optional media. */
   private updateFromApi(
     id: string,
     meta: Metadata,
     media: Media | undefined,
     q: URLSearchParams,
+    caller: Caller,
   ): DriveFile {
     const file = this.visible(id, q);
     if (meta.parents !== undefined) {
@@ -1311,7 +1543,9 @@ export class DriveServer extends LoopbackServer {
       modified = true;
     }
     if (meta.appProperties) {
-      file.appProperties = mergeProperties(file.appProperties, meta.appProperties);
+      const own = mergeProperties(file.appProperties?.[caller.clientId], meta.appProperties);
+      const { [caller.clientId]: _, ...others } = file.appProperties ?? {};
+      file.appProperties = own ? { ...others, [caller.clientId]: own } : others;
       touched = true;
     }
     if (meta.properties) {
@@ -1352,6 +1586,7 @@ export class DriveServer extends LoopbackServer {
     req: IncomingMessage,
     res: ServerResponse,
     q: URLSearchParams,
+    caller: Caller,
     fileId?: string,
   ): Promise<void> {
     const uploadType = q.get('uploadType') ?? 'media';
@@ -1361,11 +1596,13 @@ export class DriveServer extends LoopbackServer {
     let media: Media;
     if (uploadType === 'resumable') {
       metadata = parseMetadata(body);
+      if (fileId === undefined) this.parentsFor(metadata, q, caller);
       const id = randomBytes(16).toString('base64url');
       const query = new URLSearchParams(q);
       query.set('upload_id', id);
       this.uploads.set(id, {
         fileId,
+        caller,
         metadata,
         mediaType: mediaType(req.headers['x-upload-content-type'] as string | undefined),
         query,
@@ -1382,7 +1619,7 @@ export class DriveServer extends LoopbackServer {
       return;
     }
     if (uploadType === 'multipart') {
-      const boundary = /boundary="?([^";]+)"?/i.exec(String(req.headers['content-type']))?.[1];
+      const boundary = boundaryOf(req.headers['content-type']);
       const parts = boundary ? multipartParts(body, boundary) : [];
       const [meta, data] = parts;
       if (parts.length !== 2 || !meta || !data) {
@@ -1404,9 +1641,9 @@ export class DriveServer extends LoopbackServer {
     }
     const file =
       fileId === undefined
-        ? this.createFromApi(metadata, media, q)
-        : this.updateFromApi(fileId, metadata, media, q);
-    sendJson(res, 200, this.respond(this.resource(file), q, 'file'));
+        ? this.createFromApi(metadata, media, q, caller)
+        : this.updateFromApi(fileId, metadata, media, q, caller);
+    sendJson(res, 200, this.respond(this.resource(file, caller), q, 'file'));
   }
 
   private async resumeUpload(
@@ -1418,7 +1655,11 @@ export class DriveServer extends LoopbackServer {
     const body = await readBody(req);
     if (!upload) throw new ApiError(404, 'notFound', 'No such upload session.');
     if (upload.done) {
-      sendJson(res, 200, this.respond(this.resource(upload.done), upload.query, 'file'));
+      sendJson(
+        res,
+        200,
+        this.respond(this.resource(upload.done, upload.caller), upload.query, 'file'),
+      );
       return;
     }
     const total = takeChunk(
@@ -1428,7 +1669,7 @@ export class DriveServer extends LoopbackServer {
       (message) => new ApiError(400, 'badRequest', message),
     );
     if (total !== undefined && upload.received === total) {
-      const { metadata, query } = upload;
+      const { metadata, query, caller } = upload;
       const asked = metadata.mimeType;
       const type =
         upload.mediaType ||
@@ -1436,10 +1677,10 @@ export class DriveServer extends LoopbackServer {
       const media = { type, data: Buffer.concat(upload.chunks) };
       upload.done =
         upload.fileId === undefined
-          ? this.createFromApi(metadata, media, query)
-          : this.updateFromApi(upload.fileId, metadata, media, query);
+          ? this.createFromApi(metadata, media, query, caller)
+          : this.updateFromApi(upload.fileId, metadata, media, query, caller);
       upload.chunks = [];
-      sendJson(res, 200, this.respond(this.resource(upload.done), query, 'file'));
+      sendJson(res, 200, this.respond(this.resource(upload.done, caller), query, 'file'));
       return;
     }
     resumeIncomplete(res, upload.received);
@@ -1450,7 +1691,7 @@ export class DriveServer extends LoopbackServer {
     return String(this.changeLog.length + 1);
   }
 
-  private listChanges(res: ServerResponse, q: URLSearchParams): void {
+  private listChanges(res: ServerResponse, q: URLSearchParams, caller: Caller): void {
     const token = q.get('pageToken');
     if (!token) throw required('pageToken');
     const start = /^\d+$/.test(token) ? Number(token) : 0;
@@ -1484,7 +1725,7 @@ export class DriveServer extends LoopbackServer {
         time: change.time,
         removed: change.removed,
         fileId: change.fileId,
-        ...(file && !change.removed ? { file: this.resource(file) } : {}),
+        ...(file && !change.removed ? { file: this.resource(file, caller) } : {}),
       });
     }
     const body = {
@@ -1518,7 +1759,7 @@ export class DriveServer extends LoopbackServer {
       return;
     }
     const token = `ya29.${randomBytes(24).toString('base64url')}`;
-    this.addToken(token, this.tokenLifetimeSeconds);
+    this.addToken(token, this.tokenLifetimeSeconds, { clientId: client.clientId });
     sendJson(res, 200, {
       access_token: token,
       expires_in: this.tokenLifetimeSeconds,

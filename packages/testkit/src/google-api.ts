@@ -56,7 +56,20 @@ export function selectFields(value: unknown, tree: FieldTree): unknown {
   return out;
 }
 
-/** Splits a multipart/related body into its parts (content type, then bytes). */
+/**
+ * The boundary of a multipart Content-Type. Google's clients quote it in double quotes (Node
+ * clients), single quotes (gcloud and gsutil, through Python's email package) or not at all.
+ */
+export function boundaryOf(contentType: string | undefined): string | undefined {
+  const match = /boundary=(?:"([^"]+)"|'([^']+)'|([^\s;]+))/i.exec(contentType ?? '');
+  return match?.[1] ?? match?.[2] ?? match?.[3];
+}
+
+/**
+ * Splits a multipart/related body into its parts (content type, then bytes). Lines may end
+ * in CRLF, as RFC 2046 has it, or in LF alone, as gcloud and gsutil send them; Google's
+ * upload servers take both.
+ */
 export function multipartParts(
   body: Buffer,
   boundary: string,
@@ -70,11 +83,15 @@ export function multipartParts(
     const next = body.indexOf(delimiter, start);
     if (next < 0) break;
     const part = body.subarray(start, next);
-    const headerEnd = part.indexOf('\r\n\r\n');
+    const crlf = part.indexOf('\r\n\r\n');
+    const lf = part.indexOf('\n\n');
+    const [headerEnd, gap] = lf >= 0 && (crlf < 0 || lf < crlf) ? [lf, 2] : [crlf, 4];
+    if (headerEnd < 0) break;
     const headers = part.subarray(0, headerEnd).toString('latin1');
-    let data = part.subarray(headerEnd + 4);
-    // The CRLF before the next delimiter belongs to the delimiter.
+    let data = part.subarray(headerEnd + gap);
+    // The line break before the next delimiter belongs to the delimiter.
     if (data.subarray(-2).toString() === '\r\n') data = data.subarray(0, -2);
+    else if (data.subarray(-1).toString() === '\n') data = data.subarray(0, -1);
     const type = /content-type:\s*([^\r\n]+)/i.exec(headers)?.[1]?.trim() ?? '';
     parts.push({ type, data });
     at = next;

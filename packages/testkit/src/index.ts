@@ -42,10 +42,15 @@ export {
   startGcsServer,
 } from './gcs-server.js';
 export {
+  DEFAULT_CLIENT_ID,
+  DRIVE_READONLY_SCOPE,
+  DRIVE_SCOPE,
   type DriveFile,
   DriveServer,
   type DriveServerOptions,
+  driveThrottle,
   startDriveServer,
+  type TokenIdentity,
 } from './gdrive-server.js';
 export { OtdsIssuer } from './otds.js';
 export {

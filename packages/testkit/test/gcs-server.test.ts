@@ -1,4 +1,6 @@
 import { createSign } from 'node:crypto';
+import { get } from 'node:http';
+import { gzipSync } from 'node:zlib';
 import { ApiError, Storage } from '@google-cloud/storage';
 import { OAuth2Client } from 'google-auth-library';
 import { describe, expect, it } from 'vitest';
@@ -186,5 +188,58 @@ describe('the Cloud Storage test server', () => {
     } finally {
       await stop();
     }
+  });
+
+  it('transcodes gzip-encoded objects as Cloud Storage does, unless asked not to', async () => {
+    const text = 'a line of text that compresses\n'.repeat(100);
+    const gzip = gzipSync(text);
+    kit.server.putObject('b1', 'z/plain.txt', gzip, { contentEncoding: 'gzip' });
+    kit.server.putObject('b1', 'z/kept.txt', gzip, {
+      contentEncoding: 'gzip',
+      cacheControl: 'no-transform',
+    });
+    // A raw GET, so nothing on this side decodes the body.
+    const raw = (name: string, headers: Record<string, string>) =>
+      new Promise<{ status?: number; headers: Record<string, unknown>; body: Buffer }>(
+        (resolve, reject) => {
+          get(
+            `${kit.url}/storage/v1/b/b1/o/${encodeURIComponent(name)}?alt=media`,
+            { headers },
+            (res) => {
+              const chunks: Buffer[] = [];
+              res.on('data', (chunk: Buffer) => chunks.push(chunk));
+              res.on('end', () =>
+                resolve({
+                  status: res.statusCode,
+                  headers: res.headers,
+                  body: Buffer.concat(chunks),
+                }),
+              );
+            },
+          ).on('error', reject);
+        },
+      );
+    // Decompressed, Range ignored, the stored object's hashes.
+    const transcoded = await raw('z/plain.txt', { range: 'bytes=10-19' });
+    expect(transcoded.status).toBe(200);
+    expect(transcoded.body.toString()).toBe(text);
+    expect(transcoded.headers).toMatchObject({
+      'x-goog-stored-content-encoding': 'gzip',
+      'x-goog-stored-content-length': String(gzip.length),
+      warning: '214 UploadServer gunzipped',
+    });
+    expect(transcoded.headers['content-encoding']).toBeUndefined();
+    expect(transcoded.headers['content-length']).toBeUndefined();
+    // As stored, when the client takes gzip or the object says no-transform; ranges apply.
+    const asked = await raw('z/plain.txt', { 'accept-encoding': 'gzip' });
+    expect(asked.body).toEqual(gzip);
+    expect(asked.headers['content-encoding']).toBe('gzip');
+    const kept = await raw('z/kept.txt', { 'accept-encoding': 'identity', range: 'bytes=0-9' });
+    expect(kept.status).toBe(206);
+    expect(kept.body).toEqual(gzip.subarray(0, 10));
+    expect(kept.headers).toMatchObject({
+      'content-encoding': 'gzip',
+      'cache-control': 'no-transform',
+    });
   });
 });

@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { type drive_v3, google } from 'googleapis';
+import { type drive_v3, drive as driveClient } from '@googleapis/drive';
+import { OAuth2Client } from 'google-auth-library';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type DriveServer, startDriveServer } from '../src/gdrive-server.js';
+import { type DriveServer, driveThrottle, startDriveServer } from '../src/gdrive-server.js';
 
 const FOLDER = 'application/vnd.google-apps.folder';
 const DOC = 'application/vnd.google-apps.document';
@@ -45,10 +46,9 @@ describe('the Google Drive test server', () => {
    * client's, so upload calls pass it again.
    */
   let upload: { rootUrl: string };
-  const client = (auth?: InstanceType<typeof google.auth.OAuth2>) =>
-    google.drive({ version: 'v3', rootUrl: `${url}/`, auth });
+  const client = (auth?: OAuth2Client) => driveClient({ version: 'v3', rootUrl: `${url}/`, auth });
   const tokenFor = (accessToken: string) => {
-    const auth = new google.auth.OAuth2();
+    const auth = new OAuth2Client();
     auth.setCredentials({ access_token: accessToken });
     return auth;
   };
@@ -107,7 +107,7 @@ describe('the Google Drive test server', () => {
   it('grants access tokens for a refresh token, which the client renews when refused', async () => {
     server.addRefreshToken('1//refresh', 'sluice.apps.googleusercontent.com', 'client-secret');
     const oauth = (clientSecret: string, refreshToken: string) => {
-      const auth = new google.auth.OAuth2({
+      const auth = new OAuth2Client({
         clientId: 'sluice.apps.googleusercontent.com',
         clientSecret,
         endpoints: { oauth2TokenUrl: `${url}/token` },
@@ -217,9 +217,11 @@ describe('the Google Drive test server', () => {
       small.server.addToken('t');
       small.server.createFolder('one');
       small.server.createFolder('two');
-      const capped = await google
-        .drive({ version: 'v3', rootUrl: `${small.url}/`, auth: tokenFor('t') })
-        .files.list({ pageSize: 50 });
+      const capped = await driveClient({
+        version: 'v3',
+        rootUrl: `${small.url}/`,
+        auth: tokenFor('t'),
+      }).files.list({ pageSize: 50 });
       expect(capped.data.files).toHaveLength(1);
       expect(capped.data.nextPageToken).toEqual(expect.any(String));
     } finally {
@@ -419,6 +421,17 @@ describe('the Google Drive test server', () => {
     expect(tooLarge.response?.data).toMatchObject({
       error: { errors: [{ reason: 'exportSizeLimitExceeded' }] },
     });
+    // An HTML conversion that large fails inside Drive instead: a 500 a retry cannot mend.
+    const hugeHtml = server.createFile({
+      name: 'Huge HTML',
+      mimeType: DOC,
+      exports: { 'text/html': Buffer.alloc(10 * 1024 * 1024 + 1, 97) },
+    });
+    const failed = await failure(
+      drive.files.export({ fileId: hugeHtml, mimeType: 'text/html' }, { retry: false }),
+    );
+    expect(failed.status).toBe(500);
+    expect(failed.response?.data).toEqual(driveError(500, 'Internal Error', 'internalError'));
   });
 
   it('creates folders, shortcuts and files, converting text to Docs and CSV to Sheets', async () => {
@@ -479,12 +492,14 @@ describe('the Google Drive test server', () => {
       },
       upload,
     );
-    expect(doc).toEqual({ id: expect.any(String), mimeType: DOC });
+    // A Doc reports the storage it takes as its size: not what any export of it weighs.
+    expect(doc).toEqual({ id: expect.any(String), mimeType: DOC, size: expect.any(String) });
     const plain = await drive.files.export(
       { fileId: doc.id as string, mimeType: 'text/plain' },
       { responseType: 'arraybuffer' },
     );
     expect(text(plain.data)).toBe('\ufeffBe kind');
+    expect(Number(doc.size)).not.toBe(Buffer.byteLength(text(plain.data)));
     const { data: sheet } = await drive.files.create(
       {
         requestBody: { name: 'Labels', mimeType: SHEET, parents },
@@ -731,5 +746,173 @@ describe('the Google Drive test server', () => {
     const response = await fetch(link);
     expect(response.headers.get('content-type')).toBe('image/png');
     expect(Buffer.from(await response.arrayBuffer()).equals(png)).toBe(true);
+  });
+
+  describe('as Google treats callers', () => {
+    it('keeps appProperties private to the OAuth client that wrote them; properties are public', async () => {
+      server.addToken('client-a', undefined, { clientId: 'a.apps.googleusercontent.com' });
+      server.addToken('client-b', undefined, { clientId: 'b.apps.googleusercontent.com' });
+      const [a, b] = [client(tokenFor('client-a')), client(tokenFor('client-b'))];
+      const folder = server.createFolder('per-client');
+      const { data } = await a.files.create({
+        requestBody: {
+          name: 'marked',
+          parents: [folder],
+          appProperties: { run: 'a' },
+          properties: { run: 'public' },
+        },
+        fields: 'id',
+      });
+      const fields = 'appProperties,properties';
+      expect((await a.files.get({ fileId: data.id as string, fields })).data).toEqual({
+        appProperties: { run: 'a' },
+        properties: { run: 'public' },
+      });
+      expect((await b.files.get({ fileId: data.id as string, fields })).data).toEqual({
+        properties: { run: 'public' },
+      });
+      const find = async (drive: drive_v3.Drive, q: string) =>
+        (await drive.files.list({ q: `'${folder}' in parents and ${q}` })).data.files ?? [];
+      expect(await find(a, "appProperties has { key='run' and value='a' }")).toHaveLength(1);
+      expect(await find(b, "appProperties has { key='run' and value='a' }")).toHaveLength(0);
+      expect(await find(b, "properties has { key='run' and value='public' }")).toHaveLength(1);
+    });
+
+    it('refuses a token without a Drive scope, and writes with a read-only one', async () => {
+      // What `gcloud auth print-access-token` gives by default: no Drive scope.
+      server.addToken('cloud-only', undefined, {
+        scopes: ['https://www.googleapis.com/auth/cloud-platform'],
+      });
+      server.addToken('read-only', undefined, {
+        scopes: ['https://www.googleapis.com/auth/drive.readonly'],
+      });
+      const refused = await failure(client(tokenFor('cloud-only')).files.list());
+      expect(refused.status).toBe(403);
+      expect(refused.response?.data).toMatchObject({
+        error: {
+          code: 403,
+          message: 'Request had insufficient authentication scopes.',
+          errors: [
+            {
+              message: 'Insufficient Permission',
+              domain: 'global',
+              reason: 'insufficientPermissions',
+            },
+          ],
+          status: 'PERMISSION_DENIED',
+          details: [{ reason: 'ACCESS_TOKEN_SCOPE_INSUFFICIENT' }],
+        },
+      });
+      const reader = client(tokenFor('read-only'));
+      expect((await reader.files.list()).status).toBe(200);
+      const write = await failure(reader.files.create({ requestBody: { name: 'x' } }));
+      expect(write.status).toBe(403);
+    });
+
+    it('lets a service account create folders anywhere, but files only in shared drives', async () => {
+      server.addToken('robot', undefined, { serviceAccount: true });
+      const robot = client(tokenFor('robot'));
+      const mine = server.createFolder('shared with the robot');
+      const { data: folder } = await robot.files.create({
+        requestBody: { name: 'sub', mimeType: FOLDER, parents: [mine] },
+        fields: 'id',
+      });
+      const refused = await failure(
+        robot.files.create({ requestBody: { name: 'a.txt', parents: [folder.id as string] } }),
+      );
+      expect(refused.status).toBe(403);
+      expect(refused.response?.data).toEqual({
+        error: {
+          code: 403,
+          message:
+            'Service Accounts do not have storage quota. Leverage shared drives (https://developers.google.com/workspace/drive/api/guides/about-shareddrives), or use OAuth delegation (http://support.google.com/a/answer/7281227) instead.',
+          errors: [
+            {
+              message:
+                'Service Accounts do not have storage quota. Leverage shared drives (https://developers.google.com/workspace/drive/api/guides/about-shareddrives), or use OAuth delegation (http://support.google.com/a/answer/7281227) instead.',
+              domain: 'usageLimits',
+              reason: 'storageQuotaExceeded',
+            },
+          ],
+        },
+      });
+      const team = server.createSharedDrive('Team');
+      const { data: file } = await robot.files.create({
+        requestBody: { name: 'a.txt', parents: [team] },
+        supportsAllDrives: true,
+        fields: 'id,driveId',
+      });
+      expect(file.driveId).toBe(team);
+    });
+
+    it("throttles a user over the quota with Drive's own answer", async () => {
+      const {
+        server: busy,
+        url: busyUrl,
+        stop: stopBusy,
+      } = await startDriveServer({
+        userRateLimit: { requests: 2, perSeconds: 60 },
+      });
+      try {
+        busy.addToken('t');
+        const limited = driveClient({ version: 'v3', rootUrl: `${busyUrl}/`, auth: tokenFor('t') });
+        await limited.files.list();
+        await limited.files.list();
+        const throttled = await failure(limited.files.list({}, { retry: false }));
+        expect(throttled.status).toBe(403);
+        expect(throttled.response?.data).toEqual(
+          JSON.parse(driveThrottle('userRateLimitExceeded').body),
+        );
+        expect(throttled.response?.data).toMatchObject({
+          error: { errors: [{ domain: 'usageLimits', reason: 'userRateLimitExceeded' }] },
+        });
+      } finally {
+        await stopBusy();
+      }
+    });
+
+    it('versions a shared or commented file without touching its modifiedTime', async () => {
+      const doc = server.createDoc('Shared', 'root', { text: 'same text' });
+      const before = server.file(doc);
+      const [version, modified] = [before?.version, before?.modifiedTime];
+      server.share(doc);
+      expect(server.file(doc)?.version).not.toBe(version);
+      expect(server.file(doc)?.modifiedTime).toBe(modified);
+    });
+
+    it('says when an allDrives search did not cover every shared drive', async () => {
+      const {
+        server: wide,
+        url: wideUrl,
+        stop: stopWide,
+      } = await startDriveServer({
+        searchableSharedDrives: 1,
+      });
+      try {
+        wide.addToken('t');
+        const first = wide.createSharedDrive('First');
+        const second = wide.createSharedDrive('Second');
+        wide.createFile({ name: 'one.txt', parentId: first, content: '1' });
+        wide.createFile({ name: 'two.txt', parentId: second, content: '2' });
+        const search = driveClient({ version: 'v3', rootUrl: `${wideUrl}/`, auth: tokenFor('t') });
+        const common = { supportsAllDrives: true, includeItemsFromAllDrives: true };
+        const all = await search.files.list({
+          ...common,
+          corpora: 'allDrives',
+          q: "name contains 't'",
+          fields: 'incompleteSearch,files(name)',
+        });
+        expect(all.data).toEqual({ incompleteSearch: true, files: [{ name: 'one.txt' }] });
+        const one = await search.files.list({
+          ...common,
+          corpora: 'drive',
+          driveId: second,
+          fields: 'incompleteSearch,files(name)',
+        });
+        expect(one.data).toEqual({ incompleteSearch: false, files: [{ name: 'two.txt' }] });
+      } finally {
+        await stopWide();
+      }
+    });
   });
 });

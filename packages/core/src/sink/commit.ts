@@ -131,7 +131,8 @@ export class Publication {
 
   private async staged(body: Buffer, contentType: string): Promise<StagedPart> {
     const path = await this.stage(`small-${this.small++}`, body);
-    return { path, bytes: body.length, sha256: manifestIdentity(body), contentType };
+    const sha256 = manifestIdentity(body);
+    return { path, bytes: body.length, sha256, contentType, metadata: { sha256 } };
   }
 
   /** Writes the run's marker (once), and finds out whether the store honours create-only writes. */

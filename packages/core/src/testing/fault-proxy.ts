@@ -54,6 +54,8 @@ export async function startFaultProxy(
   let seen = new Map<FaultRule, number>();
   let applied = new Map<FaultRule, number>();
   let injected = 0;
+  /** The proxy's own origin, once it listens. */
+  let self = '';
 
   const due = (req: IncomingMessage): FaultRule | undefined => {
     const info = { method: req.method ?? 'GET', url: req.url ?? '/' };
@@ -79,6 +81,12 @@ export async function startFaultProxy(
         headers: { ...req.headers, host: upstream.host },
       },
       (answer) => {
+        // As a reverse proxy does: a Location on the server (a resumable upload session)
+        // points back through the proxy, so the requests that follow get faults too.
+        const location = answer.headers.location;
+        if (location?.startsWith(upstream.origin)) {
+          answer.headers.location = `${self}${location.slice(upstream.origin.length)}`;
+        }
         res.writeHead(answer.statusCode ?? 502, answer.headers);
         if (cutAfter === undefined) {
           answer.pipe(res);
@@ -131,8 +139,9 @@ export async function startFaultProxy(
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
+  self = `http://127.0.0.1:${port}`;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: self,
     get injected() {
       return injected;
     },
