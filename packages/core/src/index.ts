@@ -140,6 +140,7 @@ export {
   modifiedCursor,
   type OpenOptions,
   rangedBody,
+  responseBody,
   type Source,
   type SourceDriver,
   type SourceItem,
