@@ -1,8 +1,8 @@
 import { defineConfig } from 'tsup';
 
-// Only the standalone serve command is built; the tests import the sources.
+// Only the standalone commands (serve, torture) are built; the tests import the sources.
 export default defineConfig({
-  entry: ['src/serve.ts'],
+  entry: ['src/serve.ts', 'src/torture-cli.ts'],
   format: ['esm'],
   sourcemap: true,
   clean: true,

@@ -4,8 +4,8 @@
 batch Prodigy is about to save is appended to a local journal (one JSONL file per dataset and
 sink URL, fsync'd before Prodigy writes its database), and a background thread publishes the
 journal through the sink's CLI: a complete export with its manifest, rewritten as the journal
-grows. Sinks only upload parts whose bytes changed, so with `max-part-records` in the URL a
-publish sends the last part and the manifest.
+grows. Sinks only upload parts whose bytes changed (fs, S3, GCS), so with `max-part-records` in
+the URL a publish sends the last part and the manifest.
 
 Nothing saved is lost when Prodigy stops: `on_exit` and (on Ctrl-C) an atexit handler publish
 what is left; the sink runs in its own session, so the terminal's Ctrl-C does not cut it off;

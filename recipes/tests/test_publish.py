@@ -1,6 +1,7 @@
 """`prodigy sluice.publish DATASET URL [--every S]`: the dataset, read through Prodigy's database
 API while annotators work in another process, exported through the real sink CLI."""
 
+import json
 import re
 import subprocess
 
@@ -61,7 +62,10 @@ def test_once_and_again_writes_only_what_changed(venv, env, project, tmp_path, n
         return err
 
     def stamps():
-        return {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+        # Parts by their names in the manifest (stored under keys with the run's tag).
+        manifest = json.loads((out / "manifest.json").read_text())
+        parts = {p["name"]: (out / p["key"]).stat().st_mtime_ns for p in manifest["parts"]}
+        return {**parts, "manifest.json": (out / "manifest.json").stat().st_mtime_ns}
 
     assert "sluice: published 40 answers of news" in run()
     before = stamps()

@@ -5,6 +5,7 @@ import { Confluence } from '@sluice/confluence-source';
 import {
   type DatasetReport,
   type Manifest,
+  parseManifest,
   ReportBuilder,
   SluiceError,
   toLocalPath,
@@ -58,16 +59,15 @@ async function readManifest(path: string): Promise<{ manifest: Manifest; sha256:
       cause: error,
     });
   }
-  try {
-    const manifest = JSON.parse(bytes.toString('utf8')) as Manifest;
-    if (manifest.sluice !== 'manifest/1') throw new Error('not a Sluice manifest');
-    return { manifest, sha256: createHash('sha256').update(bytes).digest('hex') };
-  } catch (error) {
-    throw new SluiceError(`--manifest ${path}: ${(error as Error).message}`, {
+  // Any manifest version a sink wrote (manifest/1 and manifest/2 list parts alike).
+  const manifest = parseManifest(bytes);
+  if (!manifest) {
+    throw new SluiceError(`--manifest ${path}: not a Sluice manifest`, {
       code: 'BAD_INPUT',
       hint: 'give the manifest.json a Sluice sink wrote',
     });
   }
+  return { manifest, sha256: createHash('sha256').update(bytes).digest('hex') };
 }
 
 function manifestSection(manifest: Manifest, sha256: string, path: string): string {

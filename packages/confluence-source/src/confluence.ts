@@ -7,7 +7,7 @@ import {
   debugLog,
   type KnownAnswer,
   type RetryPolicy,
-  rangedBody,
+  responseBody,
   SluiceError,
   sendWithRetry,
   serviceUrl,
@@ -660,7 +660,7 @@ export class Confluence {
         { signal, headers },
       );
     }
-    return rangedBody(response, start);
+    return responseBody(response, { start, end });
   }
 
   /** The current page titled `title` in the space of `near` (a page); undefined when there is none. */

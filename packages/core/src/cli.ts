@@ -22,7 +22,7 @@ import {
   type SinkOptions,
   type SinkResult,
   type TaskFilters,
-} from './sink.js';
+} from './sink/index.js';
 import type { Source, SourceOptions } from './source.js';
 import type { Answer } from './task.js';
 
@@ -746,20 +746,29 @@ function summarizeSink(result: SinkResult): string {
   const filtered = manifest.input.filtered ? `; ${manifest.input.filtered} filtered out` : '';
   switch (result.status) {
     case 'unchanged':
-      return `unchanged: ${result.root} already holds this export (${records}, ${plural(manifest.parts.length, 'part')})`;
+      return `unchanged: ${result.root} already holds this export (${records}, ${plural(manifest.parts.length, 'part')})${swept(result)}`;
     case 'skipped':
-      return `skipped: ${result.root} holds a different export and --if-exists is skip`;
+      return `skipped: ${result.root} holds a different export and --if-exists is skip${swept(result)}`;
     case 'dry-run':
       return `dry run: would write ${result.written.join(', ')} under ${result.root} (${records}${filtered}${rejected})`;
     default:
-      return `wrote ${plural(manifest.parts.length, 'part')} (${records}${filtered}${rejected}) and ${result.manifestKey} to ${result.root}${result.removed.length ? `; removed ${plural(result.removed.length, 'stale part')}` : ''}`;
+      return `wrote ${plural(manifest.parts.length, 'part')} (${records}${filtered}${rejected}) and ${result.manifestKey} to ${result.root}${result.removed.length ? `; removed ${plural(result.removed.length, 'file')} of the export it replaced` : ''}${swept(result)}`;
   }
+}
+
+/** What a run cleaned up after runs that failed or were killed, if anything. */
+function swept(result: SinkResult): string {
+  return result.swept.length
+    ? `; removed ${plural(result.swept.length, 'file')} left by interrupted runs`
+    : '';
 }
 
 /**
  * A command reading JSONL on stdin: refuses a terminal, and turns Ctrl-C or SIGTERM into an
  * aborted `signal` with stdin destroyed, so that the run stops reading and writes nothing.
- * `exitCode` makes an interrupted run's code 143 when SIGTERM stopped it.
+ * A sink publishing when the signal comes stops before its commit and removes what it wrote;
+ * once its manifest is committed, it finishes (exit 0). A second signal ends the process at
+ * once. `exitCode` makes an interrupted run's code 143 when SIGTERM stopped it.
  */
 function readingStdin(io: Io): {
   signal: AbortSignal;
@@ -811,9 +820,13 @@ export async function runSinkCli(
   try {
     const { url, flags } = await parse(program, io);
     stdin.refuseTerminal(info.bin, url);
-    const options = { ...sinkOptionsFromFlags(flags, info), signal: stdin.signal };
-    const sink = await create(url, options, flags);
     const shown = new Progress(io, info.bin, flags.quiet === true || flags.jsonSummary === true);
+    const options = {
+      ...sinkOptionsFromFlags(flags, info),
+      signal: stdin.signal,
+      onWarning: (message: string) => shown.line(`warning: ${message}`),
+    };
+    const sink = await create(url, options, flags);
     progress = shown;
     shown.start(() => ({
       done: sink.stats.written,
@@ -825,7 +838,7 @@ export async function runSinkCli(
     if (flags.jsonSummary) {
       toStderr(
         io,
-        `${JSON.stringify({ bin: info.bin, status: result.status, root: result.root, records: result.manifest.counts.records, parts: result.manifest.parts.length, rejected: result.manifest.input.rejected, written: result.written, removed: result.removed })}\n`,
+        `${JSON.stringify({ bin: info.bin, status: result.status, root: result.root, records: result.manifest.counts.records, parts: result.manifest.parts.length, rejected: result.manifest.input.rejected, written: result.written, removed: result.removed, swept: result.swept })}\n`,
       );
     } else {
       shown.line(summarizeSink(result));

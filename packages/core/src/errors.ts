@@ -97,6 +97,19 @@ export function isRetryableStatus(status: number, reason = ''): boolean {
   return status >= 500 || status === 429 || status === 408 || RATE_LIMIT_REASONS.includes(reason);
 }
 
+/** The code of a failure to connect: Node's, or the `cause` of fetch's "fetch failed". */
+export function networkCode(error: unknown): string | undefined {
+  for (
+    let e = error as { code?: unknown; cause?: unknown } | undefined, depth = 0;
+    e && depth < 3;
+    depth++
+  ) {
+    if (typeof e.code === 'string' && /^E[A-Z_]+$/.test(e.code)) return e.code;
+    e = e.cause as typeof e;
+  }
+  return undefined;
+}
+
 /**
  * The last step of a connector's error mapping, after its own cases (not found, auth): the
  * client's error named by `what` (its first line), retryable on 408, 429, 5xx, a rate-limit
@@ -117,10 +130,12 @@ export function requestError(
 ): SluiceError {
   const { connector, what, status = 0 } = options;
   const failure = toSluiceError(error, connector);
-  const network = /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ECONNRESET/.test(
-    `${(error as { code?: unknown })?.code} ${failure.message}`,
-  );
-  return new SluiceError(`${what}: ${failure.message.split('\n')[0]}`, {
+  // fetch says only "fetch failed": the cause's code says why.
+  const code = networkCode(error);
+  const network = /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ECONNRESET/.test(`${code} ${failure.message}`);
+  const first = failure.message.split('\n')[0] ?? '';
+  const message = code && !first.includes(code) ? `${first} (${code})` : first;
+  return new SluiceError(`${what}: ${message}`, {
     code: failure.code === 'INTERNAL' && status >= 400 ? 'IO' : failure.code,
     connector,
     hint: network ? options.unreachable : failure.hint,

@@ -101,13 +101,20 @@ export {
 } from './retry.js';
 export { createSelector, parseShard, parseSize, parseTime, type Selection } from './select.js';
 export {
+  type CommitGuarantee,
   createSink,
   folderPaths,
+  hostIdentity,
+  isExportFile,
   labelsOf,
   MANIFEST_KEY,
+  MANIFEST_VERSION,
   type Manifest,
+  type ManifestFile,
   type ManifestPart,
   type PartStream,
+  parseManifest,
+  processAlive,
   REVIEW_KEY,
   SINK_FORMATS,
   type Sink,
@@ -117,12 +124,13 @@ export {
   type SinkResult,
   type SinkStats,
   type StagedPart,
+  type StoredObject,
   type StreamedPart,
   scoreOf,
   sheetCell,
   type TaskFilters,
   taskFilter,
-} from './sink.js';
+} from './sink/index.js';
 export {
   type Bytes,
   byteRange,
@@ -132,6 +140,7 @@ export {
   modifiedCursor,
   type OpenOptions,
   rangedBody,
+  responseBody,
   type Source,
   type SourceDriver,
   type SourceItem,

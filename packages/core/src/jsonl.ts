@@ -68,6 +68,19 @@ const BAD_JSON_HINT =
   'each line must be one JSON object; use --skip-invalid to set bad lines aside';
 
 /**
+ * A piece of a line longer than the limit, for a caller that keeps such lines (a sink's
+ * rejects): `first` starts the line, `last` ends it, and pieces in between continue it.
+ */
+class SpilledPiece {
+  constructor(
+    readonly line: number,
+    readonly bytes: Buffer,
+    readonly first: boolean,
+    readonly last: boolean,
+  ) {}
+}
+
+/**
  * Cuts byte chunks into lines: decoded text, or with `bytes`, the lines' own bytes (views of
  * the chunk: use them before the next push). Lines are decoded only once complete, so a
  * multi-byte character split across chunks is never torn. A line longer than the limit is
@@ -77,7 +90,7 @@ const BAD_JSON_HINT =
  */
 class LineSplitter<Line extends string | Buffer> {
   /** Lines completed by the last push() or end(); reused between calls. */
-  readonly lines: (Line | null | false)[] = [];
+  readonly lines: (Line | null | false | SpilledPiece)[] = [];
   /** Line number of `lines[0]`. */
   first = 1;
   /** In byte mode: false when some line of the last push() may not be valid UTF-8. */
@@ -87,10 +100,14 @@ class LineSplitter<Line extends string | Buffer> {
   private carry: Buffer[] = [];
   private carryBytes = 0;
   private discarding = false;
+  /** The line being discarded, when its pieces are spilled. */
+  private spillLine = 0;
 
   constructor(
     maxLineBytes: number,
     private readonly bytes: Line extends Buffer ? true : false,
+    /** Hands over lines longer than the limit in pieces instead of dropping them (byte mode). */
+    private readonly spill = false,
   ) {
     this.max = maxLineBytes;
   }
@@ -105,10 +122,16 @@ class LineSplitter<Line extends string | Buffer> {
       const nl = chunk.indexOf(NEWLINE);
       if (nl === -1) {
         if (!this.discarding) this.hold(chunk, 0, length);
+        else if (this.spill) this.lines.push(new SpilledPiece(this.spillLine, chunk, false, false));
         return;
       }
-      if (this.discarding) this.discarding = false;
-      else this.completeCarry(chunk, nl);
+      if (this.discarding) {
+        this.discarding = false;
+        if (this.spill) {
+          const end = nl > 0 && chunk[nl - 1] === CR ? nl - 1 : nl;
+          this.lines.push(new SpilledPiece(this.spillLine, chunk.subarray(0, end), false, true));
+        }
+      } else this.completeCarry(chunk, nl);
       start = nl + 1;
     }
     const last = chunk.lastIndexOf(NEWLINE);
@@ -129,6 +152,12 @@ class LineSplitter<Line extends string | Buffer> {
   end(): void {
     this.lines.length = 0;
     this.first = this.next;
+    if (this.discarding) {
+      this.discarding = false;
+      if (this.spill)
+        this.lines.push(new SpilledPiece(this.spillLine, Buffer.alloc(0), false, true));
+      return;
+    }
     if (this.carryBytes === 0) return;
     const bytes = Buffer.concat(this.carry, this.carryBytes);
     this.carry = [];
@@ -169,7 +198,9 @@ class LineSplitter<Line extends string | Buffer> {
   private emitBytes(bytes: Buffer, from: number, to: number): void {
     const end = to > from && bytes[to - 1] === CR ? to - 1 : to;
     if (end - from > this.max) {
-      this.lines.push(null);
+      this.lines.push(
+        this.spill ? new SpilledPiece(this.next, bytes.subarray(from, end), true, true) : null,
+      );
     } else if (this.bytes) {
       if (
         this.next === 1 &&
@@ -206,10 +237,14 @@ class LineSplitter<Line extends string | Buffer> {
     const size = to - from;
     // One byte of slack: the line may end in CR, which does not count.
     if (this.carryBytes + size > this.max + 1) {
+      if (this.spill) {
+        const start = Buffer.concat([...this.carry, chunk.subarray(from, to)]);
+        this.spillLine = this.next;
+        this.lines.push(new SpilledPiece(this.next, start, true, false));
+      } else this.lines.push(null);
       this.carry = [];
       this.carryBytes = 0;
       this.discarding = true;
-      this.lines.push(null);
       this.next++;
       return;
     }
@@ -290,7 +325,8 @@ export async function* readLineBatches(
     for (let i = 0; i < lines.length; i++) {
       const text = lines[i];
       let error: SluiceError | undefined;
-      if (text == null) error = lineTooLong(name, first + i, max);
+      // Text mode never spills: a long line is `null`.
+      if (text == null || text instanceof SpilledPiece) error = lineTooLong(name, first + i, max);
       else if (text === false) error = notUtf8(name, first + i);
       else {
         batch.push({ line: first + i, text });
@@ -331,7 +367,7 @@ export async function* parseJsonlBatches(
       const text = lines[i];
       const line = first + i;
       if (batch.length === BATCH_RECORDS) yield batch.splice(0);
-      if (text == null) {
+      if (text == null || text instanceof SpilledPiece) {
         if (throwing) error = lineTooLong(name, line, max);
         else batch.push({ line, raw: '', error: `line is longer than ${max} bytes` });
       } else if (text === false) {
@@ -368,6 +404,8 @@ export interface ScannedRecord {
   bytes: Buffer;
   task?: Record<string, unknown>;
   problem?: string;
+  /** With `invalid: 'yield'`, a line longer than the limit comes in pieces: `bytes` is one. */
+  spill?: { first: boolean; last: boolean };
 }
 
 function isBlank(bytes: Buffer): boolean {
@@ -378,7 +416,8 @@ function isBlank(bytes: Buffer): boolean {
 /**
  * Reads JSONL for a sink: each line is checked as a task without being fully parsed (see
  * {@link scanTaskLine}), and comes with its own bytes to store as they are. Lines longer than
- * the limit throw with `invalid: 'throw'`, or are yielded with a problem and no bytes.
+ * the limit throw with `invalid: 'throw'`, or, with `'yield'`, come with a problem in pieces
+ * (`spill`), so that their bytes can be kept without holding them in memory.
  */
 export async function* scanJsonl(
   input: AsyncIterable<Uint8Array | string>,
@@ -387,17 +426,24 @@ export async function* scanJsonl(
   const max = maxLineBytesOf(options);
   const name = options.name ?? 'input';
   const throwing = (options.invalid ?? 'throw') === 'throw';
+  const tooLong = `line is longer than ${max} bytes`;
   for await (const { lines, first, utf8 } of splitInput(
     input,
-    new LineSplitter<Buffer>(max, true),
+    new LineSplitter<Buffer>(max, true, !throwing),
   )) {
+    let next = first;
     for (let i = 0; i < lines.length; i++) {
       // Byte mode checks UTF-8 per line here, so it never reports `false`.
-      const bytes = lines[i] as Buffer | null;
-      const line = first + i;
+      const bytes = lines[i] as Buffer | null | SpilledPiece;
+      if (bytes instanceof SpilledPiece) {
+        if (bytes.first) next++;
+        const { line, first: starts, last } = bytes;
+        yield { line, bytes: bytes.bytes, problem: tooLong, spill: { first: starts, last } };
+        continue;
+      }
+      const line = next++;
       if (bytes == null) {
-        if (throwing) throw lineTooLong(name, line, max);
-        yield { line, bytes: Buffer.alloc(0), problem: `line is longer than ${max} bytes` };
+        throw lineTooLong(name, line, max);
       } else if (!utf8 && !isUtf8(bytes)) {
         yield { line, bytes, problem: 'the line is not valid UTF-8 text' };
       } else if (bytes[0] === 0x7b || !isBlank(bytes)) {

@@ -8,7 +8,7 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { gunzip } from './convert.js';
 import { SluiceError } from './errors.js';
 import { type RetryOptions, retrying } from './retry.js';
-import { skipBytes } from './source.js';
+import { rangedBody } from './source.js';
 
 /** An answer a lean GET got instead of a body: its status, headers and (at most 64 KiB of) text. */
 export interface LeanAnswer {
@@ -183,39 +183,17 @@ export function leanBody(
   range: { start?: number; end?: number } = {},
   wire: AsyncIterable<Uint8Array> = response,
 ): AsyncIterable<Uint8Array> {
-  const start = range.start ?? 0;
   const gzip = /^\s*(x-)?gzip\s*$/i.test(String(response.headers['content-encoding'] ?? ''));
-  if (response.statusCode === 206) {
-    const first = Number(/^bytes (\d+)-/.exec(String(response.headers['content-range']))?.[1]);
-    if (first !== start || (gzip && start > 0)) {
-      throw new SluiceError(
-        `the server answered bytes ${response.headers['content-range']} for a read from byte ${start}${gzip ? ' of gzip-encoded bytes' : ''}`,
-        { code: 'IO', hint: 'read the item again from its start' },
-      );
-    }
-    return gzip ? gunzip(wire) : wire;
+  // gzip bytes from the middle of a stream cannot be decoded.
+  if (gzip && response.statusCode === 206 && (range.start ?? 0) > 0) {
+    throw new SluiceError(
+      `the server answered bytes ${response.headers['content-range']} of gzip-encoded bytes for a read from byte ${range.start}`,
+      { code: 'IO', hint: 'read the item again from its start' },
+    );
   }
-  const decoded = gzip ? gunzip(wire) : wire;
-  if (start === 0 && range.end === undefined) return decoded;
-  return upTo(
-    skipBytes(decoded, start),
-    range.end === undefined ? undefined : range.end - start + 1,
-  );
-}
-
-/** The first `bytes` bytes of a body (all of it when undefined). */
-async function* upTo(
-  body: AsyncIterable<Uint8Array>,
-  bytes: number | undefined,
-): AsyncGenerator<Uint8Array> {
-  if (bytes === undefined) {
-    yield* body;
-    return;
-  }
-  let left = bytes;
-  for await (const chunk of body) {
-    if (left <= 0) return;
-    yield chunk.byteLength > left ? chunk.subarray(0, left) : chunk;
-    left -= chunk.byteLength;
-  }
+  const answer = {
+    status: response.statusCode ?? 0,
+    contentRange: response.headers['content-range'],
+  };
+  return rangedBody(gzip ? gunzip(wire) : wire, answer, range);
 }

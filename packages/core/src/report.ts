@@ -1,6 +1,6 @@
 // The figures of an annotated dataset, as a progress and quality report shows them: counts by
 // answer, label, annotator and session, the time span, and agreement between annotators.
-import { labelsOf } from './sink.js';
+import { labelsOf } from './sink/index.js';
 import type { Task } from './task.js';
 
 /** Agreement between annotators on the questions more than one of them answered. */

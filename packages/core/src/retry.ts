@@ -2,7 +2,7 @@
 // and long enough without being told. Sluice's own REST clients (Confluence, File 360) send
 // through `sendWithRetry`; connectors on a Google client library call `retrying`.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { SluiceError } from './errors.js';
+import { networkCode, SluiceError } from './errors.js';
 
 /** How a REST client retries an answer worth retrying. */
 export interface RetryPolicy {
@@ -66,6 +66,21 @@ export function retryWait(
   return backoff / 2 + Math.random() * (backoff / 2);
 }
 
+/** Retries of a request that got no answer at all: a few, since the usual cause is a wrong URL. */
+const NETWORK_RETRIES = 3;
+
+/**
+ * The wait before another try of a request that got no answer: none for a host name that does
+ * not exist (ENOTFOUND, which no retry mends), else the policy's backoff for a few tries. A
+ * refused or dropped connection may be a restart, but is usually a wrong URL, which must not
+ * keep a user waiting a minute.
+ */
+function networkRetryWait(error: unknown, attempt: number, policy: RetryPolicy = {}) {
+  if (networkCode(error) === 'ENOTFOUND') return undefined;
+  const retries = Math.min(policy.retries ?? DEFAULTS.retries, NETWORK_RETRIES);
+  return retryWait(undefined, attempt, { ...policy, retries });
+}
+
 /**
  * Sends a request (`send` makes it anew each time) until the answer is not transient or the
  * policy gives up, and returns that answer, ok or not. A dropped connection is retried for
@@ -89,7 +104,7 @@ export async function sendWithRetry(
     try {
       response = await send();
     } catch (error) {
-      const wait = IDEMPOTENT.has(method) ? retryWait(undefined, attempt, policy) : undefined;
+      const wait = IDEMPOTENT.has(method) ? networkRetryWait(error, attempt, policy) : undefined;
       if (signal?.aborted || wait === undefined) throw error;
       options.onRetry?.((error as Error).message, wait);
       await sleep(wait, undefined, { signal });

@@ -26,7 +26,7 @@ import {
 } from './media.js';
 import { serviceUrl } from './redact.js';
 import { createSelector, type Selection } from './select.js';
-import { MANIFEST_KEY, REJECTS_KEY } from './sink.js';
+import { isExportFile, MANIFEST_KEY, REJECTS_KEY } from './sink/index.js';
 import { Checkpoint, fileStateStore, type StateStore } from './state.js';
 import type { SourceLineage, Task } from './task.js';
 
@@ -460,8 +460,7 @@ class SourceRun implements Source {
       this.stats.listed++;
       if (!this.selector(item)) continue;
       // A review or export location read back holds Sluice's own files next to the tasks.
-      const name = item.key.slice(item.key.lastIndexOf('/') + 1);
-      if (name === MANIFEST_KEY || name === REJECTS_KEY) {
+      if (isExportFile(item.key)) {
         this.warn(
           'export-files',
           `skipping Sluice export files (${MANIFEST_KEY}, ${REJECTS_KEY}) such as ${shown(item)}`,
@@ -762,13 +761,59 @@ export function byteRange(start?: number, end?: number): string | undefined {
 }
 
 /**
- * A ranged download's body from `start`: a server that ignores Range answers 200 with the
- * whole file, whose first bytes are then skipped.
+ * The bytes `start` to `end` (inclusive) of an item from the answer to a ranged GET. A 206 must
+ * start where asked (`Content-Range`); a 200 means the server ignored Range (Cloud Storage does
+ * when it decompresses, so do some S3-compatible stores and proxies) and sent the whole item,
+ * which is cut to the range here, so that a resumed read never repeats or corrupts data.
  */
-export function rangedBody(response: Response, start?: number): AsyncIterable<Uint8Array> {
-  const body = response.body as unknown as AsyncIterable<Uint8Array> | null;
+export function rangedBody(
+  body: AsyncIterable<Uint8Array> | null | undefined,
+  answer: { status: number; contentRange?: string | null },
+  range: { start?: number; end?: number } = {},
+): AsyncIterable<Uint8Array> {
+  const start = range.start ?? 0;
   if (!body) return skipBytes([], 0);
-  return start && response.status === 200 ? skipBytes(body, start) : body;
+  if (answer.status === 206) {
+    const first = Number(/^bytes (\d+)-/.exec(answer.contentRange ?? '')?.[1]);
+    if (first !== start) {
+      throw new SluiceError(
+        `the server answered bytes ${answer.contentRange} for a read from byte ${start}`,
+        { code: 'IO', hint: 'read the item again from its start' },
+      );
+    }
+    return body;
+  }
+  if (start === 0 && range.end === undefined) return body;
+  return upTo(skipBytes(body, start), range.end === undefined ? undefined : range.end - start + 1);
+}
+
+/** `rangedBody` of a fetch Response. */
+export function responseBody(
+  response: Response,
+  range: { start?: number; end?: number } = {},
+): AsyncIterable<Uint8Array> {
+  return rangedBody(
+    response.body as unknown as AsyncIterable<Uint8Array> | null,
+    { status: response.status, contentRange: response.headers.get('content-range') },
+    range,
+  );
+}
+
+/** The first `bytes` bytes of a body (all of it when undefined). */
+async function* upTo(
+  body: AsyncIterable<Uint8Array>,
+  bytes: number | undefined,
+): AsyncGenerator<Uint8Array> {
+  if (bytes === undefined) {
+    yield* body;
+    return;
+  }
+  let left = bytes;
+  for await (const chunk of body) {
+    if (left <= 0) return;
+    yield chunk.byteLength > left ? chunk.subarray(0, left) : chunk;
+    left -= chunk.byteLength;
+  }
 }
 
 /** Every item failure names the item; a broken gzip stream is bad data, not a bug. */

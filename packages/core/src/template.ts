@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { SluiceError, usageError } from './errors.js';
 
 /** Placeholders a sink URL or part name may use. */
@@ -37,18 +38,51 @@ export function hasPartKeys(template: string): boolean {
   return [...templateKeys(template)].some((key) => !RUN_KEYS.has(key));
 }
 
+/** Encoded bytes a value may take in a name before it is shortened with a hash suffix. */
+export const MAX_VALUE_BYTES = 96;
+/** Characters a value keeps as they are in a name: letters, digits and marks of any script, `-_.() `. */
+const KEEP = /^[\p{L}\p{M}\p{N}_\-.() ]$/u;
+
+/** `%XX` for each UTF-8 byte of one code point (lone surrogates as their generalized UTF-8). */
+function percent(codePoint: number): string {
+  const bytes =
+    codePoint >= 0xd800 && codePoint <= 0xdfff
+      ? [0xe0 | (codePoint >> 12), 0x80 | ((codePoint >> 6) & 0x3f), 0x80 | (codePoint & 0x3f)]
+      : [...Buffer.from(String.fromCodePoint(codePoint), 'utf8')];
+  return bytes.map((byte) => `%${byte.toString(16).toUpperCase().padStart(2, '0')}`).join('');
+}
+
 /**
- * A value made safe as one path segment: labels come from data, so `/`, `\`, `..`,
- * control characters and empty values must never shape the path.
+ * A value from data (a label, a dataset name) as one path segment, injectively: distinct
+ * values never share a name. Letters, digits and `-_.() ` stay; every other character
+ * (`/`, `\`, `%`, `~`, control characters...) becomes `%XX` per UTF-8 byte, as do a leading
+ * or trailing dot or space, so a value is never `.`, `..` or a hidden name. The empty value is
+ * `~`. A value longer than {@link MAX_VALUE_BYTES} encoded bytes is cut and ends in `~` and 12
+ * hex digits of its sha256; `~` appears nowhere else, so shortened names never meet others.
  */
 export function safeSegment(value: string): string {
-  const cleaned = value
-    .normalize('NFC')
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this removes
-    .replace(/[\u0000-\u001f\u007f/\\]/g, '_')
-    .trim()
-    .replace(/^\.+$/, '_');
-  return cleaned === '' ? '_' : cleaned.slice(0, 200);
+  if (value === '') return '~';
+  const tokens: string[] = [];
+  const points = [...value];
+  for (let i = 0; i < points.length; i++) {
+    const char = points[i] as string;
+    const edge = i === 0 || i === points.length - 1;
+    const plain = KEEP.test(char) && !(edge && (char === '.' || char === ' '));
+    tokens.push(plain ? char : percent(char.codePointAt(0) as number));
+  }
+  const encoded = tokens.join('');
+  if (Buffer.byteLength(encoded) <= MAX_VALUE_BYTES) return encoded;
+  const suffix = `~${createHash('sha256').update(value, 'utf8').digest('hex').slice(0, 12)}`;
+  let kept = '';
+  let bytes = 0;
+  for (const token of tokens) {
+    const size = Buffer.byteLength(token);
+    if (bytes + size > MAX_VALUE_BYTES - suffix.length) break;
+    kept += token;
+    bytes += size;
+  }
+  // A cut can leave a trailing dot or space, which some stores drop.
+  return `${kept.replace(/[. ]+$/, '')}${suffix}`;
 }
 
 /** Fills placeholders; missing values are a usage error naming the flag that provides them. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { datasetReport } from '../src/report.js';
-import { taskFilter } from '../src/sink.js';
+import { taskFilter } from '../src/sink/index.js';
 import type { Task } from '../src/task.js';
 
 const span = (start: number, end: number, label: string) => ({ start, end, label });

@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { requestError } from '../src/errors.js';
 import { isTransient, retryAfterMs, retryWait, sendWithRetry } from '../src/retry.js';
 
 describe('REST retries', () => {
@@ -73,6 +74,52 @@ describe('REST retries', () => {
       });
       expect(gaveUp.status).toBe(503);
       expect(seen).toBe(3);
+    });
+  });
+
+  describe('when the host cannot be reached', () => {
+    let closedPort: number;
+    beforeAll(async () => {
+      const probe = createServer();
+      await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+      closedPort = (probe.address() as AddressInfo).port;
+      await new Promise<void>((resolve) => probe.close(() => resolve()));
+    });
+
+    it('tries a refused connection a few times, not for a minute, and names the cause', async () => {
+      let sent = 0;
+      const started = Date.now();
+      const failure = await sendWithRetry(
+        () => {
+          sent++;
+          return fetch(`http://127.0.0.1:${closedPort}/wiki/rest/api/space`);
+        },
+        { method: 'GET', policy: { baseMs: 10 } },
+      ).catch((error: unknown) => error);
+      expect(sent).toBe(4);
+      expect(Date.now() - started).toBeLessThan(2000);
+      // fetch says only "fetch failed"; the cause (ECONNREFUSED) makes the hint.
+      const error = requestError(failure, {
+        connector: 'confluence',
+        what: 'confluence://SPACE',
+        unreachable: 'cannot reach Confluence: check CONFLUENCE_URL',
+      });
+      expect(error.hint).toBe('cannot reach Confluence: check CONFLUENCE_URL');
+      expect(error.message).toMatch(/ECONNREFUSED/);
+    });
+
+    it('does not retry a host name that does not exist', async () => {
+      let sent = 0;
+      await expect(
+        sendWithRetry(
+          () => {
+            sent++;
+            return fetch('http://no-such-host.invalid/wiki');
+          },
+          { method: 'GET', policy: { baseMs: 10 } },
+        ),
+      ).rejects.toThrow();
+      expect(sent).toBe(1);
     });
   });
 });

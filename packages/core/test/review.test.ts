@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { convert } from '../src/convert.js';
 import { createSelector } from '../src/select.js';
-import { sheetCell } from '../src/sink.js';
+import { sheetCell } from '../src/sink/index.js';
 import { Checkpoint, type StateData } from '../src/state.js';
 
 describe('review.csv cells', () => {

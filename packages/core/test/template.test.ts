@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { splitTemplate } from '../src/sink.js';
-import { assertSafeKey, renderTemplate, safeSegment, templateKeys } from '../src/template.js';
+import { splitTemplate } from '../src/sink/index.js';
+import {
+  assertSafeKey,
+  isSafeKey,
+  MAX_VALUE_BYTES,
+  renderTemplate,
+  safeSegment,
+  templateKeys,
+} from '../src/template.js';
 
 describe('sink templates', () => {
   it('splits the export root from the part key at the first per-part placeholder', () => {
@@ -24,12 +31,30 @@ describe('sink templates', () => {
 
   it('renders values as single safe path segments', () => {
     expect(renderTemplate('{dataset}/{label}', { dataset: 'news', label: '../etc/passwd' })).toBe(
-      'news/.._etc_passwd',
+      'news/%2E.%2Fetc%2Fpasswd',
     );
-    expect(safeSegment('..')).toBe('_');
-    expect(safeSegment(' .. ')).toBe('_');
-    expect(safeSegment('')).toBe('_');
-    expect(safeSegment('a\\b\nc')).toBe('a_b_c');
+    expect(safeSegment('..')).toBe('%2E%2E');
+    expect(safeSegment(' .. ')).toBe('%20..%20');
+    expect(safeSegment('.hidden')).toBe('%2Ehidden');
+    expect(safeSegment('')).toBe('~');
+    expect(safeSegment('a\\b\nc')).toBe('a%5Cb%0Ac');
+    expect(safeSegment('Zürich — Größe (2)')).toBe('Zürich %E2%80%94 Größe (2)');
+  });
+
+  it('escapes injectively: values that were once cleaned alike keep names of their own', () => {
+    const values = ['team/ner', 'team_ner', 'a/b', 'a_b', '..', '_', '', '~', '%2F', '/', '\ud800'];
+    const names = values.map(safeSegment);
+    expect(new Set(names).size).toBe(values.length);
+    for (const name of names) expect(isSafeKey(name)).toBe(true);
+  });
+
+  it('shortens long values with a hash suffix, still distinct', () => {
+    const a = safeSegment('é'.repeat(200));
+    const b = safeSegment(`${'é'.repeat(199)}e`);
+    expect(Buffer.byteLength(a)).toBeLessThanOrEqual(MAX_VALUE_BYTES);
+    expect(a).toMatch(/^é+~[0-9a-f]{12}$/);
+    expect(a).not.toBe(b);
+    expect(safeSegment('x'.repeat(MAX_VALUE_BYTES))).toBe('x'.repeat(MAX_VALUE_BYTES));
   });
 
   it('rejects unknown placeholders and missing values with a hint', () => {

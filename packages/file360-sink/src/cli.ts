@@ -12,7 +12,7 @@ await runSinkCli(
     packageName: name,
     version,
     description:
-      'Export Prodigy JSONL (prodigy db-out) from stdin to an OpenText File 360 folder (Content Server REST, or Core Share REST): the folder path is created (existing folders reused), documents uploaded, manifest.json last; a rerun adds new versions of changed documents. Server: FILE360_URL (FILE360_API=core-share for Core Share). Credentials: FILE360_USERNAME and FILE360_PASSWORD, FILE360_CLIENT_ID and FILE360_CLIENT_SECRET (OTDS OAuth; FILE360_OTDS_URL), or FILE360_TOKEN.',
+      'Export Prodigy JSONL (prodigy db-out) from stdin to an OpenText File 360 folder (Content Server REST, or Core Share REST): the folder path is created (existing folders reused), documents uploaded, manifest.json last; a rerun of a changed export adds a version to manifest.json. Server: FILE360_URL (FILE360_API=core-share for Core Share). Credentials: FILE360_USERNAME and FILE360_PASSWORD, FILE360_CLIENT_ID and FILE360_CLIENT_SECRET (OTDS OAuth; FILE360_OTDS_URL), or FILE360_TOKEN.',
     url: 'export root: file360://node/<folderId>/path, with {dataset} {date} {timestamp} {answer} {label} placeholders',
     examples: [
       "prodigy db-out contracts | file360-sink 'file360://node/48213/{dataset}/{date}' --dataset contracts",
@@ -21,7 +21,7 @@ await runSinkCli(
     ],
     replace: {
       name: 'version',
-      help: 'version (add a new version to each changed document)',
+      help: 'version (replace it: new documents, then a new version of manifest.json)',
     },
   },
   (url, options, flags) => file360Sink({ ...options, ...file360ConnectionFromFlags(flags), url }),

@@ -29,8 +29,10 @@ const DESCRIPTION_CHARS = 255;
 
 /**
  * Builds the driver over an export root. Folders of the path are found by name, or created
- * when a write needs them; a document whose name is taken gets a new version (File 360 keeps
- * the earlier ones), so reruns add versions rather than duplicates.
+ * when a write needs them. Every file of a run is a new document (its name carries the run's
+ * tag); the manifest is created only if its name is free (Content Server refuses a taken
+ * name), and replaced by adding a version only if its version number is still the one read,
+ * checked just before: two runs committing in the same instant may both add a version.
  */
 export async function createFile360SinkDriver(
   rootUrl: string,
@@ -111,49 +113,83 @@ export async function createFile360SinkDriver(
       .slice(0, DESCRIPTION_CHARS),
   });
 
+  const changed = (key: string) =>
+    new SluiceError(`${uriOf(key)} changed since this run read it`, {
+      code: 'CONFLICT',
+      connector: FILE360_CONNECTOR,
+    });
+
+  /** The document at `key` (never a folder there), with its folder, made when `create` is set. */
+  const document = async (key: string, create: boolean) => {
+    const found = await find(key, create);
+    if (found.node?.container) {
+      throw new SluiceError(`${uriOf(key)} is a folder`, {
+        code: 'CONFLICT',
+        connector: FILE360_CONNECTOR,
+        hint: 'rename that folder, or export elsewhere',
+      });
+    }
+    return found;
+  };
+
+  /** A new document; a name taken meanwhile is a CONFLICT. */
+  const create = async (key: string, part: StagedPart) => {
+    const { folder, name, node } = await document(key, true);
+    if (node) throw changed(key);
+    try {
+      await client.createDocument(folder as string, upload(name, part));
+    } catch (error) {
+      if (isNameTaken(error)) throw changed(key);
+      throw error;
+    }
+  };
+
+  /** Documents under a folder, at any depth, as keys below `at`, pruned to `prefix`. */
+  async function* walk(folder: string, at: string, prefix: string): AsyncGenerator<string> {
+    for await (const node of client.children(folder)) {
+      const key = `${at}${node.name}`;
+      if (node.container) {
+        const inner = `${key}/`;
+        if (inner.startsWith(prefix) || prefix.startsWith(inner)) {
+          yield* walk(node.id, inner, prefix);
+        }
+      } else if (key.startsWith(prefix)) yield key;
+    }
+  }
+
   return {
     connector: FILE360_CONNECTOR,
     root,
+    commits: 'checked',
     async read(key) {
       try {
         const { node } = await find(key, false);
         if (!node || node.container) return undefined;
+        // The bytes of the version listed, so that they and the version a commit compares agree.
         const chunks: Uint8Array[] = [];
-        for await (const chunk of await client.download(node.id)) chunks.push(chunk);
-        return Buffer.concat(chunks);
+        const bytes = await client.download(node.id, { version: node.version });
+        for await (const chunk of bytes) chunks.push(chunk);
+        return { body: Buffer.concat(chunks), version: String(node.version ?? '') };
       } catch (error) {
         throw file360Error(error, uriOf(key));
       }
     },
     async write(key, part) {
-      const taken = () =>
-        new SluiceError(`${uriOf(key)}: already exists`, {
-          code: 'CONFLICT',
-          connector: FILE360_CONNECTOR,
-        });
       try {
-        const { folder, name, node } = await find(key, true);
-        if (node?.container) {
-          throw new SluiceError(`${uriOf(key)} is a folder`, {
-            code: 'CONFLICT',
-            connector: FILE360_CONNECTOR,
-            hint: 'rename that folder, or export elsewhere',
-          });
-        }
-        if (node && part.ifAbsent) throw taken();
-        if (node) {
-          await client.addVersion(node.id, upload(name, part));
+        await create(key, part);
+      } catch (error) {
+        throw file360Error(error, uriOf(key));
+      }
+    },
+    async commit(key, part, expected) {
+      try {
+        if (expected === undefined) {
+          await create(key, part);
           return;
         }
-        try {
-          await client.createDocument(folder as string, upload(name, part));
-        } catch (error) {
-          // Someone added the name meanwhile: a new version on top of theirs, unless told not to.
-          if (!isNameTaken(error)) throw error;
-          const raced = await child(folder as string, name);
-          if (part.ifAbsent || !raced) throw taken();
-          await client.addVersion(raced.id, upload(name, part));
-        }
+        const { name, node } = await document(key, false);
+        if (!node || String(node.version ?? '') !== expected) throw changed(key);
+        await client.addVersion(node.id, upload(name, part));
       } catch (error) {
         throw file360Error(error, uriOf(key));
       }
@@ -164,6 +200,20 @@ export async function createFile360SinkDriver(
         if (node && !node.container) await client.delete(node.id);
       } catch (error) {
         throw file360Error(error, uriOf(key));
+      }
+    },
+    async *list(prefix) {
+      let folder: string | undefined;
+      try {
+        folder = await folderAt(target.path, false);
+      } catch (error) {
+        throw file360Error(error, root);
+      }
+      if (folder === undefined) return;
+      try {
+        yield* walk(folder, '', prefix);
+      } catch (error) {
+        throw file360Error(error, root);
       }
     },
   };

@@ -2,7 +2,7 @@
 // alike: Content Server REST (api/v1 and api/v2) over fetch. Requests are forms, as the API
 // takes no JSON bodies.
 import { openAsBlob } from 'node:fs';
-import { byteRange, type RetryPolicy, rangedBody, sendWithRetry } from '@sluice/core';
+import { byteRange, type RetryPolicy, responseBody, sendWithRetry } from '@sluice/core';
 import {
   dateOf,
   debug,
@@ -316,7 +316,7 @@ export class ContentServer implements File360Api {
       signal,
       headers: { accept: '*/*', ...(range ? { range } : {}) },
     });
-    return rangedBody(response, start);
+    return responseBody(response, { start, end });
   }
 
   private async create(form: () => FormData | URLSearchParams): Promise<File360Node> {

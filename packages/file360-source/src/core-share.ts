@@ -5,7 +5,13 @@
 // deletion by state; reading a document, its content, and uploads are not in it (see the
 // test kit's Core Share server for what is inferred).
 import { openAsBlob } from 'node:fs';
-import { byteRange, type RetryPolicy, rangedBody, SluiceError, sendWithRetry } from '@sluice/core';
+import {
+  byteRange,
+  type RetryPolicy,
+  responseBody,
+  SluiceError,
+  sendWithRetry,
+} from '@sluice/core';
 import {
   dateOf,
   debug,
@@ -193,7 +199,7 @@ export class CoreShare implements File360Api {
       signal,
       headers: { accept: '*/*', ...(range ? { range } : {}) },
     });
-    return rangedBody(response, start);
+    return responseBody(response, { start, end });
   }
 
   async createFolder(parent: string, name: string): Promise<File360Node> {

@@ -33,6 +33,9 @@ function shell(
   return new Promise((resolve) => child.on('close', (code) => resolve({ code, stderr })));
 }
 
+/** A sink's file name without the run tag it is stored under (`review.k3v9x2qa.csv`). */
+const untagged = (name: string) => name.replace(/\.[0-9a-z]{8}(?=(\.[^.]+)?$)/, '');
+
 describe('file360 CLIs against the test kit server', () => {
   let server: File360Server;
   let env: NodeJS.ProcessEnv;
@@ -161,7 +164,16 @@ describe('file360 CLIs against the test kit server', () => {
     expect(first.code).toBe(0);
     const news = server.find(ids.exports, 'news')?.id as number;
     const day = server.children(news)[0]?.id as number;
-    const accept = server.find(server.find(day, 'accept')?.id as number, 'part-00000.jsonl');
+    const manifest = server.find(day, 'manifest.json');
+    const keyOf = (answer: string) =>
+      JSON.parse(
+        server
+          .node(manifest?.id as number)
+          ?.versions.at(-1)
+          ?.content.toString() ?? '{}',
+      ).parts.find((part: { answer: string }) => part.answer === answer).key as string;
+    const acceptFolder = server.find(day, 'accept')?.id as number;
+    const accept = server.find(acceptFolder, keyOf('accept').split('/')[1] as string);
     expect(accept?.versions).toHaveLength(1);
     const same = await runCli(sink, [url, '--dataset', 'news', '--name', '{answer}/part-{part}'], {
       env,
@@ -176,7 +188,13 @@ describe('file360 CLIs against the test kit server', () => {
       { env, input: edited },
     );
     expect(second.code).toBe(0);
-    expect(server.node(accept?.id as number)?.versions.map((v) => v.number)).toEqual([1, 2]);
+    // The changed export went in beside the old one; manifest.json got version 2, and the
+    // documents it replaced are gone.
+    expect(server.node(manifest?.id as number)?.versions.map((v) => v.number)).toEqual([1, 2]);
+    expect(keyOf('accept')).not.toBe(`accept/${accept?.name}`);
+    expect(server.children(acceptFolder).map((n) => n.name)).toEqual([
+      keyOf('accept').split('/')[1],
+    ]);
     const refused = await runCli(
       sink,
       [url, '--dataset', 'news', '--name', '{answer}/part-{part}', '--if-exists', 'fail'],
@@ -186,7 +204,7 @@ describe('file360 CLIs against the test kit server', () => {
     expect(refused.stderr).toMatch(/already holds a different export/);
     const help = await runCli(sink, ['--help'], { env });
     expect(help.stdout).toMatch(
-      /--if-exists <policy>\s+when the root holds a different export: version \(add\s+a new version/,
+      /--if-exists <policy>\s+when the root holds a different export: version\s+\(replace\s+it: new documents, then a new version of\s+manifest.json\)/,
     );
   });
 
@@ -208,13 +226,15 @@ describe('file360 CLIs against the test kit server', () => {
     expect(review.code).toBe(0);
     const reviewFolder = server.find(server.find(ids.exports, 'review')?.id as number, 'news');
     const names = server.children(reviewFolder?.id as number).map((n) => n.name);
-    expect(names.sort()).toEqual([
+    expect(names.map(untagged).sort()).toEqual([
       'guidelines.html',
       'manifest.json',
       'part-00000.jsonl',
       'review.csv',
     ]);
-    const sheet = server.find(reviewFolder?.id as number, 'review.csv');
+    const named = (name: string) =>
+      server.children(reviewFolder?.id as number).find((n) => untagged(n.name) === name);
+    const sheet = named('review.csv');
     const csv = sheet?.versions.at(-1)?.content.toString() ?? '';
     const rows = csv.split('\n').filter(Boolean).length - 1;
     expect(rows).toBeGreaterThan(1);
@@ -225,17 +245,14 @@ describe('file360 CLIs against the test kit server', () => {
     );
     const back = await runCli(
       source,
-      [`file360://node/${reviewFolder?.id}`, '--include', 'review.csv', '--order', 'listing'],
+      [`file360://node/${reviewFolder?.id}`, '--include', 'review.*.csv', '--order', 'listing'],
       { env },
     );
     expect(back.code).toBe(0);
     const corrected = jsonLines(back.stdout);
     expect(corrected).toHaveLength(rows);
     const reviewed = jsonLines(
-      server
-        .find(reviewFolder?.id as number, 'part-00000.jsonl')
-        ?.versions.at(-1)
-        ?.content.toString() ?? '',
+      named('part-00000.jsonl')?.versions.at(-1)?.content.toString() ?? '',
     );
     expect(corrected.map((t) => [t._input_hash, t._task_hash])).toEqual(
       reviewed.map((t) => [t._input_hash, t._task_hash]),
@@ -278,12 +295,13 @@ describe('file360 CLIs against the test kit Core Share server', () => {
     expect(review.stderr).not.toMatch(/error/);
     expect(review.code).toBe(0);
     const folder = server.find(server.find(exports, 'review')?.id as string, 'news')?.id as string;
-    expect(server.children(folder).map((n) => n.name)).toEqual([
+    expect(server.children(folder).map((n) => untagged(n.name))).toEqual([
       'manifest.json',
       'part-00000.jsonl',
       'review.csv',
     ]);
-    const sheet = server.find(folder, 'review.csv');
+    const named = (name: string) => server.children(folder).find((n) => untagged(n.name) === name);
+    const sheet = named('review.csv');
     const csv = sheet?.versions.at(-1)?.content.toString() ?? '';
     server.addVersion(
       sheet?.id as string,
@@ -291,13 +309,13 @@ describe('file360 CLIs against the test kit Core Share server', () => {
     );
     const back = await runCli(
       source,
-      [`file360://node/${folder}`, '--include', 'review.csv', '--order', 'listing'],
+      [`file360://node/${folder}`, '--include', 'review.*.csv', '--order', 'listing'],
       { env },
     );
     expect(back.code).toBe(0);
     const corrected = jsonLines(back.stdout);
     const reviewed = jsonLines(
-      server.find(folder, 'part-00000.jsonl')?.versions.at(-1)?.content.toString() ?? '',
+      named('part-00000.jsonl')?.versions.at(-1)?.content.toString() ?? '',
     );
     expect(corrected.map((t) => [t._input_hash, t._task_hash])).toEqual(
       reviewed.map((t) => [t._input_hash, t._task_hash]),

@@ -62,10 +62,11 @@ describe('fs-sink CLI', () => {
     const lenient = await runCli(cli, [`${dir}/broken`, '--skip-invalid'], { input });
     expect(lenient.code).toBe(0);
     expect(lenient.stderr).toMatch(/1 bad line set aside in rejects.jsonl/);
+    const manifest = JSON.parse(await readFile(join(dir, 'broken', 'manifest.json'), 'utf8'));
     expect((await readdir(join(dir, 'broken'))).sort()).toEqual([
       'manifest.json',
-      'part-00000.jsonl',
-      'rejects.jsonl',
+      `part-00000.${manifest.run}.jsonl`,
+      `rejects.${manifest.run}.jsonl`,
     ]);
   });
 

@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import type { Storage } from '@google-cloud/storage';
 import {
   createSink,
@@ -38,7 +39,11 @@ const CHUNK_MULTIPLE = 256 * 1024;
  */
 const UPLOAD_RETRIES = 3;
 
-/** Builds the driver over an export root. */
+/**
+ * Builds the driver over an export root. The manifest is committed with a generation
+ * precondition: `ifGenerationMatch: 0` where the root has no export, the generation read to
+ * replace one, so Cloud Storage itself refuses a commit that another run got in first.
+ */
 export function createGcsSinkDriver(rootUrl: string, options: GcsSinkOptions): SinkDriver {
   const { bucket: bucketName, prefix: given } = parseGcsUrl(rootUrl);
   const prefix = given === '' || given.endsWith('/') ? given : `${given}/`;
@@ -83,36 +88,85 @@ export function createGcsSinkDriver(rootUrl: string, options: GcsSinkOptions): S
   return {
     connector: GCS_CONNECTOR,
     root: `gs://${bucketName}${prefix ? `/${prefix.replace(/\/$/, '')}` : ''}`,
+    commits: 'atomic',
     async read(key) {
+      const name = `${prefix}${key}`;
+      let generation: string;
       try {
-        const chunks: Uint8Array[] = [];
-        for await (const chunk of await reader.read(`${prefix}${key}`)) chunks.push(chunk);
-        return Buffer.concat(chunks);
+        const [meta] = await bucket.file(name).getMetadata();
+        generation = String(meta.generation);
       } catch (error) {
-        if (error instanceof SluiceError && isMissingObject(error.cause)) return undefined;
+        if (isMissingObject(error)) return undefined;
+        throw gcsError(error, uriOf(key));
+      }
+      try {
+        // Exactly the generation a commit will compare: a newer object makes this one 404.
+        const chunks: Uint8Array[] = [];
+        for await (const chunk of await reader.read(name, { generation })) chunks.push(chunk);
+        return { body: Buffer.concat(chunks), version: generation };
+      } catch (error) {
+        if (error instanceof SluiceError && isMissingObject(error.cause)) {
+          // Replaced (or removed) between the two requests: read what is there now.
+          return this.read(key);
+        }
         throw gcsError(error, uriOf(key));
       }
     },
-    async write(key, part) {
-      // An object appears whole when its upload completes; until then readers see the old one.
+    async commit(key, part, expected) {
       const name = `${prefix}${key}`;
-      await retried(
-        key,
-        () =>
-          bucket.upload(part.path, {
-            destination: name,
-            resumable: part.bytes > chunkSize,
-            chunkSize,
-            validation: 'crc32c',
-            metadata: { contentType: part.contentType, metadata: part.metadata },
-            // Only if no object has the name yet: generation 0 means "does not exist".
-            ...(part.ifAbsent ? { preconditionOpts: { ifGenerationMatch: 0 } } : {}),
-          }),
-        // A retry of an upload that landed (its answer lost) finds the name taken by itself.
-        async (error) =>
-          part.ifAbsent === true &&
-          (error as { code?: unknown })?.code === 412 &&
-          (await isOwnWrite(name, part)),
+      try {
+        await retried(
+          key,
+          async () =>
+            bucket.file(name).save(await readFile(part.path), {
+              resumable: false,
+              validation: 'crc32c',
+              metadata: { contentType: part.contentType, metadata: part.metadata },
+              // Generation 0 means "does not exist".
+              preconditionOpts: { ifGenerationMatch: expected ?? 0 },
+            }),
+          // A retry of a commit that landed (its answer lost) finds the generation moved by itself.
+          async (error) =>
+            (error as { code?: unknown })?.code === 412 && (await isOwnWrite(name, part)),
+        );
+      } catch (error) {
+        if (!(error instanceof SluiceError) || error.code !== 'CONFLICT') throw error;
+        throw new SluiceError(`${uriOf(key)} changed since this run read it`, {
+          code: 'CONFLICT',
+          connector: GCS_CONNECTOR,
+          cause: error,
+        });
+      }
+    },
+    async *list(start) {
+      let pageToken: string | undefined;
+      do {
+        let files: Array<{ name: string }>;
+        let next: { pageToken?: string } | null | undefined;
+        try {
+          [files, next] = await bucket.getFiles({
+            prefix: `${prefix}${start}`,
+            autoPaginate: false,
+            pageToken,
+          });
+        } catch (error) {
+          throw gcsError(error, uriOf(start));
+        }
+        for (const file of files) yield file.name.slice(prefix.length);
+        pageToken = next?.pageToken;
+      } while (pageToken);
+    },
+    async write(key, part) {
+      // An object appears whole when its upload completes; until then it is not there. The
+      // key is this run's own, so a retry that repeats a landed upload writes the same bytes.
+      await retried(key, () =>
+        bucket.upload(part.path, {
+          destination: `${prefix}${key}`,
+          resumable: part.bytes > chunkSize,
+          chunkSize,
+          validation: 'crc32c',
+          metadata: { contentType: part.contentType, metadata: part.metadata },
+        }),
       );
     },
     async delete(key) {

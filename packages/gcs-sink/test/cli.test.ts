@@ -43,10 +43,12 @@ describe('gcs-sink CLI against the test kit server', () => {
       /gcs-sink: wrote 1 part \(24 records\) and manifest.json to gs:\/\/labels\/exports\/news/,
     );
     const manifest = JSON.parse(get('exports/news/manifest.json').toString());
-    const part = get('exports/news/part-00000.jsonl');
+    const key = `exports/news/${manifest.parts[0].key}`;
+    expect(manifest.parts[0].name).toBe('part-00000.jsonl');
+    const part = get(key);
     expect(part).toEqual(input);
     expect(manifest.parts[0].sha256).toBe(createHash('sha256').update(part).digest('hex'));
-    expect(server.getObject('labels', 'exports/news/part-00000.jsonl')?.metadata).toEqual({
+    expect(server.getObject('labels', key)?.metadata).toEqual({
       dataset: 'news',
       sha256: manifest.parts[0].sha256,
     });
@@ -74,18 +76,20 @@ describe('gcs-sink CLI against the test kit server', () => {
     }
     const clean = JSON.parse(get('clean/manifest.json').toString());
     const faulty = JSON.parse(get('faulty/manifest.json').toString());
-    expect(faulty.parts).toEqual(clean.parts);
-    for (const part of clean.parts)
-      expect(get(`faulty/${part.key}`)).toEqual(get(`clean/${part.key}`));
+    const same = (parts: Array<{ key: string }>) => parts.map(({ key: _, ...part }) => part);
+    expect(same(faulty.parts)).toEqual(same(clean.parts));
+    for (const [i, part] of clean.parts.entries())
+      expect(get(`faulty/${faulty.parts[i].key}`)).toEqual(get(`clean/${part.key}`));
   }, 60_000);
 
   it('changes nothing when the same export runs again', async () => {
     const args = ['gs://labels/again/', '--json-summary', '--endpoint', url];
     expect((await runCli(cli, args, { input })).code).toBe(0);
-    const generation = server.getObject('labels', 'again/part-00000.jsonl')?.generation;
+    const partKey = () => `again/${JSON.parse(get('again/manifest.json').toString()).parts[0].key}`;
+    const generation = server.getObject('labels', partKey())?.generation;
     const again = await runCli(cli, args, { input });
     expect(JSON.parse(again.stderr)).toMatchObject({ status: 'unchanged', written: [] });
-    expect(server.getObject('labels', 'again/part-00000.jsonl')?.generation).toBe(generation);
+    expect(server.getObject('labels', partKey())?.generation).toBe(generation);
   });
 
   it('refuses to replace a different export with --if-exists fail', async () => {

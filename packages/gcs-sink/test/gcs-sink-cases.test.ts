@@ -39,7 +39,7 @@ describe('gcs sink', () => {
     }).write(tasks);
     expect(result.status).toBe('written');
     const part = result.manifest.parts[0];
-    const stored = kit.server.getObject('exports', `big/tickets «v2»/${part?.key}`);
+    const stored = kit.server.getObject('exports', `big/tickets %C2%ABv2%C2%BB/${part?.key}`);
     expect(stored?.data.length).toBe(part?.bytes);
     expect(
       createHash('sha256')
@@ -79,7 +79,7 @@ describe('gcs sink', () => {
       const result = await gcsSink({ url: 'gs://exports/own-client/', storage }).write(answers(5));
       expect(result.status).toBe('written');
       expect(proxy.injected).toBe(2);
-      const part = kit.server.getObject('exports', 'own-client/part-00000.jsonl');
+      const part = kit.server.getObject('exports', `own-client/${result.manifest.parts[0]?.key}`);
       expect(
         createHash('sha256')
           .update(part?.data ?? '')
@@ -92,7 +92,8 @@ describe('gcs sink', () => {
   });
 
   it('takes a conditional write whose answer was lost, found on the retry, as written', async () => {
-    // The first upload lands, its answer is cut: the retry's ifGenerationMatch=0 fails (412).
+    // The first upload (the run's marker, created with ifGenerationMatch=0) lands, its answer
+    // is cut: the retry fails with 412, and the object found holds this run's bytes.
     const proxy = await startFaultProxy(kit.url, [{ cutAfterBytes: 1, times: 1, match: uploads }]);
     try {
       const storage = new Storage({ apiEndpoint: proxy.url, projectId: 'sluice-test' });
@@ -103,7 +104,7 @@ describe('gcs sink', () => {
       expect(proxy.injected).toBe(1);
       expect(kit.server.list('exports').filter((name) => name.startsWith('lost/'))).toEqual([
         'lost/manifest.json',
-        'lost/part-00000.jsonl',
+        `lost/${result.manifest.parts[0]?.key}`,
       ]);
     } finally {
       await proxy.close();

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { open } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import {
   createSink,
   folderPaths,
@@ -71,8 +71,11 @@ function header(headers: Headers | Record<string, string>, name: string): string
 /**
  * Builds the driver over an export root. Folders of the path are found by name, or created
  * when a write needs them (the oldest wins if a name is doubled); files are found by the
- * `sluice_key` property, so a rerun updates its own files (Drive keeps their revisions)
- * and never touches a file a person put there under the same name.
+ * `sluice_key` property, so the sink never touches a file a person put there under the same
+ * name. Drive has no conditional write: the manifest is replaced only if its `version` is
+ * still the one read (checked just before the upload, so two runs committing in the same
+ * instant may both succeed); a new manifest is created, then the oldest of its name wins and
+ * a younger one is trashed.
  *
  * Every request is retried with backoff on Drive's throttling (403 rate limits, 429), 5xx
  * and dropped connections, and made safe to repeat: a folder created twice after a lost
@@ -146,6 +149,20 @@ export async function createGdriveSinkDriver(
       return id;
     });
 
+  /** Moves a file to the bin (idempotent). */
+  const trash = async (id: string, what: string) => {
+    try {
+      await driveCall(what, () =>
+        drive.files.update(
+          { fileId: id, requestBody: { trashed: true }, supportsAllDrives: true },
+          ONE_TRY,
+        ),
+      );
+    } catch (error) {
+      if (!isNotFound(error)) throw error;
+    }
+  };
+
   /** The id of the folder at a path below the Drive folder, created when `create` is set. */
   const folderAt = folderPaths(target.id, async (parent, name, create) => {
     const what = `gdrive://folder/${parent}/${name}`;
@@ -162,8 +179,11 @@ export async function createGdriveSinkDriver(
         ONE_TRY,
       ),
     );
-    // A retried create whose first answer was lost made two: everyone takes the oldest.
-    return (await oldest(parent, match, what)) ?? data.id ?? undefined;
+    // A retried create whose first answer was lost, or another run, made two: everyone takes
+    // the oldest, and a younger one of this run's (still empty) goes to the bin.
+    const first = await oldest(parent, match, what);
+    if (data.id && first && first !== data.id) await trash(data.id, what);
+    return first ?? data.id ?? undefined;
   });
 
   /** Splits a key under the root into folder segments and a file name. */
@@ -172,19 +192,64 @@ export async function createGdriveSinkDriver(
     return { segments: segments.slice(0, -1), name: segments.at(-1) as string };
   };
 
+  const ownedBy = (name: string) =>
+    `properties has { key='${KEY_PROPERTY}' and value='${quote(propertyValue(KEY_PROPERTY, name))}' }`;
+
   /** The file Sluice wrote at `key`, if any. */
   const find = async (key: string, create: boolean) => {
     const { segments, name } = locate(key);
     const folder = await folderAt(segments, create);
     if (!folder) return { folder, name, id: undefined };
-    const value = quote(propertyValue(KEY_PROPERTY, name));
-    const id = await oldest(
-      folder,
-      `properties has { key='${KEY_PROPERTY}' and value='${value}' }`,
-      uriOf(key),
-    );
+    const id = await oldest(folder, ownedBy(name), uriOf(key));
     return { folder, name, id };
   };
+
+  /** A file's `version`: Drive raises it with every change. */
+  const versionOf = async (id: string, what: string) => {
+    const { data } = await driveCall(what, () =>
+      drive.files.get({ fileId: id, fields: 'version', supportsAllDrives: true }, ONE_TRY),
+    );
+    return String(data.version);
+  };
+
+  const changed = (key: string) =>
+    new SluiceError(`${uriOf(key)} changed since this run read it`, {
+      code: 'CONFLICT',
+      connector: GDRIVE_CONNECTOR,
+    });
+
+  /** Sluice's files under a folder, at any depth, as keys below `at`, pruned to `prefix`. */
+  async function* walk(folder: string, at: string, prefix: string): AsyncGenerator<string> {
+    let pageToken: string | undefined;
+    do {
+      const { data } = await driveCall(root, () =>
+        drive.files.list(
+          {
+            q: `'${folder}' in parents and trashed = false`,
+            fields: 'nextPageToken, files(id, name, mimeType, properties)',
+            pageSize: 1000,
+            pageToken,
+            supportsAllDrives: true,
+            includeItemsFromAllDrives: true,
+            ...corpus,
+          },
+          ONE_TRY,
+        ),
+      );
+      for (const file of data.files ?? []) {
+        const key = `${at}${file.name}`;
+        if (file.mimeType === FOLDER_TYPE) {
+          const inner = `${key}/`;
+          if (inner.startsWith(prefix) || prefix.startsWith(inner)) {
+            yield* walk(file.id as string, inner, prefix);
+          }
+        } else if (file.properties?.[KEY_PROPERTY] !== undefined && key.startsWith(prefix)) {
+          yield key;
+        }
+      }
+      pageToken = data.nextPageToken ?? undefined;
+    } while (pageToken);
+  }
 
   /**
    * A resumable upload: a session, then the staged file in chunks. A chunk that fails with an
@@ -253,51 +318,92 @@ export async function createGdriveSinkDriver(
     }
   };
 
+  /** Uploads a new file, or new content for `id`, marked as Sluice's with the key's name. */
+  const put = (key: string, folder: string, name: string, part: StagedPart, id?: string) => {
+    const properties: Record<string, string> = {
+      [KEY_PROPERTY]: propertyValue(KEY_PROPERTY, name),
+    };
+    for (const [k, v] of Object.entries(part.metadata ?? {})) {
+      properties[k] = propertyValue(k, v);
+    }
+    const query = 'uploadType=resumable&supportsAllDrives=true&fields=id';
+    return upload(
+      id
+        ? {
+            method: 'PATCH',
+            url: `${apiRoot}upload/drive/v3/files/${id}?${query}`,
+            metadata: { mimeType: part.contentType, properties },
+          }
+        : {
+            method: 'POST',
+            url: `${apiRoot}upload/drive/v3/files?${query}`,
+            metadata: { name, parents: [folder], mimeType: part.contentType, properties },
+          },
+      part,
+      uriOf(key),
+    );
+  };
+
   return {
     connector: GDRIVE_CONNECTOR,
     root,
+    commits: 'checked',
     async read(key) {
       const { id } = await find(key, false);
       if (!id) return undefined;
+      const version = await versionOf(id, uriOf(key));
       const { data } = await driveCall(uriOf(key), () =>
         drive.files.get(
           { fileId: id, alt: 'media', supportsAllDrives: true },
           { ...ONE_TRY, responseType: 'arraybuffer' },
         ),
       );
-      return Buffer.from(data as unknown as ArrayBuffer);
+      return { body: Buffer.from(data as unknown as ArrayBuffer), version };
     },
     async write(key, part) {
       try {
         const { folder, name, id } = await find(key, true);
-        if (id && part.ifAbsent) {
-          throw new SluiceError(`${uriOf(key)}: already exists`, {
-            code: 'CONFLICT',
-            connector: GDRIVE_CONNECTOR,
-          });
+        if (id) throw changed(key);
+        await put(key, folder as string, name, part);
+      } catch (error) {
+        throw driveError(error, uriOf(key));
+      }
+    },
+    async commit(key, part, expected) {
+      try {
+        const { folder, name, id } = await find(key, true);
+        if (expected !== undefined) {
+          if (!id || (await versionOf(id, uriOf(key))) !== expected) throw changed(key);
+          await put(key, folder as string, name, part, id);
+          return;
         }
-        const properties: Record<string, string> = {
-          [KEY_PROPERTY]: propertyValue(KEY_PROPERTY, name),
-        };
-        for (const [k, v] of Object.entries(part.metadata ?? {})) {
-          properties[k] = propertyValue(k, v);
-        }
-        const query = 'uploadType=resumable&supportsAllDrives=true&fields=id';
-        await upload(
-          id
-            ? {
-                method: 'PATCH',
-                url: `${apiRoot}upload/drive/v3/files/${id}?${query}`,
-                metadata: { mimeType: part.contentType, properties },
-              }
-            : {
-                method: 'POST',
-                url: `${apiRoot}upload/drive/v3/files?${query}`,
-                metadata: { name, parents: [folder], mimeType: part.contentType, properties },
-              },
-          part,
-          uriOf(key),
+        if (id) throw changed(key);
+        await put(key, folder as string, name, part);
+        // Drive lets two files share a name: the oldest is the one readers find. Which one is
+        // this run's, Drive's md5Checksum of the bytes tells.
+        const md5 = createHash('md5')
+          .update(await readFile(part.path))
+          .digest('hex');
+        const { data } = await driveCall(uriOf(key), () =>
+          drive.files.list(
+            {
+              q: `'${folder}' in parents and trashed = false and ${ownedBy(name)}`,
+              fields: 'files(id,md5Checksum)',
+              orderBy: 'createdTime',
+              pageSize: 100,
+              supportsAllDrives: true,
+              includeItemsFromAllDrives: true,
+              ...corpus,
+            },
+            ONE_TRY,
+          ),
         );
+        const [first, ...younger] = data.files ?? [];
+        if (first?.md5Checksum === md5) return;
+        for (const file of younger) {
+          if (file.md5Checksum === md5) await trash(file.id as string, uriOf(key));
+        }
+        throw changed(key);
       } catch (error) {
         throw driveError(error, uriOf(key));
       }
@@ -305,17 +411,11 @@ export async function createGdriveSinkDriver(
     async delete(key) {
       // To the bin, not gone: Drive keeps trashed files 30 days, and people can restore them.
       const { id } = await find(key, false);
-      if (!id) return;
-      try {
-        await driveCall(uriOf(key), () =>
-          drive.files.update(
-            { fileId: id, requestBody: { trashed: true }, supportsAllDrives: true },
-            ONE_TRY,
-          ),
-        );
-      } catch (error) {
-        if (!isNotFound(error)) throw error;
-      }
+      if (id) await trash(id, uriOf(key));
+    },
+    async *list(prefix) {
+      const folder = await folderAt(target.path, false);
+      if (folder) yield* walk(folder, '', prefix);
     },
   };
 }

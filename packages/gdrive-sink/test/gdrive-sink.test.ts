@@ -44,6 +44,7 @@ describe('on the test kit server', () => {
       };
     },
     sink: (url, options) => gdriveSink({ ...options, url, drive: kit.drive }),
+    exclusive: 'new-root',
   });
 });
 
@@ -68,8 +69,8 @@ describe('gdrive sink', () => {
       'news/2026/ignore',
       'news/2026/reject',
     ]);
-    const part = server.file(files.get('news/2026/accept/part-00000.jsonl') as string);
-    const entry = first.manifest.parts.find((p) => p.key === 'accept/part-00000.jsonl');
+    const entry = first.manifest.parts.find((p) => p.name === 'accept/part-00000.jsonl');
+    const part = server.file(files.get(`news/2026/${entry?.key}`) as string);
     // Public properties: any credentials find them again (appProperties are per OAuth client).
     expect(part?.properties).toMatchObject({ dataset: 'news', sha256: entry?.sha256 });
     expect(part?.appProperties).toBeUndefined();
@@ -83,22 +84,26 @@ describe('gdrive sink', () => {
     expect(tree(server, root).files).toEqual(files);
   });
 
-  it('updates its own files on a changed rerun (same ids, new revision) and trashes stale parts', async () => {
+  it('replaces a changed export: new files, the manifest updated in place, the old files trashed', async () => {
     const { server } = kit;
     const root = server.createFolder('rerun');
     const url = `gdrive://folder/${root}/out`;
-    await gdriveSink({ url, drive: kit.drive, maxPartRecords: 2 }).writeJsonl(lines());
+    const first = await gdriveSink({ url, drive: kit.drive, maxPartRecords: 2 }).writeJsonl(
+      lines(),
+    );
     const before = tree(server, root).files;
-    expect([...before.keys()].sort()).toEqual([
-      'out/manifest.json',
-      'out/part-00000.jsonl',
-      'out/part-00001.jsonl',
-      'out/part-00002.jsonl',
+    expect([...before.keys()].sort()).toEqual(
+      ['out/manifest.json', ...first.manifest.parts.map((part) => `out/${part.key}`)].sort(),
+    );
+    expect(first.manifest.parts.map((part) => part.name)).toEqual([
+      'part-00000.jsonl',
+      'part-00001.jsonl',
+      'part-00002.jsonl',
     ]);
-    // A person's file of the same name is not Sluice's: left alone.
+    // A person's file named like a part is not Sluice's: left alone.
     const outId = tree(server, root).folders.get('out')?.[0] as string;
     const theirs = server.createFile({
-      name: 'part-00000.jsonl',
+      name: first.manifest.parts[0]?.key as string,
       parentId: outId,
       content: 'mine',
     });
@@ -106,13 +111,20 @@ describe('gdrive sink', () => {
       lines(),
     );
     expect(result.status).toBe('written');
-    expect(result.removed).toEqual(['part-00002.jsonl']);
-    // The old manifest went to the bin first, so no reader trusted it while parts changed.
-    expect(server.file(before.get('out/manifest.json') as string)?.trashed).toBe(true);
-    expect(server.file(before.get('out/part-00002.jsonl') as string)?.trashed).toBe(true);
+    expect(result.removed.sort()).toEqual(first.manifest.parts.map((part) => part.key).sort());
+    for (const part of first.manifest.parts) {
+      expect(server.file(before.get(`out/${part.key}`) as string)?.trashed).toBe(true);
+    }
+    // The manifest is the same file, with new content: Drive keeps its earlier revision.
+    const manifestId = before.get('out/manifest.json') as string;
+    expect(tree(server, root).files.get('out/manifest.json')).toBe(manifestId);
+    expect(JSON.parse(server.file(manifestId)?.content?.toString() ?? '{}').run).toBe(
+      result.manifest.run,
+    );
     expect(server.file(theirs)?.content?.toString()).toBe('mine');
-    const rewritten = server.file(before.get('out/part-00000.jsonl') as string);
-    expect(rewritten?.content?.toString().trim().split('\n')).toHaveLength(3);
+    const [part] = result.manifest.parts;
+    const fresh = server.file(tree(server, root).files.get(`out/${part?.key}`) as string);
+    expect(fresh?.content?.toString().trim().split('\n')).toHaveLength(3);
   });
 
   it('uploads a large part in resumable chunks that arrive byte for byte', async () => {
@@ -128,7 +140,7 @@ describe('gdrive sink', () => {
     }).writeJsonl(Readable.from(big.map((line) => `${line}\n`)));
     const puts = server.requests.slice(before).filter((r) => r.method === 'PUT');
     expect(puts.length).toBeGreaterThanOrEqual(4);
-    const id = tree(server, root).files.get('part-00000.jsonl') as string;
+    const id = tree(server, root).files.get(result.manifest.parts[0]?.key as string) as string;
     expect(server.file(id)?.content?.toString()).toBe(`${big.join('\n')}\n`);
     expect(result.manifest.parts[0]?.bytes).toBe(server.file(id)?.content?.length);
   });
@@ -164,13 +176,14 @@ describe('gdrive sink', () => {
       match: 'any',
     }).write(tasks);
     const files = tree(server, root).files;
+    const { run } = result.manifest;
     expect([...files.keys()].sort()).toEqual([
       'news/manifest.json',
-      'news/part-00000.jsonl',
-      'news/review.csv',
+      `news/part-00000.${run}.jsonl`,
+      `news/review.${run}.csv`,
     ]);
     expect(result.manifest.review?.records).toBe(result.manifest.counts.records);
-    const csvId = files.get('news/review.csv') as string;
+    const csvId = files.get(`news/review.${run}.csv`) as string;
     const csv = server.file(csvId)?.content?.toString() ?? '';
     expect(csv.split('\n')[0]).toBe(
       'text,label,answer,score,flagged,spans,accept,_input_hash,_task_hash,source,annotator',
@@ -180,7 +193,11 @@ describe('gdrive sink', () => {
     server.updateContent(csvId, corrected);
     const newsId = tree(server, root).folders.get('news')?.[0] as string;
     const back = await collect(
-      gdriveSource({ url: `gdrive://folder/${newsId}`, drive: kit.drive, include: ['review.csv'] }),
+      gdriveSource({
+        url: `gdrive://folder/${newsId}`,
+        drive: kit.drive,
+        include: ['review.*.csv'],
+      }),
     );
     const kept = tasks.filter(
       (t) => t.flagged === true || t.answer === 'ignore' || ((t.meta?.score as number) ?? 1) <= 0.5,

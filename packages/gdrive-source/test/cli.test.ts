@@ -24,6 +24,9 @@ const PNG = Buffer.from(
   'base64',
 );
 
+/** A sink's file name without the run tag it is stored under (`part-00000.k3v9x2qa.jsonl`). */
+const untagged = (path: string) => path.replace(/\.[0-9a-z]{8}(?=\.[^./]+$)/, '');
+
 describe('gdrive CLIs against the test kit Drive server', () => {
   let server: DriveServer;
   let env: NodeJS.ProcessEnv;
@@ -216,7 +219,8 @@ describe('gdrive CLIs against the test kit Drive server', () => {
       .children(final?.id as string)
       .map((f) => f.name)
       .sort();
-    expect(names).toEqual(['manifest.json', 'part-00000.jsonl', 'review.csv']);
+    // Each file carries the run's tag before its extension (the manifest lists the keys).
+    expect(names.map(untagged)).toEqual(['manifest.json', 'part-00000.jsonl', 'review.csv']);
     const again = await runCli(sink, args, { env, input });
     expect(again.stderr).toMatch(/unchanged/);
     expect(server.children(exports)).toHaveLength(1);
@@ -346,7 +350,9 @@ describe('gdrive CLIs against the test kit Drive server', () => {
     } finally {
       await proxy.close();
     }
-    const files = (folder: string) => new Map(browse(folder));
+    // The same files, by name (each run stores them under its own tag), with the same bytes.
+    const files = (folder: string) =>
+      new Map(browse(folder).map(([path, content]) => [untagged(path), content]));
     const wanted = files(clean);
     const got = files(faulty);
     expect([...got.keys()].sort()).toEqual([...wanted.keys()].sort());
@@ -354,7 +360,9 @@ describe('gdrive CLIs against the test kit Drive server', () => {
       if (!path.endsWith('manifest.json')) expect(got.get(path)).toBe(content);
     }
     const manifest = (map: Map<string, string>) =>
-      JSON.parse(map.get('out/manifest.json') ?? '{}').parts;
+      JSON.parse(map.get('out/manifest.json') ?? '{}').parts.map(
+        ({ key: _, ...part }: { key: string }) => part,
+      );
     expect(manifest(got)).toEqual(manifest(wanted));
   }, 120_000);
 
@@ -402,7 +410,7 @@ describe('gdrive CLIs against the test kit Drive server', () => {
     expect(again.stderr).toMatch(/unchanged/);
     expect(
       browse(root)
-        .map(([path]) => path)
+        .map(([path]) => untagged(path))
         .sort(),
     ).toEqual(['news/', 'news/manifest.json', 'news/part-00000.jsonl']);
     const first = input.toString().split('\n').slice(0, 5).join('\n');
@@ -426,7 +434,7 @@ describe('gdrive CLIs against the test kit Drive server', () => {
       expect(
         wide.server
           .children(news?.id as string)
-          .map((f) => f.name)
+          .map((f) => untagged(f.name))
           .sort(),
       ).toEqual(['manifest.json', 'part-00000.jsonl']);
     } finally {

@@ -106,7 +106,7 @@ describe.each(S3_SERVERS)('s3 sink on %s', (name) => {
 
   it('routes examples to a review prefix that a source reads back with hashes intact', async () => {
     const exported = sampleExport();
-    await s3Sink({
+    const { manifest } = await s3Sink({
       url: 's3://out/review',
       client: kit.s3,
       flagged: true,
@@ -126,7 +126,7 @@ describe.each(S3_SERVERS)('s3 sink on %s', (name) => {
     expect(reread.map((task) => [task.text, task._input_hash, task._task_hash])).toEqual(
       expected.map((task) => [task.text, task._input_hash, task._task_hash]),
     );
-    expect(reread[0]?.meta?.source).toBe('s3://out/review/part-00000.jsonl');
+    expect(reread[0]?.meta?.source).toBe(`s3://out/review/${manifest.parts[0]?.key}`);
     expect(reread[0]?.meta?.origin).toBe('s3://raw/tickets/a.jsonl');
   });
 });

@@ -12,7 +12,9 @@ import {
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import {
+  byteRange,
   createSource,
+  rangedBody,
   SluiceError,
   type Source,
   type SourceDriver,
@@ -264,15 +266,15 @@ export async function createS3SourceDriver(options: S3SourceOptions): Promise<So
       }
     },
     async open(item, { start, end, signal }) {
-      const range =
-        start !== undefined || end !== undefined ? `bytes=${start ?? 0}-${end ?? ''}` : undefined;
+      const range = byteRange(start, end);
       // Only the version listed is read: by its version id, or on condition of its ETag
       // (If-Match); a store that ignores the condition is caught by the ETag it answers with.
       const versionId = versionIdOf(item.version);
       const ifMatch = !versionId && item.version ? `"${item.version}"` : undefined;
       if (!versionId) {
         const body = await (await fastGet())?.get(`${prefix}${item.key}`, {
-          range,
+          start,
+          end,
           ifMatch,
           signal,
         });
@@ -296,7 +298,11 @@ export async function createS3SourceDriver(options: S3SourceOptions): Promise<So
         (answer.Body as { destroy?(): void } | undefined)?.destroy?.();
         throw objectChanged(item.uri);
       }
-      return answer.Body as AsyncIterable<Uint8Array>;
+      const answered = {
+        status: answer.$metadata.httpStatusCode ?? 200,
+        contentRange: answer.ContentRange,
+      };
+      return rangedBody(answer.Body as AsyncIterable<Uint8Array>, answered, { start, end });
     },
     async signedUrl(item, ttlSeconds) {
       return getSignedUrl(

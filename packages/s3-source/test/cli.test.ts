@@ -76,6 +76,26 @@ describe.skipIf(!runMoto)('s3-source CLI against moto_server', () => {
     }
   });
 
+  it('resumes a cut read from a store that ignores Range without repeating a task', async () => {
+    const clean = await runCli(cli, ['s3://raw/data/', '--quiet'], { env: env(server.endpoint) });
+    const tickets = ({ method, url }: { method: string; url: string }) =>
+      method === 'GET' && url.includes('tickets');
+    const proxy = await startFaultProxy(server.endpoint, [
+      { cutAfterBytes: 40, times: 1, match: tickets },
+      // The resumed read asks for the rest; the answer is the whole object again.
+      { ignoreRange: true, match: tickets },
+    ]);
+    try {
+      const faulty = await runCli(cli, ['s3://raw/data/', '--quiet'], { env: env(proxy.url) });
+      expect(faulty.stderr).toBe('');
+      expect(faulty.code).toBe(0);
+      expect(taskLines(faulty.stdout)).toEqual(taskLines(clean.stdout));
+      expect(proxy.injected).toBe(2);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('names a missing bucket in one line with a hint', async () => {
     const run = await runCli(cli, ['s3://no-such-bucket/x/'], { env: env(server.endpoint) });
     expect(run.code).toBe(1);

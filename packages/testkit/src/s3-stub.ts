@@ -14,17 +14,24 @@
  * - GET    /{bucket}                               ListObjects (v1): prefix, delimiter, max-keys,
  *                                                  marker, encoding-type
  * - GET    /{bucket}/{key}, HEAD /{bucket}/{key}   GetObject (Range: bytes=a-b, a-, -n), HeadObject
- * - PUT    /{bucket}/{key}                         PutObject (aws-chunked bodies decoded)
+ * - PUT    /{bucket}/{key}                         PutObject (aws-chunked bodies decoded), with the
+ *                                                  conditional writes If-None-Match: * and
+ *                                                  If-Match: <ETag> (412 PreconditionFailed; 404
+ *                                                  NoSuchKey for If-Match on a missing key), as
+ *                                                  S3 does since 2024:
+ *                                                  https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html
+ * - GET    /{bucket}?uploads                       ListMultipartUploads: prefix (one page)
  * - POST   /{bucket}/{key}?uploads                 CreateMultipartUpload
  * - PUT    /{bucket}/{key}?partNumber&uploadId     UploadPart
- * - POST   /{bucket}/{key}?uploadId                CompleteMultipartUpload
+ * - POST   /{bucket}/{key}?uploadId                CompleteMultipartUpload (If-None-Match: *)
  * - DELETE /{bucket}/{key}?uploadId                AbortMultipartUpload
  * - DELETE /{bucket}/{key}                         DeleteObject
  *
  * PutObject bodies up to 1 MiB are kept (a sink reads its manifest back); parts of multipart
  * uploads and larger bodies are only measured (size, MD5), so a 500 MB upload costs the server
  * no memory, and such objects read back as zero bytes of the right length. Errors are S3's XML
- * error bodies (NoSuchBucket, NoSuchKey, NoSuchUpload, InvalidRange) with S3's status codes.
+ * error bodies (NoSuchBucket, NoSuchKey, NoSuchUpload, InvalidRange, PreconditionFailed) with
+ * S3's status codes.
  */
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -115,7 +122,10 @@ function decodeAwsChunked(raw: Buffer): Buffer {
 
 export class S3Stub {
   private readonly buckets = new Map<string, Bucket>();
-  private readonly multipart = new Map<string, { parts: Map<number, StoredObject> }>();
+  private readonly multipart = new Map<
+    string,
+    { bucket: Bucket; key: string; parts: Map<number, StoredObject> }
+  >();
   private server: Server | undefined;
   private nextUpload = 1;
   /** Requests served, by S3 operation, for checks and for benchmark reports. */
@@ -225,6 +235,24 @@ export class S3Stub {
     };
   }
 
+  /** Answers a write whose If-None-Match or If-Match does not hold, as S3 does; true if it did. */
+  private refused(req: IncomingMessage, res: ServerResponse, bucket: Bucket, key: string): boolean {
+    const current = this.object(bucket, key);
+    const match = req.headers['if-match'];
+    if (typeof match === 'string' && !current) {
+      this.error(res, 404, 'NoSuchKey', 'The specified key does not exist.');
+      return true;
+    }
+    const failed =
+      (req.headers['if-none-match'] === '*' && current !== undefined) ||
+      (typeof match === 'string' && match.replace(/"/g, '') !== current?.etag);
+    if (failed) {
+      const message = 'At least one of the pre-conditions you specified did not hold';
+      this.error(res, 412, 'PreconditionFailed', message);
+    }
+    return failed;
+  }
+
   private store(bucket: Bucket, key: string, object: StoredObject) {
     if (!bucket.uploads.has(key) && !this.object(bucket, key)) {
       bucket.keys.splice(lowerBound(bucket.keys, key), 0, key);
@@ -281,6 +309,20 @@ export class S3Stub {
     if (query.has('location')) {
       this.count('GetBucketLocation');
       return this.xml(res, `<LocationConstraint ${NS}></LocationConstraint>`);
+    }
+    if (query.has('uploads')) {
+      this.count('ListMultipartUploads');
+      const prefix = query.get('prefix') ?? '';
+      const uploads = [...this.multipart.entries()]
+        .filter(([, upload]) => upload.bucket === bucket && upload.key.startsWith(prefix))
+        .map(
+          ([id, upload]) =>
+            `<Upload><Key>${escapeXml(upload.key)}</Key><UploadId>${id}</UploadId><Initiated>${LAST_MODIFIED.toISOString()}</Initiated></Upload>`,
+        );
+      return this.xml(
+        res,
+        `<ListMultipartUploadsResult ${NS}><Bucket>${escapeXml(name)}</Bucket><Prefix>${escapeXml(prefix)}</Prefix><IsTruncated>false</IsTruncated>${uploads.join('')}</ListMultipartUploadsResult>`,
+      );
     }
     if (query.has('versioning')) {
       this.count('GetBucketVersioning');
@@ -364,7 +406,7 @@ export class S3Stub {
       this.count('CreateMultipartUpload');
       req.resume();
       const id = String(this.nextUpload++);
-      this.multipart.set(id, { parts: new Map() });
+      this.multipart.set(id, { bucket, key, parts: new Map() });
       return this.xml(
         res,
         `<InitiateMultipartUploadResult ${NS}><Key>${escapeXml(key)}</Key><UploadId>${id}</UploadId></InitiateMultipartUploadResult>`,
@@ -391,6 +433,7 @@ export class S3Stub {
       }
       this.count('CompleteMultipartUpload');
       req.resume();
+      if (this.refused(req, res, bucket, key)) return;
       const parts = [...upload.parts.entries()].sort(([a], [b]) => a - b).map(([, p]) => p);
       const etag = `${md5(Buffer.concat(parts.map((p) => Buffer.from(p.etag, 'hex'))))}-${parts.length}`;
       this.store(bucket, key, { size: parts.reduce((n, p) => n + p.size, 0), etag });
@@ -403,6 +446,7 @@ export class S3Stub {
     if (method === 'PUT') {
       this.count('PutObject');
       const object = await this.body(req, true);
+      if (this.refused(req, res, bucket, key)) return;
       this.store(bucket, key, object);
       res.writeHead(200, { etag: `"${object.etag}"`, 'content-length': '0' });
       return void res.end();

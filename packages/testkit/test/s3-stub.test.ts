@@ -1,8 +1,11 @@
 import { Readable } from 'node:stream';
 import {
+  AbortMultipartUploadCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsCommand,
   PutObjectCommand,
   paginateListObjectsV2,
@@ -103,5 +106,37 @@ describe('S3Stub', () => {
     await expect(
       s3.send(new HeadObjectCommand({ Bucket: 'small', Key: 'up/big.bin' })),
     ).rejects.toMatchObject({ $metadata: { httpStatusCode: 404 } });
+  });
+
+  it('honours conditional writes and lists the multipart uploads left open', async () => {
+    const put = (extra: Record<string, string>) =>
+      s3.send(
+        new PutObjectCommand({ Bucket: 'small', Key: 'cas/manifest.json', Body: 'x', ...extra }),
+      );
+    const first = await put({ IfNoneMatch: '*' });
+    await expect(put({ IfNoneMatch: '*' })).rejects.toMatchObject({ name: 'PreconditionFailed' });
+    await expect(put({ IfMatch: '"0000"' })).rejects.toMatchObject({
+      $metadata: { httpStatusCode: 412 },
+    });
+    await put({ IfMatch: first.ETag as string });
+    await expect(
+      s3.send(
+        new PutObjectCommand({ Bucket: 'small', Key: 'cas/none', Body: 'x', IfMatch: first.ETag }),
+      ),
+    ).rejects.toMatchObject({ name: 'NoSuchKey' });
+    const { UploadId } = await s3.send(
+      new CreateMultipartUploadCommand({ Bucket: 'small', Key: 'cas/part.jsonl' }),
+    );
+    const open = await s3.send(
+      new ListMultipartUploadsCommand({ Bucket: 'small', Prefix: 'cas/' }),
+    );
+    expect(open.Uploads?.map((u) => [u.Key, u.UploadId])).toEqual([['cas/part.jsonl', UploadId]]);
+    await s3.send(
+      new AbortMultipartUploadCommand({ Bucket: 'small', Key: 'cas/part.jsonl', UploadId }),
+    );
+    const none = await s3.send(
+      new ListMultipartUploadsCommand({ Bucket: 'small', Prefix: 'cas/' }),
+    );
+    expect(none.Uploads ?? []).toEqual([]);
   });
 });

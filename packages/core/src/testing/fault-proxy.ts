@@ -17,6 +17,11 @@ export interface FaultRule {
   delayMs?: number;
   /** Forward, then cut the connection after this many bytes of the response body. */
   cutAfterBytes?: number;
+  /**
+   * Forward without the Range header, as a server that ignores Range does (Cloud Storage when it
+   * decompresses, some S3-compatible stores and proxies): the answer is 200 with the whole body.
+   */
+  ignoreRange?: boolean;
 }
 
 /** A running fault-injection proxy in front of a local server. */
@@ -71,14 +76,17 @@ export async function startFaultProxy(
     return undefined;
   };
 
-  const forward = (req: IncomingMessage, res: ServerResponse, cutAfter?: number) => {
+  const forward = (req: IncomingMessage, res: ServerResponse, rule?: FaultRule) => {
+    const cutAfter = rule?.cutAfterBytes;
+    const headers = { ...req.headers, host: upstream.host };
+    if (rule?.ignoreRange) delete headers.range;
     const outgoing = request(
       {
         host: upstream.hostname,
         port: upstream.port,
         method: req.method,
         path: req.url,
-        headers: { ...req.headers, host: upstream.host },
+        headers,
       },
       (answer) => {
         // As a reverse proxy does: a Location on the server (a resumable upload session)
@@ -131,8 +139,9 @@ export async function startFaultProxy(
         });
         return;
       }
-      if (rule?.cutAfterBytes !== undefined || rule?.delayMs !== undefined) injected++;
-      forward(req, res, rule?.cutAfterBytes);
+      const ignored = rule?.ignoreRange && req.headers.range !== undefined;
+      if (rule?.cutAfterBytes !== undefined || rule?.delayMs !== undefined || ignored) injected++;
+      forward(req, res, rule);
     };
     if (rule?.delayMs) setTimeout(act, rule.delayMs);
     else act();

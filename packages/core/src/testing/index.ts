@@ -10,14 +10,17 @@ export {
 } from './cli.js';
 export { type FaultProxy, type FaultRule, startFaultProxy } from './fault-proxy.js';
 export {
+  readExport,
   type SinkFixture,
   type SinkHarness,
   type SinkSuiteOptions,
   sampleExport,
   testSink,
   testSinkBadInput,
+  testSinkCommit,
   testSinkFilters,
   testSinkIdempotence,
+  testSinkNames,
   testSinkWrite,
 } from './sink-suites.js';
 export {
