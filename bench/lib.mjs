@@ -2,6 +2,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { createWriteStream, existsSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { rename } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -240,4 +241,26 @@ export async function textTasksFile(count) {
   await once(out, 'finish');
   await rename(partial, file);
   return file;
+}
+
+/** A local folder of `count` JSONL files of about `size` bytes, made once and reused. */
+export async function fsFolder(count, size) {
+  const dir = join(tmpdir(), `sluice-bench-folder-${count}-${size}`);
+  if (existsSync(join(dir, '.complete'))) return dir;
+  console.error(`generating ${dir} ...`);
+  await mkdir(dir, { recursive: true });
+  let body = '';
+  for (let i = 0; body.length < size; i++) {
+    body += `${JSON.stringify({ text: `Customer ${i} reports the invoice was charged twice.` })}\n`;
+  }
+  const width = String(count - 1).length;
+  for (let i = 0; i < count; i += 256) {
+    const batch = [];
+    for (let j = i; j < Math.min(count, i + 256); j++) {
+      batch.push(writeFile(join(dir, `${String(j).padStart(width, '0')}.jsonl`), body));
+    }
+    await Promise.all(batch);
+  }
+  await writeFile(join(dir, '.complete'), '');
+  return dir;
 }

@@ -111,20 +111,27 @@ export function render(results) {
   if (s.first) {
     out.push('\n### 3. Time to first task\n');
     out.push(
-      'Seconds from process start to the first byte on stdout, stub bucket, median of 5 alternating runs.\n',
+      "Seconds from process start to the first byte on stdout, each connector on its test server (fs on a local folder) holding 1,000 and 100,000 generated items of 512 bytes (objects, files, pages, documents), median of 5 alternating runs.\n",
     );
-    const rows = Object.entries(s.first).map(([keys, x]) => [keys, f2(x.seconds)]);
-    out.push(table(['bucket', 'seconds'], rows));
-    const worst = Math.max(...Object.values(s.first).map((x) => x.seconds));
-    const spread = s.first['100000 keys'].seconds / s.first['1000 keys'].seconds;
+    const rows = Object.entries(s.first).map(([connector, x]) => {
+      const small = x['1000 items']?.seconds;
+      const large = x['100000 items']?.seconds;
+      return [connector, f2(small), f2(large), small && large ? `${(large / small).toFixed(2)}x` : '–'];
+    });
+    out.push(table(['connector', '1,000 items s', '100,000 items s', '100,000 / 1,000'], rows));
+    const all = Object.values(s.first).flatMap((x) => Object.values(x).map((m) => m.seconds));
+    const worst = Math.max(...all);
+    const spread = Math.max(
+      ...Object.values(s.first).map((x) => x['100000 items'].seconds / x['1000 items'].seconds),
+    );
     targets.push([
-      'time to first task <= 0.5 s',
+      'time to first task <= 0.5 s, every connector',
       `${worst.toFixed(2)} s at worst`,
       mark(worst <= 0.5),
     ]);
     targets.push([
-      'the same for 1,000 and 100,000 keys',
-      `${spread.toFixed(2)}x`,
+      'the same for 1,000 and 100,000 items',
+      `${spread.toFixed(2)}x at worst`,
       mark(spread <= 1.25),
     ]);
   }

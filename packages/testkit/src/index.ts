@@ -63,4 +63,5 @@ export {
   startS3,
   startS3rver,
 } from './s3.js';
-export { type GeneratedBucket, parseGeneratedBucket, S3Stub, startS3Stub } from './s3-stub.js';
+export { type GeneratedBucket, parseGeneratedBucket } from './generated.js';
+export { S3Stub, startS3Stub } from './s3-stub.js';
