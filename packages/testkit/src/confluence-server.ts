@@ -960,14 +960,13 @@ export class ConfluenceServer extends LoopbackServer {
   }
 
   /**
-   * A space (key `spec.name`) of a homepage and `spec.keys` generated pages below it, `Page
-   * 0000` and on, each a paragraph per line of one generated text (see generated.ts), made
-   * without the per-page checks of addPage; returns the homepage's id.
+   * A space (key `spec.name`) of `spec.keys` generated pages, `Page 0000` (the homepage) and
+   * the rest below it, each a paragraph per line of one generated text (see generated.ts),
+   * made without the per-page checks of addPage; returns the homepage's id.
    */
   generate(spec: GeneratedBucket): string {
     const { id: spaceId } = this.addSpace(spec.name);
     const now = iso(Date.now());
-    const home = this.insertPage(spaceId, `${spec.name} Home`, '', null, SEED_ACCOUNT, now, now);
     const body = generatedBody(spec.size, 'txt')
       .toString('utf8')
       .trim()
@@ -975,11 +974,13 @@ export class ConfluenceServer extends LoopbackServer {
       .map((line) => `<p>${line}</p>`)
       .join('');
     const width = String(Math.max(spec.keys - 1, 0)).length;
+    let home: string | null = null;
     for (let i = 0; i < spec.keys; i++) {
       const title = `Page ${String(i).padStart(width, '0')}`;
-      this.insertPage(spaceId, title, body, home.id, SEED_ACCOUNT, now, now);
+      const page = this.insertPage(spaceId, title, body, home, SEED_ACCOUNT, now, now);
+      home ??= page.id;
     }
-    return home.id;
+    return home ?? '';
   }
 
   /** Adds a Cloud folder (below a page or folder, or at the top of the space). */

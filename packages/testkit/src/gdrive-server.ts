@@ -118,6 +118,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import mime from 'mime-types';
+import { type GeneratedBucket, generatedObjects } from './generated.js';
 import {
   boundaryOf,
   type FieldTree,
@@ -127,7 +128,6 @@ import {
   selectFields,
   takeChunk,
 } from './google-api.js';
-import { type GeneratedBucket, generatedObjects } from './generated.js';
 import { LoopbackServer, readBody, sendJson } from './loopback.js';
 
 export interface DriveServerOptions {

@@ -457,4 +457,3 @@ export async function startS3Stub(
   const endpoint = await stub.listen(port);
   return { stub, endpoint, stop: () => stub.close() };
 }
-

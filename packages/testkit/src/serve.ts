@@ -17,8 +17,8 @@ import { coreShareClient, startCoreShareServer } from './core-share-server.js';
 import { ENTERPRISE_WORKSPACE, startFile360Server } from './file360-server.js';
 import { serviceAccount, startGcsServer } from './gcs-server.js';
 import { startDriveServer } from './gdrive-server.js';
-import { type S3ServerName, startS3 } from './s3.js';
 import { type GeneratedBucket, generatedObjects, parseGeneratedBucket } from './generated.js';
+import { type S3ServerName, startS3 } from './s3.js';
 import { startS3Stub } from './s3-stub.js';
 
 // The AWS SDK's notice about future Node versions is noise in a server's output.
