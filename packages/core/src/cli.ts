@@ -11,6 +11,7 @@ import {
   writeLabelFiles,
 } from './documents.js';
 import { isSluiceError, redact, SluiceError, toSluiceError, usageError } from './errors.js';
+import { keepHeapSmall } from './heap.js';
 import { writeJsonl } from './jsonl.js';
 import { MEDIA_MODES, type MediaMode, parseOrigins } from './media.js';
 import { debugLog } from './redact.js';
@@ -628,6 +629,7 @@ export async function runSourceCli(
   configure?: (program: Command) => void,
   io: Io = defaultIo(),
 ): Promise<number> {
+  keepHeapSmall();
   const program = baseCommand(info, io);
   sourceFlags(program);
   configure?.(program);
