@@ -233,6 +233,26 @@ export function render(results) {
     targets.push(['conversion >= 0.6x the bare loop', `${r.toFixed(2)}x`, mark(r >= 0.6)]);
   }
 
+  if (s.loader) {
+    const l = s.loader;
+    const x = l.medians;
+    out.push("\n### 9. Prodigy's side: the Python loader against the plain pipe\n");
+    out.push(
+      `Tasks a second read by Python (one \`json.loads\` a line, as Prodigy's JSONL loader does) from \`fs-source\` over the conversion scenario's ${l.tasks.toLocaleString('en')} tasks: \`fs-source file | python3\` (the pipe, as \`prodigy ... -\` reads stdin) and \`prodigy_sluice.loader.load(file)\` (\`--loader sluice\`, which runs the CLI itself).\n`,
+    );
+    out.push(
+      table(
+        ['contender', 'seconds', 'tasks/s', 'vs pipe'],
+        Object.entries(x).map(([name, m]) => [
+          name,
+          f2(m.seconds),
+          Math.round(l.tasks / m.seconds).toLocaleString('en'),
+          ratio(m.seconds, x.pipe.seconds),
+        ]),
+      ),
+    );
+  }
+
   if (s.media) {
     const m = s.media;
     const c = m.contenders;

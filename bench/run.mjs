@@ -12,6 +12,7 @@ import {
   readFileSync,
   rmSync,
   statSync,
+  symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { createServer } from 'node:net';
@@ -495,6 +496,42 @@ if (want('convert')) {
     P.rounds,
   );
   results.scenarios.convert = { tasks: P.tasks, bytes: statSync(file).size, medians };
+}
+
+if (want('loader') && version('python3')) {
+  // The same tasks (fs-source over the conversion file) read by Python both ways.
+  const file = await textTasksFile(P.tasks);
+  const bin = join(work, 'bin');
+  mkdirSync(bin, { recursive: true });
+  symlinkSync(CLI.fs, join(bin, 'fs-source'));
+  const python = (args, extra) =>
+    measure('python3', [join(here, 'loader.py'), ...args], {
+      env: { PYTHONPATH: join(root, 'recipes'), SLUICE_BIN_DIR: bin, ...extra },
+    });
+  const tasks = (r, name) => {
+    const count = JSON.parse(r.stderr.trim().split('\n').pop()).tasks;
+    if (count !== P.tasks) throw new Error(`${name} read ${count} tasks, expected ${P.tasks}`);
+    return r;
+  };
+  const medians = await alternate(
+    'loader',
+    {
+      pipe: async () =>
+        tasks(
+          await measure('sh', [
+            '-c',
+            `node "$0" "$1" --quiet | exec python3 "$2" pipe`,
+            CLI.fs,
+            file,
+            join(here, 'loader.py'),
+          ]),
+          'pipe',
+        ),
+      loader: async () => tasks(await python(['loader', file]), 'loader'),
+    },
+    P.rounds,
+  );
+  results.scenarios.loader = { tasks: P.tasks, medians };
 }
 
 if (want('media')) {
