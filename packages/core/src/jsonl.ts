@@ -12,6 +12,8 @@ export interface ReadLinesOptions {
   maxLineBytes?: number;
   /** What the input is called in error messages: `stdin`, a file or an object name; default `input`. */
   name?: string;
+  /** Number of the input's first line, when it continues an input read before (default 1). */
+  firstLine?: number;
 }
 
 /** One line of text and its 1-based line number. */
@@ -108,8 +110,10 @@ class LineSplitter<Line extends string | Buffer> {
     private readonly bytes: Line extends Buffer ? true : false,
     /** Hands over lines longer than the limit in pieces instead of dropping them (byte mode). */
     private readonly spill = false,
+    firstLine = 1,
   ) {
     this.max = maxLineBytes;
+    this.next = firstLine;
   }
 
   push(chunk: Buffer): void {
@@ -259,7 +263,8 @@ function toBuffer(chunk: Uint8Array | string): Buffer {
   return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
 }
 
-function maxLineBytesOf(options: ReadLinesOptions): number {
+/** The line limit of `options`, checked. */
+export function maxLineBytesOf(options: ReadLinesOptions): number {
   const max = options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
   if (!Number.isSafeInteger(max) || max < 1) {
     throw new SluiceError(`maxLineBytes must be a positive integer, got ${max}`, {
@@ -429,7 +434,7 @@ export async function* scanJsonl(
   const tooLong = `line is longer than ${max} bytes`;
   for await (const { lines, first, utf8 } of splitInput(
     input,
-    new LineSplitter<Buffer>(max, true, !throwing),
+    new LineSplitter<Buffer>(max, true, !throwing, options.firstLine),
   )) {
     let next = first;
     for (let i = 0; i < lines.length; i++) {
