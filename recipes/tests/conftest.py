@@ -86,7 +86,12 @@ def wait_for(proc, marker):
 def ctrl_c(proc, timeout=60):
     """Ctrl-C in a terminal reaches the whole process group; returns (stdout rest, stderr)."""
     os.killpg(proc.pid, signal.SIGINT)
-    return proc.communicate(timeout=timeout)
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # fail this test alone, not the next ones too
+        proc.communicate()
+        raise
 
 
 def serve_and_stop(proc, timeout=60):

@@ -18,7 +18,7 @@ await runSourceCli(
       'file360-source file360://node/48213 --recursive | prodigy ner.manual contracts blank:en - --label PARTY,DATE',
       'file360-source file360://node/48213 --watch 60 --state .sluice/inbox.json | prodigy textcat.manual inbox - --label URGENT',
       "file360-source file360://node/48213 --type 'image/*' --media proxy | prodigy image.manual scans - --label STAMP",
-      "file360-source file360://node/51877 --include 'review.csv' | prodigy db-in contracts-corrected -",
+      "file360-source file360://node/51877 --include 'review.*.csv' > corrections.jsonl",
     ],
   },
   (url, options, flags) =>

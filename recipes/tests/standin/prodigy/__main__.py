@@ -97,8 +97,10 @@ def serve(components: Dict[str, Any]) -> None:
         if exhausted:
             print("No tasks available", flush=True)
         print("serving until Ctrl-C", flush=True)
+        # Short sleeps, as a server's event loop wakes on a signal whichever thread the kernel
+        # gave it to: a long sleep in the main thread misses one taken by the export's thread.
         while True:
-            time.sleep(3600)
+            time.sleep(0.1)
     except KeyboardInterrupt:
         pass
     if components.get("on_exit"):
