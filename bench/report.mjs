@@ -111,12 +111,17 @@ export function render(results) {
   if (s.first) {
     out.push('\n### 3. Time to first task\n');
     out.push(
-      "Seconds from process start to the first byte on stdout, each connector on its test server (fs on a local folder) holding 1,000 and 100,000 generated items of 512 bytes (objects, files, pages, documents), median of 5 alternating runs.\n",
+      'Seconds from process start to the first byte on stdout, each connector on its test server (fs on a local folder) holding 1,000 and 100,000 generated items of 512 bytes (objects, files, pages, documents), median of 5 alternating runs.\n',
     );
     const rows = Object.entries(s.first).map(([connector, x]) => {
       const small = x['1000 items']?.seconds;
       const large = x['100000 items']?.seconds;
-      return [connector, f2(small), f2(large), small && large ? `${(large / small).toFixed(2)}x` : '–'];
+      return [
+        connector,
+        f2(small),
+        f2(large),
+        small && large ? `${(large / small).toFixed(2)}x` : '–',
+      ];
     });
     out.push(table(['connector', '1,000 items s', '100,000 items s', '100,000 / 1,000'], rows));
     const all = Object.values(s.first).flatMap((x) => Object.values(x).map((m) => m.seconds));

@@ -19,15 +19,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  alternate,
-  fsFolder,
-  machine,
-  measure,
-  nerFile,
-  textTasksFile,
-  version,
-} from './lib.mjs';
+import { alternate, fsFolder, machine, measure, nerFile, textTasksFile, version } from './lib.mjs';
 import { annotate, latencyProxy, percentile } from './media.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -139,7 +131,9 @@ async function startTestkit(store, args) {
   );
   let out = '';
   await new Promise((resolve, reject) => {
-    child.once('exit', (code) => reject(new Error(`testkit serve ${store} exited with ${code}: ${out}`)));
+    child.once('exit', (code) =>
+      reject(new Error(`testkit serve ${store} exited with ${code}: ${out}`)),
+    );
     child.stdout.on('data', (chunk) => {
       out += chunk;
       if (out.includes('Press Ctrl-C to stop.')) resolve();
@@ -371,9 +365,7 @@ if (want('first')) {
     let urls;
     if (spec.store === undefined) {
       urls = Object.fromEntries(
-        await Promise.all(
-          sizes.map(async (n) => [spec.name(n), await fsFolder(n, ITEM_BYTES)]),
-        ),
+        await Promise.all(sizes.map(async (n) => [spec.name(n), await fsFolder(n, ITEM_BYTES)])),
       );
     } else {
       log(`generating ${sizes.join(' and ')} items on the ${connector} test server ...`);

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { Storage } from '@google-cloud/storage';
 import type { Task } from '@sluice/core';
 import { startFaultProxy } from '@sluice/core/testing';
@@ -65,7 +66,7 @@ describe('gcs sink', () => {
         url: 'gs://exports/broken/',
         storage: kit.storage,
         chunkSize: 256 * 1024,
-      }).writeJsonl([Buffer.from(`${lines.join('\n')}\n`)]),
+      }).writeJsonl(Readable.from([Buffer.from(`${lines.join('\n')}\n`)])),
     ).rejects.toThrow(/input line 12001: invalid JSON/);
     // The upload had begun, and never finished: no object appears.
     expect(kit.server.requests['objects.insert(resumable)'] ?? 0).toBeGreaterThan(sessions);

@@ -672,7 +672,8 @@ export class GcsServer extends LoopbackServer {
     let more = false;
     // Names are sorted: those under the prefix are together, from the first one past where
     // the listing starts (the page token never skips a folder's later names, being <= them).
-    let from = prefix > startOffset ? prefix : startOffset;
+    let from = startOffset;
+    if (prefix > from) from = prefix;
     if (after !== undefined && after > from) from = after;
     for (let i = lowerBound(names, from); i < names.length; i++) {
       const name = names[i] as string;
