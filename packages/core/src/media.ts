@@ -168,8 +168,8 @@ const PREFETCH_PARALLEL = 4;
  * request would, and only items added to the server are ever read.
  */
 class Prefetcher {
-  /** Paths in the order they were added, from position `base` on. */
-  private order: string[] = [];
+  /** Items in the order they were added, from position `base` on: their path, and the item as listed when known. */
+  private order: { path: string; listed?: MediaItem }[] = [];
   private base = 0;
   /** Position of the next item to read ahead. */
   private next = 0;
@@ -183,22 +183,23 @@ class Prefetcher {
   constructor(
     private readonly limit: number,
     private readonly maxBytes: number,
-    /** The item a path stands for now: its position, and the item as listed when known. */
-    private readonly lookup: (path: string) => { seq: number; listed?: MediaItem } | undefined,
-    private readonly load: (path: string, signal: AbortSignal) => Promise<MediaItem | undefined>,
+    /** The position of the item a path stands for now. */
+    private readonly position: (path: string) => number | undefined,
+    /** The item to read: the one listed, or the path's item resolved afresh. */
+    private readonly load: (path: string, listed?: MediaItem) => Promise<MediaItem | undefined>,
   ) {}
 
   /** Queues an item added at position `seq` (an item added again is read again). */
-  added(path: string, seq: number): void {
+  added(path: string, seq: number, listed?: MediaItem): void {
     this.drop(path);
-    this.order.push(path);
+    this.order.push({ path, listed });
     if (seq !== this.base + this.order.length - 1) throw new Error('media items out of order');
     this.pump();
   }
 
   /** The item read ahead for `path`, waiting for a read under way; notes how far the browser got. */
   async get(path: string): Promise<Prefetched | undefined> {
-    const seq = this.lookup(path)?.seq;
+    const seq = this.position(path);
     if (seq !== undefined && seq >= this.cursor) this.cursor = seq + 1;
     const entry = this.held.get(path);
     this.pump();
@@ -244,14 +245,13 @@ class Prefetcher {
       if (this.next < this.cursor) this.next = this.cursor;
       if (this.next >= this.base + this.order.length) break;
       const seq = this.next;
-      const path = this.order[seq - this.base] as string;
-      const item = this.lookup(path);
+      const { path, listed } = this.order[seq - this.base] as { path: string; listed?: MediaItem };
       // Added again further on, or read already: its later place counts.
-      if (item?.seq !== seq || this.held.has(path)) {
+      if (this.position(path) !== seq || this.held.has(path)) {
         this.next++;
         continue;
       }
-      const size = item.listed?.size ?? 0;
+      const size = listed?.size ?? 0;
       if (size > this.maxBytes) {
         this.next++; // never fits: streamed when asked for
         continue;
@@ -260,7 +260,7 @@ class Prefetcher {
         if (!this.evictPassed()) return;
       }
       this.next++;
-      this.read(path, seq, size);
+      this.read(path, seq, size, listed);
     }
     // Positions behind the reader are looked up no more.
     const behind = this.next - this.base;
@@ -270,7 +270,7 @@ class Prefetcher {
     }
   }
 
-  private read(path: string, seq: number, size: number): void {
+  private read(path: string, seq: number, size: number, listed?: MediaItem): void {
     const entry: HeldItem = { seq, bytes: size, ready: undefined as never, settled: false };
     this.held.set(path, entry);
     this.bytes += size;
@@ -279,7 +279,7 @@ class Prefetcher {
     entry.ready = (async (): Promise<Prefetched | undefined> => {
       try {
         const signal = this.abort.signal;
-        const item = await this.load(path, signal);
+        const item = await this.load(path, listed);
         if (!item || !current()) return undefined;
         const chunks: Buffer[] = [];
         let got = 0;
@@ -321,8 +321,8 @@ class Prefetcher {
 export class MediaServer {
   private server: Server | undefined;
   private origin = '';
-  /** Items served, by URL path: their URI, the order they were added in, and the item as listed. */
-  private readonly items = new Map<string, { uri: string; seq: number; listed?: MediaItem }>();
+  /** Items served, by URL path: their URI and the order they were added in. */
+  private readonly items = new Map<string, { uri: string; seq: number }>();
   private added = 0;
   private readonly origins: Set<string>;
   private readonly hosts = new Set<string>();
@@ -334,12 +334,12 @@ export class MediaServer {
       this.prefetcher = new Prefetcher(
         ahead,
         options.prefetchBytes ?? DEFAULT_MEDIA_PREFETCH_BYTES,
-        (path) => this.items.get(path),
+        (path) => this.items.get(path)?.seq,
         // An item just listed is read as listed, in the version its task names, with no
         // second look-up; the browser's own requests resolve the item afresh.
-        async (path) => {
-          const entry = this.items.get(path);
-          return entry?.listed ?? (entry && options.resolve(entry.uri));
+        async (path, listed) => {
+          const uri = this.items.get(path)?.uri;
+          return listed ?? (uri === undefined ? undefined : options.resolve(uri));
         },
       );
     }
@@ -400,8 +400,8 @@ export class MediaServer {
   add(uri: string, name: string, listed?: MediaItem): string {
     const path = mediaPath(uri, this.options.key, name);
     const seq = this.added++;
-    this.items.set(path, { uri, seq, listed });
-    this.prefetcher?.added(path, seq);
+    this.items.set(path, { uri, seq });
+    this.prefetcher?.added(path, seq, listed);
     return this.origin + path;
   }
 
