@@ -2,7 +2,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { createWriteStream, existsSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { rename } from 'node:fs/promises';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 
@@ -208,4 +208,58 @@ export async function nerFile(targetBytes) {
   await once(out, 'finish');
   await rename(partial, file);
   return file;
+}
+
+/** One small text task, as a team might feed `textcat.manual`: a ticket with a little meta. */
+function textTask(random, i) {
+  const count = 12 + Math.floor(random() * 14);
+  const words = [];
+  for (let w = 0; w < count; w++) words.push(WORDS[Math.floor(random() * WORDS.length)]);
+  const task = {
+    text: words.join(' '),
+    meta: { id: `T-${100000 + i}`, channel: ['mail', 'chat', 'phone'][i % 3] },
+  };
+  // Some carry a model's score, an integral float among them (Python writes 1.0, not 1).
+  if (i % 7 === 0) task.meta.score = i % 14 === 0 ? JSON.rawJSON('1.0') : random();
+  if (i % 5 === 0) task.label = LABELS[i % LABELS.length];
+  return task;
+}
+
+/** A JSONL file of `count` small text tasks (about 180 bytes each), generated once and reused. */
+export async function textTasksFile(count) {
+  const file = join(tmpdir(), `sluice-bench-tasks-${count}.jsonl`);
+  if (existsSync(file)) return file;
+  console.error(`generating ${file} ...`);
+  const partial = `${file}.${process.pid}.tmp`;
+  const out = createWriteStream(partial);
+  const random = prng(7);
+  for (let i = 0; i < count; i++) {
+    if (!out.write(`${JSON.stringify(textTask(random, i))}\n`)) await once(out, 'drain');
+  }
+  out.end();
+  await once(out, 'finish');
+  await rename(partial, file);
+  return file;
+}
+
+/** A local folder of `count` JSONL files of about `size` bytes, made once and reused. */
+export async function fsFolder(count, size) {
+  const dir = join(tmpdir(), `sluice-bench-folder-${count}-${size}`);
+  if (existsSync(join(dir, '.complete'))) return dir;
+  console.error(`generating ${dir} ...`);
+  await mkdir(dir, { recursive: true });
+  let body = '';
+  for (let i = 0; body.length < size; i++) {
+    body += `${JSON.stringify({ text: `Customer ${i} reports the invoice was charged twice.` })}\n`;
+  }
+  const width = String(count - 1).length;
+  for (let i = 0; i < count; i += 256) {
+    const batch = [];
+    for (let j = i; j < Math.min(count, i + 256); j++) {
+      batch.push(writeFile(join(dir, `${String(j).padStart(width, '0')}.jsonl`), body));
+    }
+    await Promise.all(batch);
+  }
+  await writeFile(join(dir, '.complete'), '');
+  return dir;
 }

@@ -12,13 +12,15 @@ import {
   readFileSync,
   rmSync,
   statSync,
+  symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { alternate, machine, measure, nerFile, version } from './lib.mjs';
+import { alternate, fsFolder, machine, measure, nerFile, textTasksFile, version } from './lib.mjs';
+import { annotate, latencyProxy, percentile } from './media.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const root = join(here, '..');
@@ -33,9 +35,11 @@ const chosenServers = listArg('servers');
 const CLI = {
   source: join(root, 'packages/s3-source/dist/cli.js'),
   sink: join(root, 'packages/s3-sink/dist/cli.js'),
+  fs: join(root, 'packages/fs-source/dist/cli.js'),
   serve: join(root, 'packages/testkit/dist/serve.js'),
 };
 const SDK_LOOP = join(here, 'sdk-loop.mjs');
+const BARE_LOOP = join(here, 'bare-loop.mjs');
 const CONCURRENCY = 16;
 
 // Sizes: the issue's figures, or a run of a minute or two with --quick.
@@ -48,6 +52,8 @@ const P = quick
       rss: [10_000, 30_000],
       sinkMB: 50,
       codecMB: 10,
+      images: 40,
+      tasks: 400_000,
     }
   : {
       rounds: 3,
@@ -57,6 +63,8 @@ const P = quick
       rss: [10_000, 100_000, 1_000_000],
       sinkMB: 500,
       codecMB: 100,
+      images: 200,
+      tasks: 400_000,
     };
 
 for (const path of Object.values(CLI)) {
@@ -110,52 +118,62 @@ function freePort() {
 }
 
 /**
- * Starts a test-kit S3 server in its own process with an empty `bucket` and the generated
- * buckets (held in memory by the stub, uploaded to the others); resolves with its environment.
+ * Starts a test-kit server in its own process (`testkit serve <store> ...args`) and resolves
+ * once it serves, with the environment it prints (`export K=V ...` lines) and the URLs of its
+ * generated buckets (`generated ... at <url>` lines), by name.
  */
-async function startServer(kind, generate, bucket) {
+async function startTestkit(store, args) {
   const port = await freePort();
   const child = spawn(
     process.execPath,
-    [
-      CLI.serve,
-      'serve',
-      's3',
-      '--server',
-      kind,
-      '--port',
-      String(port),
-      '--bucket',
-      bucket,
-      ...generate.flatMap((g) => ['--generate', g]),
-    ],
+    [CLI.serve, 'serve', store, '--port', String(port), ...args],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   let out = '';
-  const env = await new Promise((resolve, reject) => {
-    child.once('exit', (code) => reject(new Error(`${kind} exited with ${code}: ${out}`)));
+  await new Promise((resolve, reject) => {
+    child.once('exit', (code) =>
+      reject(new Error(`testkit serve ${store} exited with ${code}: ${out}`)),
+    );
     child.stdout.on('data', (chunk) => {
       out += chunk;
-      const line = out.split('\n').find((l) => l.trim().startsWith('export '));
-      if (line)
-        resolve(
-          Object.fromEntries(
-            line
-              .trim()
-              .slice(7)
-              .split(' ')
-              .map((kv) => kv.split(/=(.*)/s).slice(0, 2)),
-          ),
-        );
+      if (out.includes('Press Ctrl-C to stop.')) resolve();
     });
   });
   child.removeAllListeners('exit');
+  child.stdout.resume();
+  const lines = out.split('\n').map((line) => line.trim());
+  const env = Object.fromEntries(
+    lines
+      .filter((line) => line.startsWith('export '))
+      .flatMap((line) => line.slice(7).split(' '))
+      .map((kv) => kv.split(/=(.*)/s).slice(0, 2)),
+  );
+  const generated = Object.fromEntries(
+    lines
+      .map((line) => /^generated (\S+): \d+ items of \d+ bytes at (\S+)$/.exec(line)?.slice(1))
+      .filter(Boolean),
+  );
   const stop = () =>
     new Promise((resolve) => {
       child.once('exit', resolve);
       child.kill('SIGTERM');
     });
   process.on('exit', () => child.kill('SIGKILL'));
+  return { env, generated, stop };
+}
+
+/**
+ * Starts a test-kit S3 server in its own process with an empty `bucket` and the generated
+ * buckets (held in memory by the stub, uploaded to the others); resolves with its environment.
+ */
+async function startServer(kind, generate, bucket) {
+  const { env, stop } = await startTestkit('s3', [
+    '--server',
+    kind,
+    '--bucket',
+    bucket,
+    ...generate.flatMap((g) => ['--generate', g]),
+  ]);
   return { kind, env, endpoint: env.AWS_ENDPOINT_URL_S3, stop };
 }
 
@@ -328,25 +346,54 @@ if (want('big')) {
 }
 
 if (want('first')) {
+  // Every connector on its test server (fs on a local folder), a bucket (folder, space) of
+  // 1,000 and one of 100,000 generated items each, five alternating runs of each size.
   const sizes = [1_000, 100_000];
-  await withServer(
-    'stub',
-    sizes.map((n) => `first${n}:${n}:2048:jsonl`),
-    async (server) => {
+  const ITEM_BYTES = 512;
+  const stores = {
+    fs: { store: undefined, name: (n) => `first${n}` },
+    s3: { store: 's3', args: ['--server', 'stub'], name: (n) => `first${n}` },
+    gcs: { store: 'gcs', name: (n) => `first${n}` },
+    gdrive: { store: 'gdrive', name: (n) => `first${n}` },
+    confluence: { store: 'confluence', name: (n) => `FIRST${n}` },
+    file360: { store: 'file360', name: (n) => `first${n}` },
+  };
+  const rows = {};
+  for (const [connector, spec] of Object.entries(stores)) {
+    if (chosenServers && !chosenServers.includes(connector)) continue;
+    let server;
+    let urls;
+    if (spec.store === undefined) {
+      urls = Object.fromEntries(
+        await Promise.all(sizes.map(async (n) => [spec.name(n), await fsFolder(n, ITEM_BYTES)])),
+      );
+    } else {
+      log(`generating ${sizes.join(' and ')} items on the ${connector} test server ...`);
+      server = await startTestkit(spec.store, [
+        ...(spec.args ?? []),
+        ...sizes.map((n) => `--generate=${spec.name(n)}:${n}:${ITEM_BYTES}:jsonl`),
+      ]);
+      urls = server.generated;
+    }
+    try {
+      const cli = join(root, `packages/${connector}-source/dist/cli.js`);
       const contenders = Object.fromEntries(
         sizes.map((n) => [
-          `${n} keys`,
+          `${n} items`,
           () =>
-            measure('node', [CLI.source, `s3://first${n}/data/`, '--quiet'], {
-              env: envFor(server),
+            measure('node', [cli, urls[spec.name(n)], '--quiet'], {
+              env: { ...server?.env, AWS_CA_BUNDLE: '' },
               firstByte: true,
               stopAfterFirstByte: true,
             }).then((r) => ({ ...r, seconds: r.firstByte })),
         ]),
       );
-      results.scenarios.first = await alternate('first task', contenders, 5);
-    },
-  );
+      rows[connector] = await alternate(`first task ${connector}`, contenders, 5);
+    } finally {
+      await server?.stop();
+    }
+  }
+  results.scenarios.first = rows;
 }
 
 if (want('rss')) {
@@ -424,6 +471,117 @@ if (want('codec')) {
   results.scenarios.codec = JSON.parse(codec.stdout);
 }
 
+if (want('convert')) {
+  const file = await textTasksFile(P.tasks);
+  const tasks = (r, name) => {
+    const count = JSON.parse(r.stderr.trim().split('\n').pop()).tasks;
+    if (count !== P.tasks) throw new Error(`${name} wrote ${count} tasks, expected ${P.tasks}`);
+    return r;
+  };
+  const medians = await alternate(
+    'convert',
+    {
+      sluice: async () =>
+        tasks(await measure('node', [CLI.fs, file, '--quiet', '--json-summary']), 'fs-source'),
+      bare: async () => tasks(await measure('node', [BARE_LOOP, file]), 'bare loop'),
+    },
+    P.rounds,
+  );
+  results.scenarios.convert = { tasks: P.tasks, bytes: statSync(file).size, medians };
+}
+
+if (want('loader') && version('python3')) {
+  // The same tasks (fs-source over the conversion file) read by Python both ways.
+  const file = await textTasksFile(P.tasks);
+  const bin = join(work, 'bin');
+  mkdirSync(bin, { recursive: true });
+  symlinkSync(CLI.fs, join(bin, 'fs-source'));
+  const python = (args, extra) =>
+    measure('python3', [join(here, 'loader.py'), ...args], {
+      env: { PYTHONPATH: join(root, 'recipes'), SLUICE_BIN_DIR: bin, ...extra },
+    });
+  const tasks = (r, name) => {
+    const count = JSON.parse(r.stderr.trim().split('\n').pop()).tasks;
+    if (count !== P.tasks) throw new Error(`${name} read ${count} tasks, expected ${P.tasks}`);
+    return r;
+  };
+  const medians = await alternate(
+    'loader',
+    {
+      pipe: async () =>
+        tasks(
+          await measure('sh', [
+            '-c',
+            `node "$0" "$1" --quiet | exec python3 "$2" pipe`,
+            CLI.fs,
+            file,
+            join(here, 'loader.py'),
+          ]),
+          'pipe',
+        ),
+      loader: async () => tasks(await python(['loader', file]), 'loader'),
+    },
+    P.rounds,
+  );
+  results.scenarios.loader = { tasks: P.tasks, medians };
+}
+
+if (want('media')) {
+  // A cloud store seen from a laptop, a typical photo, and a brisk annotator.
+  const latencyMs = 50;
+  const size = 100_000;
+  const thinkMs = 100;
+  await withServer('stub', [`media:${P.images}:${size}:png`], async (server) => {
+    const store = await latencyProxy(server.endpoint, latencyMs);
+    const keyFile = join(work, 'media.key');
+    const waits = { prefetch: [], proxy: [], direct: [] };
+    const run = (name, flags) => async () => {
+      const args = [
+        `s3://media/data/`,
+        '--quiet',
+        '--media-port',
+        String(await freePort()),
+        '--media-key-file',
+        keyFile,
+        ...flags,
+      ];
+      const r = await annotate(CLI.source, args, {
+        env: envFor(server, { AWS_ENDPOINT_URL_S3: store.url }),
+        images: P.images,
+        size,
+        thinkMs,
+      });
+      waits[name].push(...r.waits);
+      return r;
+    };
+    try {
+      await alternate(
+        'media',
+        {
+          prefetch: run('prefetch', []),
+          proxy: run('proxy', ['--media-prefetch', '0']),
+          direct: run('direct', ['--media', 'signed']),
+        },
+        P.rounds,
+      );
+    } finally {
+      await store.close();
+    }
+    results.scenarios.media = {
+      latencyMs,
+      size,
+      thinkMs,
+      images: P.images,
+      contenders: Object.fromEntries(
+        Object.entries(waits).map(([name, ms]) => [
+          name,
+          { p50: percentile(ms, 50), p99: percentile(ms, 99), samples: ms.length },
+        ]),
+      ),
+    };
+  });
+}
+
 // --- report ---------------------------------------------------------------------------------
 
 // A partial run (--only, --servers) updates its rows in the last run of the same size.
@@ -436,6 +594,7 @@ if ((only || chosenServers) && existsSync(resultsPath)) {
     for (const [name, rows] of Object.entries(previous.scenarios)) {
       const fresh = results.scenarios[name];
       if (fresh === undefined) results.scenarios[name] = rows;
+      else if (name === 'first') results.scenarios[name] = { ...rows, ...fresh };
       else if (Array.isArray(fresh) && Array.isArray(rows)) {
         const replaced = new Set(fresh.map(id));
         results.scenarios[name] = [...rows.filter((row) => !replaced.has(id(row))), ...fresh].sort(

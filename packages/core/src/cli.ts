@@ -11,6 +11,7 @@ import {
   writeLabelFiles,
 } from './documents.js';
 import { isSluiceError, redact, SluiceError, toSluiceError, usageError } from './errors.js';
+import { keepHeapSmall } from './heap.js';
 import { writeJsonl } from './jsonl.js';
 import { MEDIA_MODES, type MediaMode, parseOrigins } from './media.js';
 import { debugLog } from './redact.js';
@@ -212,6 +213,13 @@ function sourceFlags(program: Command): void {
       'secret behind the media URLs, made on first use (default: ~/.config/sluice/media.key)',
     )
     .option(
+      '--media-prefetch <n>',
+      'media items the proxy reads ahead of the browser, in stream order (0: none)',
+      number('--media-prefetch', { integer: true, min: 0 }),
+      16,
+    )
+    .option('--media-prefetch-bytes <size>', 'memory the items read ahead may take', '64MB')
+    .option(
       '--url-ttl <seconds>',
       'lifetime of signed URLs',
       number('--url-ttl', { integer: true, min: 1 }),
@@ -264,6 +272,8 @@ export function sourceOptionsFromFlags(flags: Flags): SourceOptions {
     mediaBaseUrl: f.mediaBaseUrl,
     mediaOrigins: flags.mediaOrigin ? parseOrigins(flags.mediaOrigin as string[]) : undefined,
     mediaKeyFile: f.mediaKeyFile,
+    mediaPrefetch: flags.mediaPrefetch as number,
+    mediaPrefetchBytes: parseSize(f.mediaPrefetchBytes ?? '64MB', '--media-prefetch-bytes'),
     urlTtl: flags.urlTtl as number,
     inlineMaxBytes: parseSize(f.inlineMaxBytes ?? '5MB', '--inline-max-bytes'),
     maxLineBytes: parseSize(f.maxLineBytes ?? '64MB', '--max-line-bytes'),
@@ -619,6 +629,7 @@ export async function runSourceCli(
   configure?: (program: Command) => void,
   io: Io = defaultIo(),
 ): Promise<number> {
+  keepHeapSmall();
   const program = baseCommand(info, io);
   sourceFlags(program);
   configure?.(program);

@@ -4,7 +4,7 @@ import { createGunzip } from 'node:zlib';
 import { parse as parseCsv } from 'csv-parse';
 import mime from 'mime-types';
 import { SluiceError } from './errors.js';
-import { notUtf8, parseJsonl, readLines } from './jsonl.js';
+import { notUtf8, parseJsonlBatches, readLineBatches } from './jsonl.js';
 import { parsePythonJson } from './python-json.js';
 import { type Task, validateTask } from './task.js';
 
@@ -225,24 +225,43 @@ function asItemError(error: unknown): unknown {
   return error;
 }
 
-async function* fromJsonl(input: Bytes, options: ConvertOptions): AsyncGenerator<Converted> {
+/**
+ * Turns each record of a batch into a task, yielding those before a record that is no task
+ * and then throwing its error, as one-by-one conversion would.
+ */
+function* checkedTasks<T>(
+  records: T[],
+  toTask: (record: T, index: number) => Converted,
+): Generator<Converted[]> {
+  const batch: Converted[] = [];
   try {
-    for await (const record of parseJsonl(input, {
+    for (let i = 0; i < records.length; i++) batch.push(toTask(records[i] as T, i));
+  } catch (error) {
+    if (batch.length > 0) yield batch;
+    throw error;
+  }
+  if (batch.length > 0) yield batch;
+}
+
+async function* fromJsonl(input: Bytes, options: ConvertOptions): AsyncGenerator<Converted[]> {
+  const toTask = (record: { line: number; value?: unknown }): Converted => ({
+    task: asTask(record.value, `${options.name} line ${record.line}`),
+    line: record.line,
+  });
+  try {
+    for await (const records of parseJsonlBatches(input, {
       name: options.name,
       maxLineBytes: options.maxLineBytes,
       numbers: 'python',
     })) {
-      yield {
-        task: asTask(record.value, `${options.name} line ${record.line}`),
-        line: record.line,
-      };
+      yield* checkedTasks(records, toTask);
     }
   } catch (error) {
     throw asItemError(error);
   }
 }
 
-async function* fromJson(input: Bytes, options: ConvertOptions): AsyncGenerator<Converted> {
+async function* fromJson(input: Bytes, options: ConvertOptions): AsyncGenerator<Converted[]> {
   const text = await readAll(input, options);
   let value: unknown;
   try {
@@ -255,12 +274,13 @@ async function* fromJson(input: Bytes, options: ConvertOptions): AsyncGenerator<
     );
   }
   if (!Array.isArray(value)) {
-    yield { task: asTask(value, options.name) };
+    yield [{ task: asTask(value, options.name) }];
     return;
   }
-  for (let i = 0; i < value.length; i++) {
-    yield { task: asTask(value[i], `${options.name} [${i}]`), row: i + 1 };
-  }
+  yield* checkedTasks(value, (task, i) => ({
+    task: asTask(task, `${options.name} [${i}]`),
+    row: i + 1,
+  }));
 }
 
 // Prodigy's CSV convention: `text`/`Text` and `label`/`Label` columns become task fields;
@@ -273,7 +293,7 @@ const HASH_COLUMNS = new Set(['_input_hash', '_task_hash']);
 function unquoteCell(value: string): string {
   return /^'[=+\-@]/.test(value) ? value.slice(1) : value;
 }
-async function* fromCsv(input: Bytes, options: ConvertOptions): AsyncGenerator<Converted> {
+async function* fromCsv(input: Bytes, options: ConvertOptions): AsyncGenerator<Converted[]> {
   const delimiter = options.delimiter ?? (/\.tsv(\.gz)?$/i.test(options.name) ? '\t' : ',');
   const parser = parseCsv({ bom: true, delimiter, skip_empty_lines: true });
   let header: string[] | undefined;
@@ -308,7 +328,7 @@ async function* fromCsv(input: Bytes, options: ConvertOptions): AsyncGenerator<C
         }
       });
       if (Object.keys(meta).length > 0) task.meta = meta;
-      yield { task, row };
+      yield [{ task, row }];
     }
     if (utf8.error) throw utf8.error;
   } catch (error) {
@@ -327,33 +347,36 @@ async function* fromCsv(input: Bytes, options: ConvertOptions): AsyncGenerator<C
   }
 }
 
-async function* fromText(input: Bytes, options: ConvertOptions): AsyncGenerator<Converted> {
+async function* fromText(input: Bytes, options: ConvertOptions): AsyncGenerator<Converted[]> {
   if (options.textMode === 'file') {
     // Line ends as in line mode: CRLF (Windows files, Google Docs exports) becomes LF.
     const text = (await readAll(input, options)).replace(/\r\n/g, '\n');
-    if (text.trim() !== '') yield { task: { text } };
+    if (text.trim() !== '') yield [{ task: { text } }];
     return;
   }
   try {
-    for await (const { line, text } of readLines(input, {
+    for await (const lines of readLineBatches(input, {
       name: options.name,
       maxLineBytes: options.maxLineBytes,
     })) {
-      if (text.trim() !== '') yield { task: { text }, line };
+      const batch: Converted[] = [];
+      for (const { line, text } of lines)
+        if (text.trim() !== '') batch.push({ task: { text }, line });
+      if (batch.length > 0) yield batch;
     }
   } catch (error) {
     throw asItemError(error);
   }
 }
 
-async function* fromHtml(input: Bytes, options: ConvertOptions): AsyncGenerator<Converted> {
+async function* fromHtml(input: Bytes, options: ConvertOptions): AsyncGenerator<Converted[]> {
   const html = await readAll(input, options);
-  if (html.trim() !== '') yield { task: { html } };
+  if (html.trim() !== '') yield [{ task: { html } }];
 }
 
 const CONVERTERS: Record<
   Exclude<Format, MediaFormat>,
-  (input: Bytes, options: ConvertOptions) => AsyncGenerator<Converted>
+  (input: Bytes, options: ConvertOptions) => AsyncGenerator<Converted[]>
 > = {
   jsonl: fromJsonl,
   json: fromJson,
@@ -363,11 +386,23 @@ const CONVERTERS: Record<
 };
 
 /** Turns an item's bytes into tasks, lazily. Media formats are not converted from bytes: see media.ts. */
-export function convert(
+export async function* convert(
   format: Exclude<Format, MediaFormat>,
   input: Bytes,
   options: ConvertOptions,
 ): AsyncGenerator<Converted> {
+  for await (const batch of convertBatches(format, input, options)) yield* batch;
+}
+
+/**
+ * {@link convert}, the tasks of each chunk of input at a time (one await a chunk, not one a
+ * task). An item that fails ends the iteration with its error after the tasks before it.
+ */
+export function convertBatches(
+  format: Exclude<Format, MediaFormat>,
+  input: Bytes,
+  options: ConvertOptions,
+): AsyncGenerator<Converted[]> {
   return CONVERTERS[format](input, options);
 }
 

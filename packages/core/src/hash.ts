@@ -1,4 +1,4 @@
-import { pythonJsonDumps, pythonJsonDumpsRecord } from './python-json.js';
+import { type PyDumpWriter, releasePyDumpWriter, takePyDumpWriter } from './python-json.js';
 import type { Task } from './task.js';
 
 /** Fields whose values identify a task's input, in the order Prodigy concatenates them. */
@@ -48,9 +48,13 @@ function utf8(s: string): Uint8Array {
 
 /** MurmurHash3 x86 32-bit with seed 0 over the UTF-8 bytes of `s`, as a signed int32. */
 export function murmurhash3_32(s: string): number {
-  // Austin Appleby's public-domain algorithm.
   const bytes = utf8(s);
-  const length = bytes.length;
+  return murmurBytes(bytes, bytes.length);
+}
+
+/** MurmurHash3 x86 32-bit with seed 0 over the first `length` bytes, as a signed int32. */
+function murmurBytes(bytes: Uint8Array, length: number): number {
+  // Austin Appleby's public-domain algorithm.
   const tail = length & ~3;
   let h = 0;
   for (let i = 0; i < tail; i += 4) {
@@ -83,6 +87,11 @@ export function murmurhash3_32(s: string): number {
   return h | 0;
 }
 
+/** The hash of what `writer` holds. */
+function digest(writer: PyDumpWriter): number {
+  return murmurBytes(writer.bytes, writer.length);
+}
+
 const ignoreSets = new WeakMap<readonly string[], ReadonlySet<string>>();
 
 function ignoreSet(keys: readonly string[]): ReadonlySet<string> {
@@ -96,35 +105,59 @@ function ignoreSet(keys: readonly string[]): ReadonlySet<string> {
 
 // Ignored keys are dropped inside lists as well as objects: the golden entity-linking tasks only
 // hash right when `score`, `rank` and `source` are dropped from the span objects inside `spans`.
-function keyedParts(task: Task, keys: readonly string[], ignore: ReadonlySet<string>): string {
-  let out = '';
+// Writes `key=` and the dump of each of `keys` the task holds; false when it holds none.
+function keyedParts(
+  writer: PyDumpWriter,
+  task: Task,
+  keys: readonly string[],
+  ignore: ReadonlySet<string>,
+): boolean {
+  let any = false;
   for (const key of keys) {
     const value = task[key];
-    if (value !== undefined) out += `${key}=${pythonJsonDumps(value, ignore)}`;
+    if (value === undefined) continue;
+    writer.text(`${key}=`);
+    if (!writer.value(value, ignore)) {
+      throw new TypeError(`cannot serialize a value of type ${typeof value}`);
+    }
+    any = true;
   }
-  return out;
+  return any;
 }
 
 const NO_HASHES = { _input_hash: undefined, _task_hash: undefined };
 
 function computeInputHash(task: Task, options: HashKeyOptions): number {
   const ignore = ignoreSet(options.ignore ?? IGNORE_KEYS);
-  const keyed = keyedParts(task, options.inputKeys ?? INPUT_KEYS, ignore);
-  if (keyed) return murmurhash3_32(keyed);
-  // No input key: the whole stripped task stands in. Hashes it may already hold are left out
-  // so that rehashing is stable; Prodigy hashes a fresh task, which holds none.
-  return murmurhash3_32(pythonJsonDumpsRecord(task, NO_HASHES, ignore));
+  const writer = takePyDumpWriter();
+  try {
+    if (!keyedParts(writer, task, options.inputKeys ?? INPUT_KEYS, ignore)) {
+      // No input key: the whole stripped task stands in. Hashes it may already hold are left
+      // out so that rehashing is stable; Prodigy hashes a fresh task, which holds none.
+      writer.replaced(task, NO_HASHES, ignore);
+    }
+    return digest(writer);
+  } finally {
+    releasePyDumpWriter(writer);
+  }
 }
 
 function computeTaskHash(task: Task, inputHashValue: number, options: HashKeyOptions): number {
   const ignore = ignoreSet(options.ignore ?? IGNORE_KEYS);
-  const prefix = String(inputHashValue);
-  const keyed = keyedParts(task, options.taskKeys ?? TASK_KEYS, ignore);
-  if (keyed) return murmurhash3_32(prefix + keyed);
-  // No task key: Prodigy dumps the whole task, which by then already holds its `_input_hash`
-  // (the golden NER files only match with it included), after the input-hash prefix.
-  const replace = { _input_hash: inputHashValue, _task_hash: undefined };
-  return murmurhash3_32(prefix + pythonJsonDumpsRecord(task, replace, ignore));
+  const writer = takePyDumpWriter();
+  try {
+    writer.text(String(inputHashValue));
+    const prefixed = writer.length;
+    if (!keyedParts(writer, task, options.taskKeys ?? TASK_KEYS, ignore)) {
+      // No task key: Prodigy dumps the whole task, which by then already holds its
+      // `_input_hash` (the golden NER files only match with it included), after the prefix.
+      writer.length = prefixed;
+      writer.replaced(task, { _input_hash: inputHashValue, _task_hash: undefined }, ignore);
+    }
+    return digest(writer);
+  } finally {
+    releasePyDumpWriter(writer);
+  }
 }
 
 /** Prodigy's `_input_hash` of a task, computed from its fields (a stored hash is ignored). */

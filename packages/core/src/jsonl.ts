@@ -12,6 +12,8 @@ export interface ReadLinesOptions {
   maxLineBytes?: number;
   /** What the input is called in error messages: `stdin`, a file or an object name; default `input`. */
   name?: string;
+  /** Number of the input's first line, when it continues an input read before (default 1). */
+  firstLine?: number;
 }
 
 /** One line of text and its 1-based line number. */
@@ -50,6 +52,15 @@ export interface WriteJsonlOptions {
   /** Called with the number of lines the output has accepted so far (its write callback ran), e.g. to checkpoint only what went downstream. */
   onFlushed?: (lines: number, bytes: number) => void;
 }
+
+/**
+ * An iterable of values that can also hand them over in arrays (a source, a chunk of input at
+ * a time) names the method here; {@link writeJsonl} then takes them so, one await an array.
+ */
+export const TASK_BATCHES: unique symbol = Symbol.for('sluice.batches');
+
+/** Records handed over at once: few enough to die young (a batch that outlives the young generation costs a full collection). */
+const BATCH_RECORDS = 256;
 
 const NEWLINE = 0x0a;
 const CR = 0x0d;
@@ -99,8 +110,10 @@ class LineSplitter<Line extends string | Buffer> {
     private readonly bytes: Line extends Buffer ? true : false,
     /** Hands over lines longer than the limit in pieces instead of dropping them (byte mode). */
     private readonly spill = false,
+    firstLine = 1,
   ) {
     this.max = maxLineBytes;
+    this.next = firstLine;
   }
 
   push(chunk: Buffer): void {
@@ -250,7 +263,8 @@ function toBuffer(chunk: Uint8Array | string): Buffer {
   return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
 }
 
-function maxLineBytesOf(options: ReadLinesOptions): number {
+/** The line limit of `options`, checked. */
+export function maxLineBytesOf(options: ReadLinesOptions): number {
   const max = options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
   if (!Number.isSafeInteger(max) || max < 1) {
     throw new SluiceError(`maxLineBytes must be a positive integer, got ${max}`, {
@@ -298,16 +312,35 @@ export async function* readLines(
   input: AsyncIterable<Uint8Array | string>,
   options: ReadLinesOptions = {},
 ): AsyncGenerator<JsonlLine> {
+  for await (const batch of readLineBatches(input, options)) yield* batch;
+}
+
+/**
+ * {@link readLines}, the lines of each chunk at a time: bulk readers pay one await a chunk
+ * instead of one a line. A bad line ends the iteration with its error after the lines before it.
+ */
+export async function* readLineBatches(
+  input: AsyncIterable<Uint8Array | string>,
+  options: ReadLinesOptions = {},
+): AsyncGenerator<JsonlLine[]> {
   const max = maxLineBytesOf(options);
   const name = options.name ?? 'input';
   for await (const { lines, first } of splitInput(input, new LineSplitter<string>(max, false))) {
+    const batch: JsonlLine[] = [];
     for (let i = 0; i < lines.length; i++) {
       const text = lines[i];
+      let error: SluiceError | undefined;
       // Text mode never spills: a long line is `null`.
-      if (text == null || text instanceof SpilledPiece) throw lineTooLong(name, first + i, max);
-      if (text === false) throw notUtf8(name, first + i);
-      yield { line: first + i, text };
+      if (text == null || text instanceof SpilledPiece) error = lineTooLong(name, first + i, max);
+      else if (text === false) error = notUtf8(name, first + i);
+      else {
+        batch.push({ line: first + i, text });
+        continue;
+      }
+      if (batch.length > 0) yield batch;
+      throw error;
     }
+    if (batch.length > 0) yield batch;
   }
 }
 
@@ -316,44 +349,56 @@ export async function* parseJsonl(
   input: AsyncIterable<Uint8Array | string>,
   options: ParseJsonlOptions = {},
 ): AsyncGenerator<JsonlRecord> {
+  for await (const batch of parseJsonlBatches(input, options)) yield* batch;
+}
+
+/**
+ * {@link parseJsonl}, the records of each chunk at a time: bulk readers pay one await a chunk
+ * instead of one a line. With `invalid: 'throw'`, a bad line ends the iteration with its
+ * error after the records before it.
+ */
+export async function* parseJsonlBatches(
+  input: AsyncIterable<Uint8Array | string>,
+  options: ParseJsonlOptions = {},
+): AsyncGenerator<JsonlRecord[]> {
   const max = maxLineBytesOf(options);
   const name = options.name ?? 'input';
   const throwing = (options.invalid ?? 'throw') === 'throw';
   const parse = options.numbers === 'python' ? parsePythonJson : JSON.parse;
   for await (const { lines, first } of splitInput(input, new LineSplitter<string>(max, false))) {
+    const batch: JsonlRecord[] = [];
+    let error: SluiceError | undefined;
     for (let i = 0; i < lines.length; i++) {
       const text = lines[i];
       const line = first + i;
+      if (batch.length === BATCH_RECORDS) yield batch.splice(0);
       if (text == null || text instanceof SpilledPiece) {
-        if (throwing) throw lineTooLong(name, line, max);
-        yield { line, raw: '', error: `line is longer than ${max} bytes` };
-        continue;
-      }
-      if (text === false) {
-        if (throwing) throw notUtf8(name, line);
-        yield { line, raw: '', error: NOT_UTF8 };
-        continue;
-      }
-      const head = text.charCodeAt(0);
-      // Tasks start with `{`, so they skip the blank-line test.
-      if (head !== 0x7b && head !== 0x5b && text.trim() === '') continue;
-      let value: unknown;
-      try {
-        value = parse(text);
-      } catch (error) {
-        const reason = `invalid JSON (${(error as Error).message})`;
-        if (throwing) {
-          throw new SluiceError(`${name} line ${line}: ${reason}`, {
-            code: 'BAD_INPUT',
-            hint: BAD_JSON_HINT,
-            cause: error,
-          });
+        if (throwing) error = lineTooLong(name, line, max);
+        else batch.push({ line, raw: '', error: `line is longer than ${max} bytes` });
+      } else if (text === false) {
+        if (throwing) error = notUtf8(name, line);
+        else batch.push({ line, raw: '', error: NOT_UTF8 });
+      } else {
+        const head = text.charCodeAt(0);
+        // Tasks start with `{`, so they skip the blank-line test.
+        if (head !== 0x7b && head !== 0x5b && text.trim() === '') continue;
+        try {
+          batch.push({ line, raw: text, value: parse(text) });
+        } catch (cause) {
+          const reason = `invalid JSON (${(cause as Error).message})`;
+          if (throwing) {
+            error = new SluiceError(`${name} line ${line}: ${reason}`, {
+              code: 'BAD_INPUT',
+              hint: BAD_JSON_HINT,
+              cause,
+            });
+          } else batch.push({ line, raw: text, error: reason });
         }
-        yield { line, raw: text, error: reason };
-        continue;
       }
-      yield { line, raw: text, value };
+      if (error) break;
     }
+    if (batch.length > 0) yield batch;
+    if (error) throw error;
   }
 }
 
@@ -389,7 +434,7 @@ export async function* scanJsonl(
   const tooLong = `line is longer than ${max} bytes`;
   for await (const { lines, first, utf8 } of splitInput(
     input,
-    new LineSplitter<Buffer>(max, true, !throwing),
+    new LineSplitter<Buffer>(max, true, !throwing, options.firstLine),
   )) {
     let next = first;
     for (let i = 0; i < lines.length; i++) {
@@ -487,11 +532,16 @@ export function writeJsonl(
       reject(signal.reason);
       return;
     }
+    const batches = (values as { [TASK_BATCHES]?: () => AsyncIterator<unknown[]> })[TASK_BATCHES];
     const isAsync =
+      typeof batches === 'function' ||
       typeof (values as Partial<AsyncIterable<unknown>>)[Symbol.asyncIterator] === 'function';
-    const iterator: AsyncIterator<unknown> | Iterator<unknown> = isAsync
-      ? (values as AsyncIterable<unknown>)[Symbol.asyncIterator]()
-      : (values as Iterable<unknown>)[Symbol.iterator]();
+    const iterator: AsyncIterator<unknown> | Iterator<unknown> =
+      typeof batches === 'function'
+        ? batches.call(values)
+        : isAsync
+          ? (values as AsyncIterable<unknown>)[Symbol.asyncIterator]()
+          : (values as Iterable<unknown>)[Symbol.iterator]();
     const batch = new LineBatch();
     let lines = 0;
     let written = 0;
@@ -592,11 +642,20 @@ export function writeJsonl(
       resolve({ lines, bytes });
     };
 
+    const appendAll = (values: unknown[]): boolean => {
+      for (const value of values) if (!append(value)) return false;
+      return true;
+    };
     const onStep = (step: IteratorResult<unknown>) => {
       pulling = false;
       if (settled) return;
       if (step.done) finish();
-      else if (append(step.value) && !blocked) pump();
+      else if (
+        (typeof batches === 'function' ? appendAll(step.value as unknown[]) : append(step.value)) &&
+        !blocked
+      ) {
+        pump();
+      }
     };
     const onStepError = (error: unknown) => {
       pulling = false;

@@ -21,16 +21,20 @@ export const MEDIA_MODES: readonly MediaMode[] = ['proxy', 'inline', 'signed'];
 /** Fixed by default so that proxy URLs, and with them Prodigy's task hashes, are the same on every run. */
 export const DEFAULT_MEDIA_PORT = 8099;
 export const DEFAULT_INLINE_MAX_BYTES = 5 * 1024 * 1024;
+/** Media items the proxy reads ahead of the browser by default: more than Prodigy's batch of 10. */
+export const DEFAULT_MEDIA_PREFETCH = 16;
+/** Memory the items read ahead may take by default. */
+export const DEFAULT_MEDIA_PREFETCH_BYTES = 64 * 1024 * 1024;
 
 /** What the media server needs to stream one item. */
 export interface MediaItem {
   size?: number;
   contentType: string;
   version?: string;
-  open(range?: {
-    start: number;
-    end: number;
-  }): Promise<AsyncIterable<Uint8Array> | Iterable<Uint8Array>>;
+  open(
+    range?: { start: number; end: number },
+    signal?: AbortSignal,
+  ): Promise<AsyncIterable<Uint8Array> | Iterable<Uint8Array>>;
 }
 
 export interface MediaServerOptions {
@@ -44,6 +48,10 @@ export interface MediaServerOptions {
   origins?: string[];
   /** Maps the canonical URI of an item added to the server to the item, or undefined (404). */
   resolve(uri: string): Promise<MediaItem | undefined>;
+  /** Items read into memory ahead of the browser, in the order they were added (default {@link DEFAULT_MEDIA_PREFETCH}; 0: none). */
+  prefetch?: number;
+  /** Memory those items may take, in bytes (default {@link DEFAULT_MEDIA_PREFETCH_BYTES}); a larger item is streamed when asked for. */
+  prefetchBytes?: number;
 }
 
 /**
@@ -130,6 +138,180 @@ function parseRange(
   return { start, end };
 }
 
+/** An item read ahead, whole, as the browser will ask for it. */
+interface Prefetched {
+  contentType: string;
+  version?: string;
+  body: Buffer;
+}
+
+interface HeldItem {
+  /** Its place in the order items were added. */
+  seq: number;
+  /** Bytes it holds (or, while it is read, reserves). */
+  bytes: number;
+  ready: Promise<Prefetched | undefined>;
+  value?: Prefetched;
+  settled: boolean;
+}
+
+/** Items read ahead at once: enough to keep up with a browser, few enough for any store's rate limits. */
+const PREFETCH_PARALLEL = 4;
+
+/**
+ * Reads media items into memory ahead of the browser, in the order the source added them
+ * (the order Prodigy shows them in), so that the browser's request is answered without a
+ * round trip to the store. At most `limit` items and `maxBytes` bytes are held or being read.
+ * An item leaves memory once it is served whole; items the browser went past (Prodigy left
+ * them out, another annotator has them) make room for the next ones when room runs out.
+ * Nothing here widens what is served: an item is read through `load`, which resolves it as a
+ * request would, and only items added to the server are ever read.
+ */
+class Prefetcher {
+  /** Items in the order they were added, from position `base` on: their path, and the item as listed when known. */
+  private order: { path: string; listed?: MediaItem }[] = [];
+  private base = 0;
+  /** Position of the next item to read ahead. */
+  private next = 0;
+  /** Position after the furthest item the browser asked for. */
+  private cursor = 0;
+  private readonly held = new Map<string, HeldItem>();
+  private bytes = 0;
+  private reading = 0;
+  private readonly abort = new AbortController();
+
+  constructor(
+    private readonly limit: number,
+    private readonly maxBytes: number,
+    /** The position of the item a path stands for now. */
+    private readonly position: (path: string) => number | undefined,
+    /** The item to read: the one listed, or the path's item resolved afresh. */
+    private readonly load: (path: string, listed?: MediaItem) => Promise<MediaItem | undefined>,
+  ) {}
+
+  /** Queues an item added at position `seq` (an item added again is read again). */
+  added(path: string, seq: number, listed?: MediaItem): void {
+    this.drop(path);
+    this.order.push({ path, listed });
+    if (seq !== this.base + this.order.length - 1) throw new Error('media items out of order');
+    this.pump();
+  }
+
+  /** The item read ahead for `path`, waiting for a read under way; notes how far the browser got. */
+  async get(path: string): Promise<Prefetched | undefined> {
+    const seq = this.position(path);
+    if (seq !== undefined && seq >= this.cursor) this.cursor = seq + 1;
+    const entry = this.held.get(path);
+    this.pump();
+    return entry?.ready;
+  }
+
+  /** Frees an item served whole. */
+  release(path: string): void {
+    this.drop(path);
+    this.pump();
+  }
+
+  close(): void {
+    this.abort.abort();
+    this.held.clear();
+    this.order = [];
+    this.bytes = 0;
+  }
+
+  private drop(path: string): void {
+    const entry = this.held.get(path);
+    if (!entry) return;
+    this.held.delete(path);
+    this.bytes -= entry.bytes;
+  }
+
+  /** Makes room by dropping the earliest item the browser went past; false when there is none. */
+  private evictPassed(): boolean {
+    let earliest: [string, HeldItem] | undefined;
+    for (const held of this.held) {
+      const [, entry] = held;
+      if (entry.settled && entry.seq < this.cursor && (!earliest || entry.seq < earliest[1].seq)) {
+        earliest = held;
+      }
+    }
+    if (!earliest) return false;
+    this.drop(earliest[0]);
+    return true;
+  }
+
+  private pump(): void {
+    while (this.reading < PREFETCH_PARALLEL && !this.abort.signal.aborted) {
+      if (this.next < this.cursor) this.next = this.cursor;
+      if (this.next >= this.base + this.order.length) break;
+      const seq = this.next;
+      const { path, listed } = this.order[seq - this.base] as { path: string; listed?: MediaItem };
+      // Added again further on, or read already: its later place counts.
+      if (this.position(path) !== seq || this.held.has(path)) {
+        this.next++;
+        continue;
+      }
+      const size = listed?.size ?? 0;
+      if (size > this.maxBytes) {
+        this.next++; // never fits: streamed when asked for
+        continue;
+      }
+      while (this.held.size >= this.limit || this.bytes + size > this.maxBytes) {
+        if (!this.evictPassed()) return;
+      }
+      this.next++;
+      this.read(path, seq, size, listed);
+    }
+    // Positions behind the reader are looked up no more.
+    const behind = this.next - this.base;
+    if (behind > 1024 && behind * 2 > this.order.length) {
+      this.order = this.order.slice(behind);
+      this.base = this.next;
+    }
+  }
+
+  private read(path: string, seq: number, size: number, listed?: MediaItem): void {
+    const entry: HeldItem = { seq, bytes: size, ready: undefined as never, settled: false };
+    this.held.set(path, entry);
+    this.bytes += size;
+    this.reading++;
+    const current = () => this.held.get(path) === entry;
+    entry.ready = (async (): Promise<Prefetched | undefined> => {
+      try {
+        const signal = this.abort.signal;
+        const item = await this.load(path, listed);
+        if (!item || !current()) return undefined;
+        const chunks: Buffer[] = [];
+        let got = 0;
+        for await (const chunk of await item.open(undefined, signal)) {
+          got += chunk.byteLength;
+          // Only bytes beyond what was reserved count against the budget (a size unknown, or wrong).
+          if (got > entry.bytes) {
+            if (!current() || this.bytes + got - entry.bytes > this.maxBytes) return undefined;
+            this.bytes += got - entry.bytes;
+            entry.bytes = got;
+          }
+          chunks.push(Buffer.from(chunk));
+        }
+        if (!current()) return undefined;
+        entry.value = {
+          contentType: item.contentType,
+          version: item.version,
+          body: Buffer.concat(chunks, got),
+        };
+        return entry.value;
+      } catch {
+        return undefined; // the browser's request reads the store itself and reports what fails
+      } finally {
+        entry.settled = true;
+        this.reading--;
+        if (!entry.value && current()) this.drop(path);
+        this.pump();
+      }
+    })();
+  }
+}
+
 /**
  * The local HTTP server behind `proxy` media mode: GET and HEAD with Range, for the items
  * added to it only, to requests naming a loopback host or the base URL's host (so a page
@@ -139,12 +321,28 @@ function parseRange(
 export class MediaServer {
   private server: Server | undefined;
   private origin = '';
-  /** Items served, by URL path. */
-  private readonly items = new Map<string, string>();
+  /** Items served, by URL path: their URI and the order they were added in. */
+  private readonly items = new Map<string, { uri: string; seq: number }>();
+  private added = 0;
   private readonly origins: Set<string>;
   private readonly hosts = new Set<string>();
+  private readonly prefetcher: Prefetcher | undefined;
 
   constructor(private readonly options: MediaServerOptions) {
+    const ahead = options.prefetch ?? DEFAULT_MEDIA_PREFETCH;
+    if (ahead > 0) {
+      this.prefetcher = new Prefetcher(
+        ahead,
+        options.prefetchBytes ?? DEFAULT_MEDIA_PREFETCH_BYTES,
+        (path) => this.items.get(path)?.seq,
+        // An item just listed is read as listed, in the version its task names, with no
+        // second look-up; the browser's own requests resolve the item afresh.
+        async (path, listed) => {
+          const uri = this.items.get(path)?.uri;
+          return listed ?? (uri === undefined ? undefined : options.resolve(uri));
+        },
+      );
+    }
     this.origins = new Set(options.origins ?? prodigyOrigins());
     const host = options.host ?? '127.0.0.1';
     if (!WILDCARD_HOSTS.has(host))
@@ -194,14 +392,21 @@ export class MediaServer {
     return this.origin;
   }
 
-  /** Serves an item from now on, and returns its URL; `name` is its key (or file name). */
-  add(uri: string, name: string): string {
+  /**
+   * Serves an item from now on, and returns its URL; `name` is its key (or file name). Items
+   * are read ahead in the order they are added: `listed`, the item as just listed, saves
+   * looking it up again.
+   */
+  add(uri: string, name: string, listed?: MediaItem): string {
     const path = mediaPath(uri, this.options.key, name);
-    this.items.set(path, uri);
+    const seq = this.added++;
+    this.items.set(path, { uri, seq });
+    this.prefetcher?.added(path, seq, listed);
     return this.origin + path;
   }
 
   async close(): Promise<void> {
+    this.prefetcher?.close();
     const server = this.server;
     this.server = undefined;
     if (!server) return;
@@ -242,36 +447,47 @@ export class MediaServer {
       res.writeHead(405, { Allow: 'GET, HEAD, OPTIONS' }).end();
       return;
     }
-    const uri = this.items.get(new URL(req.url ?? '/', 'http://x').pathname);
-    const item = uri === undefined ? undefined : await this.options.resolve(uri);
-    if (!item) {
+    const path = new URL(req.url ?? '/', 'http://x').pathname;
+    const uri = this.items.get(path)?.uri;
+    const ahead = uri === undefined ? undefined : await this.prefetcher?.get(path);
+    const item = ahead || uri === undefined ? undefined : await this.options.resolve(uri);
+    const about = ahead
+      ? { size: ahead.body.length, contentType: ahead.contentType, version: ahead.version }
+      : item;
+    if (!about) {
       res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
       return;
     }
     const headers: Record<string, string | number> = {
-      'Content-Type': item.contentType,
+      'Content-Type': about.contentType,
       'Accept-Ranges': 'bytes',
       'Cache-Control': 'private, max-age=3600',
     };
-    if (item.version) headers.ETag = `"${item.version.replace(/"/g, '')}"`;
+    if (about.version) headers.ETag = `"${about.version.replace(/"/g, '')}"`;
     let range: { start: number; end: number } | undefined;
-    if (item.size !== undefined) {
-      const requested = req.headers.range ? parseRange(req.headers.range, item.size) : undefined;
+    if (about.size !== undefined) {
+      const requested = req.headers.range ? parseRange(req.headers.range, about.size) : undefined;
       if (requested === 'invalid') {
-        res.writeHead(416, { ...headers, 'Content-Range': `bytes */${item.size}` }).end();
+        res.writeHead(416, { ...headers, 'Content-Range': `bytes */${about.size}` }).end();
         return;
       }
       range = requested;
-      headers['Content-Length'] = range ? range.end - range.start + 1 : item.size;
-      if (range) headers['Content-Range'] = `bytes ${range.start}-${range.end}/${item.size}`;
+      headers['Content-Length'] = range ? range.end - range.start + 1 : about.size;
+      if (range) headers['Content-Range'] = `bytes ${range.start}-${range.end}/${about.size}`;
     }
     res.writeHead(range ? 206 : 200, headers);
     if (req.method === 'HEAD') {
       res.end();
       return;
     }
+    if (ahead) {
+      // Served whole, it is held no longer; after a range (a seek) more may follow.
+      if (!range || range.end - range.start + 1 === about.size) this.prefetcher?.release(path);
+      res.end(range ? ahead.body.subarray(range.start, range.end + 1) : ahead.body);
+      return;
+    }
     // pipeline destroys the body when the browser aborts (it does, on every seek).
-    await pipeline(Readable.from(await item.open(range)), res);
+    await pipeline(Readable.from(await (item as MediaItem).open(range)), res);
   }
 }
 

@@ -68,17 +68,24 @@ function keepLiteral(_key: string, value: unknown, context?: { source?: string }
     : value;
 }
 
+/** The index of the `"` that closes the string opened at `open`, or -1. */
+function closingQuote(text: string, open: number): number {
+  for (let at = text.indexOf('"', open + 1); at !== -1; at = text.indexOf('"', at + 1)) {
+    let backslashes = 0;
+    while (text.charCodeAt(at - 1 - backslashes) === 0x5c) backslashes++;
+    if (backslashes % 2 === 0) return at;
+  }
+  return -1;
+}
+
 /** Whether a number outside the strings of `text` reads differently in Python. */
 function hasPythonOnlyNumbers(text: string): boolean {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (c === 0x22) {
-      // Skip a string, escapes included.
-      for (i++; i < text.length; i++) {
-        const d = text.charCodeAt(i);
-        if (d === 0x5c) i++;
-        else if (d === 0x22) break;
-      }
+      // Strings are skipped by a native search for their end.
+      i = closingQuote(text, i);
+      if (i === -1) return false; // not JSON: JSON.parse says why
     } else if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
       let end = i + 1;
       let float = false;
@@ -106,43 +113,30 @@ function hasPythonOnlyNumbers(text: string): boolean {
  * and the JSON written back match what Python holds. Everything else is JSON.parse's.
  */
 export function parsePythonJson(text: string): unknown {
-  return MAYBE_LITERALS.test(text) && hasPythonOnlyNumbers(text)
+  const value = JSON.parse(text);
+  // Only a number read as an integer (or -0) can have been written otherwise; most tasks hold
+  // none outside their strings, and then their text need not be looked at again.
+  return hasIntegers(value, 0) && MAYBE_LITERALS.test(text) && hasPythonOnlyNumbers(text)
     ? JSON.parse(text, keepLiteral as (key: string, value: unknown) => unknown)
-    : JSON.parse(text);
+    : value;
 }
 
-const HEX = '0123456789abcdef';
-
-function hex4(unit: number): string {
-  return `\\u${HEX[(unit >> 12) & 15]}${HEX[(unit >> 8) & 15]}${HEX[(unit >> 4) & 15]}${HEX[unit & 15]}`;
-}
-
-const SHORT_ESCAPES: Record<number, string> = {
-  8: '\\b',
-  9: '\\t',
-  10: '\\n',
-  12: '\\f',
-  13: '\\r',
-  34: '\\"',
-  92: '\\\\',
-};
-
-// Python's ensure_ascii leaves only printable ASCII (space to `~`) unescaped, DEL included in
-// the escaped set. Working on UTF-16 code units yields surrogate pairs for astral characters and
-// \udXXX for lone surrogates, both exactly as Python writes them.
-const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
-
-function dumpString(s: string): string {
-  if (PLAIN.test(s)) return `"${s}"`;
-  let out = '"';
-  let runStart = 0;
-  for (let i = 0; i < s.length; i++) {
-    const unit = s.charCodeAt(i);
-    if (unit >= 0x20 && unit <= 0x7e && unit !== 0x22 && unit !== 0x5c) continue;
-    out += s.slice(runStart, i) + (SHORT_ESCAPES[unit] ?? hex4(unit));
-    runStart = i + 1;
+/**
+ * Whether a parsed value holds an integral or infinite number (`1e999`); past a depth it
+ * answers yes, to be safe.
+ */
+function hasIntegers(value: unknown, depth: number): boolean {
+  if (typeof value === 'number') return Number.isInteger(value) || !Number.isFinite(value);
+  if (typeof value !== 'object' || value === null) return false;
+  if (depth > 64) return true;
+  if (Array.isArray(value)) {
+    for (const item of value) if (hasIntegers(item, depth + 1)) return true;
+    return false;
   }
-  return `${out}${s.slice(runStart)}"`;
+  for (const key in value) {
+    if (hasIntegers((value as Record<string, unknown>)[key], depth + 1)) return true;
+  }
+  return false;
 }
 
 function isHighSurrogate(unit: number): boolean {
@@ -203,8 +197,6 @@ function dumpNumber(x: number): string {
   return pythonFloatRepr(x);
 }
 
-const SURROGATE = /[\ud800-\udfff]/;
-
 /**
  * Sorts keys in place as Python sorts str: by code point, which differs from UTF-16 order only
  * around surrogates. Objects have few keys, and insertion sort beats `Array.prototype.sort`
@@ -220,7 +212,13 @@ function sortKeys(keys: string[]): string[] {
       keys[j + 1] = key;
     }
   }
-  for (const key of keys) if (SURROGATE.test(key)) return keys.sort(compareCodePoints);
+  for (const key of keys) {
+    // A loop, not a regular expression: keys are short, and this runs for every key hashed.
+    for (let i = 0; i < key.length; i++) {
+      const unit = key.charCodeAt(i);
+      if (unit >= 0xd800 && unit <= 0xdfff) return keys.sort(compareCodePoints);
+    }
+  }
   return keys;
 }
 
@@ -229,68 +227,249 @@ function isPlainObject(value: object): boolean {
   return proto === Object.prototype || proto === null;
 }
 
-// `ignore` drops keys of plain objects at every depth, lists included; it does not reach into
-// other objects (class instances are dumped whole).
+/** Whether an object member or array item is left out (as json.dumps never sees it). */
+function isAbsent(value: unknown): boolean {
+  return value === undefined || typeof value === 'function' || typeof value === 'symbol';
+}
+
+// Python's ensure_ascii leaves only printable ASCII (space to `~`) unescaped, DEL included in
+// the escaped set. Working on UTF-16 code units yields surrogate pairs for astral characters and
+// \udXXX for lone surrogates, both exactly as Python writes them.
+const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+/** The letter after `\` of the short escapes Python writes, by code unit (0: none). */
+const SHORT_ESCAPES = new Uint8Array(128);
+for (const [unit, letter] of [
+  [8, 'b'],
+  [9, 't'],
+  [10, 'n'],
+  [12, 'f'],
+  [13, 'r'],
+  [34, '"'],
+  [92, '\\'],
+] as const) {
+  SHORT_ESCAPES[unit] = letter.charCodeAt(0);
+}
+const HEX = Buffer.from('0123456789abcdef');
+// Below this length a string is copied in the loop; above, a native check and copy win.
+const NATIVE_COPY_FROM = 24;
 // Python's own json.dumps fails deeper than its recursion limit (1000 by default), so no task
 // Prodigy can hash nests this deep; a circular reference always does.
 const MAX_DEPTH = 1000;
 
-function dump(
-  value: unknown,
-  depth: number,
-  ignore: ReadonlySet<string> | undefined,
-): string | undefined {
-  if (value === null) return 'null';
-  switch (typeof value) {
-    case 'string':
-      return dumpString(value);
-    case 'number':
-      return dumpNumber(value);
-    case 'boolean':
-      return value ? 'true' : 'false';
-    case 'bigint':
-      return value.toString();
-    case 'undefined':
-    case 'function':
-    case 'symbol':
-      return undefined;
+/**
+ * Writes Python's `json.dumps(value, sort_keys=True, ensure_ascii=True, separators=(",", ":"))`
+ * as bytes into one reused buffer. The hashes run over these bytes, so no string is built for
+ * them: concatenating, flattening and encoding strings cost more than the dump itself. The
+ * output is ASCII (ensure_ascii), so its bytes and characters are one.
+ */
+export class PyDumpWriter {
+  /** The bytes written since the last {@link reset}, from 0 to {@link length}. */
+  bytes: Buffer = Buffer.allocUnsafe(16 * 1024);
+  length = 0;
+  // The last long string written, and its bytes: a task's text goes into both of its hashes.
+  private lastString: string | undefined;
+  private lastBytes = Buffer.allocUnsafe(0);
+  private lastLength = 0;
+
+  reset(): this {
+    this.length = 0;
+    return this;
   }
-  if (value instanceof PyFloat) return pythonFloatRepr(value.value);
-  if (value instanceof PyInt) return value.literal;
-  const obj = value as object;
-  if (depth >= MAX_DEPTH) {
-    throw new TypeError(`Circular reference detected, or a value nested over ${MAX_DEPTH} deep`);
-  }
-  let out: string;
-  if (Array.isArray(obj)) {
-    // Like JSON.stringify, holes and unserializable items become null so positions survive.
-    out = '[';
-    for (let i = 0; i < obj.length; i++) {
-      out += `${i ? ',' : ''}${dump(obj[i], depth + 1, ignore) ?? 'null'}`;
+
+  /** Text as UTF-8, as it is (a hash's `key=` and prefix). */
+  text(s: string): void {
+    this.room(s.length * 3);
+    const bytes = this.bytes;
+    let at = this.length;
+    for (let i = 0; i < s.length; i++) {
+      const unit = s.charCodeAt(i);
+      if (unit > 0x7f) {
+        this.length += this.bytes.write(s, this.length, 'utf8');
+        return;
+      }
+      bytes[at++] = unit;
     }
-    out += ']';
-  } else {
-    const record = obj as Record<string, unknown>;
-    const skip = ignore && isPlainObject(obj) ? ignore : undefined;
-    out = dumpRecord(Object.keys(record), (key) => record[key], depth + 1, skip);
+    this.length = at;
   }
-  return out;
+
+  /**
+   * Writes `value` as json.dumps does; false when there is nothing to write (undefined, a
+   * function, a symbol). With `ignore`, those keys are left out of its plain objects at every
+   * depth (lists included), as if they had been deleted first; other objects are written whole.
+   */
+  value(value: unknown, ignore?: ReadonlySet<string>, depth = 0): boolean {
+    if (value === null) {
+      this.ascii('null');
+      return true;
+    }
+    switch (typeof value) {
+      case 'string':
+        this.string(value);
+        return true;
+      case 'number':
+        this.ascii(dumpNumber(value));
+        return true;
+      case 'boolean':
+        this.ascii(value ? 'true' : 'false');
+        return true;
+      case 'bigint':
+        this.ascii(value.toString());
+        return true;
+      case 'undefined':
+      case 'function':
+      case 'symbol':
+        return false;
+    }
+    if (value instanceof PyFloat) {
+      this.ascii(pythonFloatRepr(value.value));
+      return true;
+    }
+    if (value instanceof PyInt) {
+      this.ascii(value.literal);
+      return true;
+    }
+    if (depth >= MAX_DEPTH) {
+      throw new TypeError(`Circular reference detected, or a value nested over ${MAX_DEPTH} deep`);
+    }
+    if (Array.isArray(value)) {
+      // Like JSON.stringify, holes and unserializable items become null so positions survive.
+      this.byte(0x5b);
+      for (let i = 0; i < value.length; i++) {
+        if (i > 0) this.byte(0x2c);
+        if (!this.value(value[i], ignore, depth + 1)) this.ascii('null');
+      }
+      this.byte(0x5d);
+      return true;
+    }
+    const record = value as Record<string, unknown>;
+    const skip = ignore && isPlainObject(record) ? ignore : undefined;
+    this.record(record, Object.keys(record), undefined, skip, depth + 1);
+    return true;
+  }
+
+  /**
+   * Writes a record as if `replace` were assigned over its own keys (an `undefined` value
+   * drops the key): Prodigy's whole-task dump, without copying the task.
+   */
+  replaced(
+    record: Record<string, unknown>,
+    replace: Record<string, unknown>,
+    ignore: ReadonlySet<string>,
+  ): void {
+    const keys = Object.keys(record);
+    for (const key of Object.keys(replace)) if (!Object.hasOwn(record, key)) keys.push(key);
+    this.record(record, keys, replace, ignore, 1);
+  }
+
+  /** The bytes written, as text. */
+  toString(): string {
+    return this.bytes.toString('latin1', 0, this.length);
+  }
+
+  // `skip` holds the keys to drop here and below; undefined for objects `ignore` does not reach.
+  private record(
+    record: Record<string, unknown>,
+    keys: string[],
+    replace: Record<string, unknown> | undefined,
+    skip: ReadonlySet<string> | undefined,
+    depth: number,
+  ): void {
+    this.byte(0x7b);
+    let first = true;
+    for (const key of sortKeys(keys)) {
+      if (skip?.has(key)) continue;
+      const member = replace && Object.hasOwn(replace, key) ? replace[key] : record[key];
+      if (isAbsent(member)) continue;
+      if (!first) this.byte(0x2c);
+      first = false;
+      this.string(key);
+      this.byte(0x3a);
+      this.value(member, skip, depth);
+    }
+    this.byte(0x7d);
+  }
+
+  private room(n: number): void {
+    if (this.length + n <= this.bytes.length) return;
+    const bigger = Buffer.allocUnsafe(Math.max(this.bytes.length * 2, this.length + n));
+    this.bytes.copy(bigger, 0, 0, this.length);
+    this.bytes = bigger;
+  }
+
+  private byte(c: number): void {
+    this.room(1);
+    this.bytes[this.length++] = c;
+  }
+
+  /** ASCII text as it is: numbers, literals. */
+  private ascii(s: string): void {
+    this.room(s.length);
+    const bytes = this.bytes;
+    let at = this.length;
+    for (let i = 0; i < s.length; i++) bytes[at++] = s.charCodeAt(i);
+    this.length = at;
+  }
+
+  private string(s: string): void {
+    const n = s.length;
+    this.room(n * 6 + 2); // every unit escaped as \uXXXX at worst
+    const bytes = this.bytes;
+    let at = this.length;
+    if (n >= NATIVE_COPY_FROM && s === this.lastString) {
+      this.length += this.lastBytes.copy(bytes, at, 0, this.lastLength);
+      return;
+    }
+    bytes[at++] = 0x22;
+    if (n >= NATIVE_COPY_FROM && PLAIN.test(s)) {
+      at += bytes.write(s, at, 'latin1');
+    } else {
+      for (let i = 0; i < n; i++) {
+        const unit = s.charCodeAt(i);
+        if (unit >= 0x20 && unit <= 0x7e && unit !== 0x22 && unit !== 0x5c) {
+          bytes[at++] = unit;
+          continue;
+        }
+        bytes[at++] = 0x5c;
+        const short = unit < 128 ? (SHORT_ESCAPES[unit] as number) : 0;
+        if (short !== 0) {
+          bytes[at++] = short;
+          continue;
+        }
+        bytes[at++] = 0x75;
+        bytes[at++] = HEX[(unit >> 12) & 15] as number;
+        bytes[at++] = HEX[(unit >> 8) & 15] as number;
+        bytes[at++] = HEX[(unit >> 4) & 15] as number;
+        bytes[at++] = HEX[unit & 15] as number;
+      }
+    }
+    bytes[at++] = 0x22;
+    if (n >= NATIVE_COPY_FROM) {
+      const size = at - this.length;
+      if (this.lastBytes.length < size) this.lastBytes = Buffer.allocUnsafe(Math.max(size, 4096));
+      bytes.copy(this.lastBytes, 0, this.length, at);
+      this.lastString = s;
+      this.lastLength = size;
+    }
+    this.length = at;
+  }
 }
 
-// `skip` holds the keys to drop here and below; undefined for objects `ignore` does not reach.
-function dumpRecord(
-  keys: string[],
-  get: (key: string) => unknown,
-  depth: number,
-  skip: ReadonlySet<string> | undefined,
-): string {
-  let out = '{';
-  for (const key of sortKeys(keys)) {
-    if (skip?.has(key)) continue;
-    const dumped = dump(get(key), depth, skip);
-    if (dumped !== undefined) out += `${out.length > 1 ? ',' : ''}${dumpString(key)}:${dumped}`;
-  }
-  return `${out}}`;
+let shared: PyDumpWriter | undefined = new PyDumpWriter();
+
+/**
+ * The module's reused writer, reset, until {@link releasePyDumpWriter}; a call made while it
+ * is taken (a getter that dumps) gets a writer of its own.
+ */
+export function takePyDumpWriter(): PyDumpWriter {
+  if (shared === undefined) return new PyDumpWriter();
+  const writer = shared.reset();
+  shared = undefined;
+  return writer;
+}
+
+/** Gives a writer from {@link takePyDumpWriter} back. */
+export function releasePyDumpWriter(writer: PyDumpWriter): void {
+  shared = writer;
 }
 
 /**
@@ -300,9 +479,15 @@ function dumpRecord(
  * as if they had been deleted first.
  */
 export function pythonJsonDumps(value: unknown, ignore?: ReadonlySet<string>): string {
-  const out = dump(value, 0, ignore);
-  if (out === undefined) throw new TypeError(`cannot serialize a value of type ${typeof value}`);
-  return out;
+  const writer = takePyDumpWriter();
+  try {
+    if (!writer.value(value, ignore)) {
+      throw new TypeError(`cannot serialize a value of type ${typeof value}`);
+    }
+    return writer.toString();
+  } finally {
+    releasePyDumpWriter(writer);
+  }
 }
 
 /**
@@ -314,8 +499,11 @@ export function pythonJsonDumpsRecord(
   replace: Record<string, unknown>,
   ignore: ReadonlySet<string>,
 ): string {
-  const keys = Object.keys(record);
-  for (const key of Object.keys(replace)) if (!Object.hasOwn(record, key)) keys.push(key);
-  const get = (key: string) => (Object.hasOwn(replace, key) ? replace[key] : record[key]);
-  return dumpRecord(keys, get, 1, ignore);
+  const writer = takePyDumpWriter();
+  try {
+    writer.replaced(record, replace, ignore);
+    return writer.toString();
+  } finally {
+    releasePyDumpWriter(writer);
+  }
 }

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type Converted,
   contentTypeOf,
-  convert,
+  convertBatches,
   DEFAULT_MAX_DOCUMENT_BYTES,
   detectFormat,
   type Format,
@@ -15,6 +15,7 @@ import {
 } from './convert.js';
 import { SluiceError, toSluiceError, usageError } from './errors.js';
 import { murmurhash3_32, setHashes } from './hash.js';
+import { TASK_BATCHES } from './jsonl.js';
 import {
   DEFAULT_INLINE_MAX_BYTES,
   loadMediaKey,
@@ -138,6 +139,10 @@ export interface SourceOptions extends Selection {
   mediaOrigins?: string[];
   /** The file holding the per-user secret behind media URLs (default `~/.config/sluice/media.key`, made on first use). */
   mediaKeyFile?: string;
+  /** Media items the proxy reads ahead of the browser, in stream order (default 16; 0: none). */
+  mediaPrefetch?: number;
+  /** Memory the items read ahead may take, in bytes (default 64 MiB). */
+  mediaPrefetchBytes?: number;
   /** Lifetime of signed URLs, in seconds (default 3600). */
   urlTtl?: number;
   /** Largest media item turned into a data URI (default 5 MiB). */
@@ -334,6 +339,11 @@ class SourceRun implements Source {
   }
 
   async *[Symbol.asyncIterator](): AsyncGenerator<Task> {
+    for await (const batch of this[TASK_BATCHES]()) yield* batch;
+  }
+
+  /** The tasks a chunk of input at a time, for writers that take them so (see {@link TASK_BATCHES}). */
+  async *[TASK_BATCHES](): AsyncGenerator<Task[]> {
     const { options } = this;
     this.driver = await this.pending;
     if (options.media === 'signed' && !this.driver.signedUrl) {
@@ -353,7 +363,7 @@ class SourceRun implements Source {
     }
   }
 
-  private async *passes(): AsyncGenerator<Task> {
+  private async *passes(): AsyncGenerator<Task[]> {
     const { options } = this;
     const signal = this.abort.signal;
     // A change-feed position is only good for the same root and selection: items a different
@@ -385,15 +395,23 @@ class SourceRun implements Source {
         let converted = 0;
         let failure = 'error' in result ? result.error : undefined;
         try {
-          const entries =
-            'stream' in result ? this.convertItem(item, this.read(item)) : result.tasks;
-          for await (const entry of entries) {
-            converted++;
-            if (before && converted <= before.tasks && before.version === versionOf(item)) {
-              continue;
+          const batches =
+            'stream' in result ? this.convertItem(item, this.read(item)) : [result.tasks];
+          for await (const entries of batches) {
+            const tasks: Task[] = [];
+            try {
+              for (const entry of entries) {
+                converted++;
+                if (before && converted <= before.tasks && before.version === versionOf(item)) {
+                  continue;
+                }
+                tasks.push(this.stamp(entry, item));
+              }
+            } finally {
+              // What was stamped before a failure goes out, as it would one by one.
+              this.stats.tasks += tasks.length;
+              if (tasks.length > 0) yield tasks;
             }
-            this.stats.tasks++;
-            yield this.stamp(entry, item);
           }
         } catch (error) {
           failure = error;
@@ -486,7 +504,7 @@ class SourceRun implements Source {
           return { item, stream: true };
         }
         try {
-          for await (const entry of this.convertItem(item, this.read(item))) tasks.push(entry);
+          for await (const batch of this.convertItem(item, this.read(item))) tasks.push(...batch);
           return { item, tasks };
         } catch (error) {
           if (!isChanged(error) || changes >= CHANGE_RETRIES || this.abort.signal.aborted) {
@@ -533,9 +551,9 @@ class SourceRun implements Source {
   private convertItem(
     item: SourceItem,
     bytes: AsyncIterable<Uint8Array>,
-  ): AsyncIterable<Converted> {
+  ): AsyncIterable<Converted[]> {
     const format = formatOf(item, this.options) as Exclude<Format, MediaFormat>;
-    return convert(format, isGzipped(item.key) ? gunzip(bytes) : bytes, {
+    return convertBatches(format, isGzipped(item.key) ? gunzip(bytes) : bytes, {
       name: shown(item),
       textMode: this.options.textMode ?? item.textMode,
       maxLineBytes: this.options.maxLineBytes,
@@ -598,7 +616,7 @@ class SourceRun implements Source {
       );
     } else {
       // Only what this run selected is served, each under a URL nobody can guess.
-      url = (await this.mediaServer()).add(item.uri, item.key);
+      url = (await this.mediaServer()).add(item.uri, item.key, this.mediaItem(item));
     }
     // Prodigy's base64 removal (`image.manual --remove-base64`, `audio.manual`) puts `path`
     // back in place of inlined bytes, so the database keeps this reference, not the media.
@@ -613,6 +631,8 @@ class SourceRun implements Source {
         baseUrl: this.options.mediaBaseUrl,
         origins: this.options.mediaOrigins,
         key: await loadMediaKey(this.options.mediaKeyFile),
+        prefetch: this.options.mediaPrefetch,
+        prefetchBytes: this.options.mediaPrefetchBytes,
         resolve: (uri) => this.resolveMedia(uri),
       });
       await server.start();
@@ -631,11 +651,16 @@ class SourceRun implements Source {
     if (!item || !this.selector(item)) return undefined;
     const format = formatOf(item, this.options);
     if (!format || !isMediaFormat(format)) return undefined;
+    return this.mediaItem(item);
+  }
+
+  private mediaItem(item: SourceItem): MediaItem {
     return {
       size: item.size,
       version: item.version,
       contentType: contentTypeOf(item.key, item.contentType),
-      open: async (range) => this.driver.open(item, { start: range?.start, end: range?.end }),
+      open: async (range, signal) =>
+        this.driver.open(item, { start: range?.start, end: range?.end, signal }),
     };
   }
 

@@ -22,7 +22,9 @@ export interface FsSourceOptions extends SourceOptions {
 export const FS_CONNECTOR = 'fs';
 const SMALL_FILE_BYTES = 256 * 1024;
 const STAT_BATCH = 64;
-const CHUNK_BYTES = 64 * 1024;
+/** A large file is read in chunks from 64 KiB (the first tasks come at once) to 1 MiB (fewer reads and checks). */
+const FIRST_CHUNK_BYTES = 64 * 1024;
+const MAX_CHUNK_BYTES = 1024 * 1024;
 
 /** `sluice.source.version` of a file: its modification time (ms) and size. */
 const versionOf = (stats: Stats) => `${Math.trunc(stats.mtimeMs)}:${stats.size}`;
@@ -51,8 +53,10 @@ async function* readChecked(
   start = 0,
   end = Number.POSITIVE_INFINITY,
 ): AsyncGenerator<Uint8Array> {
+  let chunk = FIRST_CHUNK_BYTES;
   const read = (position: number) => {
-    const buffer = Buffer.allocUnsafe(Math.min(CHUNK_BYTES, end - position + 1));
+    const buffer = Buffer.allocUnsafe(Math.min(chunk, end - position + 1));
+    chunk = Math.min(chunk * 2, MAX_CHUNK_BYTES);
     return handle.read(buffer, 0, buffer.length, position);
   };
   let next = start <= end ? read(start) : undefined;

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { finished } from 'node:stream/promises';
 import type { Storage } from '@google-cloud/storage';
 import {
   createSink,
@@ -168,6 +169,32 @@ export function createGcsSinkDriver(rootUrl: string, options: GcsSinkOptions): S
           metadata: { contentType: part.contentType, metadata: part.metadata },
         }),
       );
+    },
+    // A resumable upload's object appears when its last chunk is in, and an upload abandoned
+    // before that leaves nothing: a part fed while staged appears whole or not at all.
+    streamFrom: chunkSize,
+    stream(key, part) {
+      const body = bucket.file(`${prefix}${key}`).createWriteStream({
+        resumable: true,
+        chunkSize,
+        validation: 'crc32c',
+        metadata: { contentType: part.contentType, metadata: part.metadata },
+      });
+      const done = finished(body).then(
+        () => undefined,
+        (error: unknown) => {
+          throw error instanceof SluiceError ? error : gcsError(error, uriOf(key));
+        },
+      );
+      done.catch(() => {});
+      return {
+        body,
+        done,
+        async abort() {
+          body.destroy(new SluiceError('export abandoned', { code: 'INTERRUPTED' }));
+          await done.catch(() => {});
+        },
+      };
     },
     async delete(key) {
       // Safe to repeat: a missing object is fine.

@@ -5,11 +5,12 @@ import {
   HeadObjectCommand,
   PutBucketVersioningCommand,
   PutObjectCommand,
+  S3Client,
 } from '@aws-sdk/client-s3';
 import type { Task } from '@sluice/core';
-import { collect, TINY_PNG } from '@sluice/core/testing';
+import { collect, freePort, startFaultProxy, TINY_PNG } from '@sluice/core/testing';
 import { S3_SERVERS, useS3 } from '@sluice/testkit';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { s3Source } from '../src/s3-source.js';
 
 describe.each(S3_SERVERS)('s3 source on %s', (name) => {
@@ -46,6 +47,48 @@ describe.each(S3_SERVERS)('s3 source on %s', (name) => {
     const response = await fetch(url);
     expect(response.status).toBe(200);
     expect(Buffer.from(await response.arrayBuffer())).toEqual(TINY_PNG);
+  });
+
+  it('reads the images ahead of the browser, which then waits on no store request', async () => {
+    const bodies = [1, 2, 3, 4].map((n) => Buffer.concat([TINY_PNG, Buffer.alloc(n * 1000, n)]));
+    for (const [i, body] of bodies.entries()) {
+      await kit.s3.send(
+        new PutObjectCommand({ Bucket: 'raw', Key: `ahead/${i + 1}.png`, Body: body }),
+      );
+    }
+    // Counts the reads of image bodies that reach the store.
+    let reads = 0;
+    const proxy = await startFaultProxy(kit.server.endpoint, [
+      {
+        match: ({ method, url }) => {
+          if (method === 'GET' && url.startsWith('/raw/ahead/')) reads++;
+          return false;
+        },
+      },
+    ]);
+    const client = new S3Client({ ...kit.server.clientConfig, endpoint: proxy.url });
+    const dir = await mkdtemp(join(tmpdir(), 'sluice-ahead-'));
+    const source = s3Source({
+      url: 's3://raw/ahead/',
+      client,
+      order: 'listing',
+      mediaPort: await freePort(),
+      mediaKeyFile: join(dir, 'media.key'),
+    });
+    try {
+      const tasks = await collect(source);
+      await vi.waitFor(() => expect(reads).toBe(4));
+      for (const [i, task] of tasks.entries()) {
+        const response = await fetch(task.image as string);
+        expect(Buffer.from(await response.arrayBuffer())).toEqual(bodies[i]);
+      }
+      expect(reads).toBe(4);
+    } finally {
+      await source.close();
+      client.destroy();
+      await proxy.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('fails on a URL that names neither an object nor a folder', async () => {

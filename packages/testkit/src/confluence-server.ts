@@ -168,6 +168,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import mime from 'mime-types';
+import { type GeneratedBucket, generatedBody } from './generated.js';
 import { LoopbackServer, readBody, sendJson } from './loopback.js';
 
 export interface ConfluenceServerOptions {
@@ -817,6 +818,13 @@ export class ConfluenceServer extends LoopbackServer {
   private nextId = 65537;
   private lastSeeded = 0;
   private nextPosition = 0;
+  /** Bumped by every change to a page, so that searches can be kept until the next one. */
+  private revision = 0;
+  /**
+   * Search results by CQL, until a page changes: the pages of a search over a large space are
+   * not filtered and sorted again for each page, as Confluence answers from its index.
+   */
+  private readonly searches = new Map<string, { revision: number; pages: StoredPage[] }>();
   /** Labels have ids of their own, shared by every page with that label. */
   private nextLabelId = 1;
   /** Requests seen, for tests that count calls: method, path with its query, and the query. */
@@ -946,8 +954,33 @@ export class ConfluenceServer extends LoopbackServer {
       iso(modified),
     );
     page.labels = [...new Set(spec.labels ?? [])];
+    this.revision++;
     for (const label of page.labels) this.labelId(label);
     return page.id;
+  }
+
+  /**
+   * A space (key `spec.name`) of `spec.keys` generated pages, `Page 0000` (the homepage) and
+   * the rest below it, each a paragraph per line of one generated text (see generated.ts),
+   * made without the per-page checks of addPage; returns the homepage's id.
+   */
+  generate(spec: GeneratedBucket): string {
+    const { id: spaceId } = this.addSpace(spec.name);
+    const now = iso(Date.now());
+    const body = generatedBody(spec.size, 'txt')
+      .toString('utf8')
+      .trim()
+      .split('\n')
+      .map((line) => `<p>${line}</p>`)
+      .join('');
+    const width = String(Math.max(spec.keys - 1, 0)).length;
+    let home: string | null = null;
+    for (let i = 0; i < spec.keys; i++) {
+      const title = `Page ${String(i).padStart(width, '0')}`;
+      const page = this.insertPage(spaceId, title, body, home, SEED_ACCOUNT, now, now);
+      home ??= page.id;
+    }
+    return home ?? '';
   }
 
   /** Adds a Cloud folder (below a page or folder, or at the top of the space). */
@@ -976,6 +1009,7 @@ export class ConfluenceServer extends LoopbackServer {
     const page = this.pagesById.get(id);
     if (!page) throw new Error(`no page ${id}`);
     page.status = 'archived';
+    this.revision++;
   }
 
   /** Adds a version, as a user's edit would; `modified` (default now) is its time. */
@@ -987,6 +1021,7 @@ export class ConfluenceServer extends LoopbackServer {
     if (title !== current.title && this.titleTaken(page.spaceId, title, id)) {
       throw new Error(`title in use: ${title}`);
     }
+    this.revision++;
     page.versions.push({
       number: current.number + 1,
       title,
@@ -1003,6 +1038,7 @@ export class ConfluenceServer extends LoopbackServer {
     const page = this.pagesById.get(id);
     if (!page) throw new Error(`no page ${id}`);
     page.labels = [...new Set([...page.labels, ...labels])];
+    this.revision++;
     for (const label of labels) this.labelId(label);
   }
 
@@ -1030,6 +1066,7 @@ export class ConfluenceServer extends LoopbackServer {
     const page = this.pagesById.get(pageId);
     if (!page) throw new Error(`no page ${pageId}`);
     page.restricted = restricted;
+    this.revision++;
   }
 
   page(id: string): ConfluencePage | undefined {
@@ -1154,6 +1191,7 @@ export class ConfluenceServer extends LoopbackServer {
       restricted: false,
     };
     this.pagesById.set(page.id, page);
+    this.revision++;
     const space = this.spaces.get(spaceId) as StoredSpace;
     if (space.homepageId === null && parentId === null && type === 'page') {
       space.homepageId = page.id;
@@ -1896,6 +1934,7 @@ export class ConfluenceServer extends LoopbackServer {
     },
   ): void {
     const { parentId, version } = change;
+    this.revision++;
     if (parentId !== undefined && parentId !== page.parentId) {
       this.checkParent(page, page.spaceId, parentId, change.api);
       page.parentId = parentId;
@@ -2019,25 +2058,27 @@ export class ConfluenceServer extends LoopbackServer {
       const cql = q.get('cql');
       if (cql === null) throw badRequest('cql parameter is required');
       const { where, order } = parseCql(cql, this.timeZone);
-      // Search finds current pages only (archived ones are out of the index's default scope).
-      const found = this.listedPages(new URLSearchParams(), ['current'])
-        .map((p) => [p, this.searchable(p)] as const)
-        .filter(([, s]) => where(s));
-      found.sort(([, a], [, b]) => {
-        for (const { field, desc } of order) {
-          let diff = 0;
-          if (field === 'title') diff = a.title.localeCompare(b.title);
-          else if (field === 'created') diff = a.created - b.created;
-          else diff = a.modified - b.modified;
-          if (diff) return desc ? -diff : diff;
-        }
-        return byNumber(a.id, b.id);
-      });
-      return this.paginateV1(
-        call,
-        found.map(([p]) => p),
-        (p) => this.contentV1(call, p),
-      );
+      let search = this.searches.get(cql);
+      if (search?.revision !== this.revision) {
+        // Search finds current pages only (archived ones are out of the index's default scope).
+        const found = this.listedPages(new URLSearchParams(), ['current'])
+          .map((p) => [p, this.searchable(p)] as const)
+          .filter(([, s]) => where(s));
+        found.sort(([, a], [, b]) => {
+          for (const { field, desc } of order) {
+            let diff = 0;
+            if (field === 'title') diff = a.title.localeCompare(b.title);
+            else if (field === 'created') diff = a.created - b.created;
+            else diff = a.modified - b.modified;
+            if (diff) return desc ? -diff : diff;
+          }
+          return byNumber(a.id, b.id);
+        });
+        search = { revision: this.revision, pages: found.map(([p]) => p) };
+        if (this.searches.size >= 16) this.searches.clear();
+        this.searches.set(cql, search);
+      }
+      return this.paginateV1(call, search.pages, (p) => this.contentV1(call, p));
     }
     if (path === '/content') {
       if (method === 'GET') {

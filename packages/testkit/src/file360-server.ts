@@ -101,6 +101,7 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parseFormData } from './confluence-server.js';
+import { type GeneratedBucket, generatedObjects } from './generated.js';
 import { LoopbackServer, readBody, sendJson } from './loopback.js';
 import { OtdsIssuer } from './otds.js';
 
@@ -369,6 +370,14 @@ export class File360Server extends LoopbackServer {
   private readonly ticketLifetimeMs: number;
   private readonly maxLimit: number;
   private nextId = 100000;
+  /** Bumped when a node changes: sorted children and listings are kept until then. */
+  private revision = 0;
+  private sortedAt = -1;
+  /** Each container's children by name (deleted and hidden ones too), as Content Server's index has them. */
+  private readonly sortedChildren = new Map<number, StoredNode[]>();
+  /** Listings of containers (filtered and sorted), by query, until a node changes. */
+  private readonly browsed = new Map<string, StoredNode[]>();
+  private browsedAt = -1;
   private nextVersionId = 500000;
   /** Authenticated requests left before every ticket issued so far expires. */
   private expiryCountdown: number | undefined;
@@ -435,10 +444,42 @@ export class File360Server extends LoopbackServer {
     return this.pushVersion(node, Buffer.from(content), opts).number;
   }
 
+  /**
+   * A folder (named `spec.name`, in the Enterprise Workspace) of `spec.keys` generated
+   * documents sharing one body (see generated.ts), `0000.jsonl` and on, made without the
+   * per-document name checks; returns the folder's id.
+   */
+  generate(spec: GeneratedBucket): number {
+    const folder = this.addFolder(ENTERPRISE_WORKSPACE, spec.name);
+    const { keys, body } = generatedObjects({ ...spec, prefix: '' });
+    const time = toSecond(new Date());
+    for (const name of keys) {
+      const node: StoredNode = {
+        id: this.nextId++,
+        parentId: folder,
+        name,
+        type: DOCUMENT,
+        description: '',
+        created: time,
+        modified: time,
+        versions: [],
+        hidden: false,
+        hiddenFlag: false,
+        denyAdd: false,
+        deleted: false,
+      };
+      this.nodes.set(node.id, node);
+      this.pushVersion(node, body, { fileName: name, modified: time });
+    }
+    this.revision++;
+    return folder;
+  }
+
   rename(id: number, name: string): void {
     const node = this.stored(id);
     if (this.nameTaken(node.parentId, name, id)) throw new Error(`name ${name} is taken`);
     node.name = name;
+    this.revision++;
   }
 
   /** A node, deleted ones included (see `deleted`). */
@@ -466,6 +507,7 @@ export class File360Server extends LoopbackServer {
   /** The caller may not see the node: 404 on every route, left out of listings. */
   hide(id: number): void {
     this.stored(id).hidden = true;
+    this.revision++;
   }
 
   /**
@@ -474,6 +516,7 @@ export class File360Server extends LoopbackServer {
    */
   setHidden(id: number, hidden = true): void {
     this.stored(id).hiddenFlag = hidden;
+    this.revision++;
   }
 
   /** The caller may see the container but not add to it, add versions or delete below it: 403. */
@@ -517,9 +560,18 @@ export class File360Server extends LoopbackServer {
   }
 
   private childrenOf(id: number, withHidden = false): StoredNode[] {
-    return [...this.nodes.values()]
-      .filter((n) => n.parentId === id && !n.deleted && (withHidden || !n.hidden))
-      .sort((a, b) => compareNames(a, b));
+    if (this.sortedAt !== this.revision) {
+      this.sortedChildren.clear();
+      this.sortedAt = this.revision;
+    }
+    let all = this.sortedChildren.get(id);
+    if (!all) {
+      all = [...this.nodes.values()]
+        .filter((n) => n.parentId === id)
+        .sort((a, b) => compareNames(a, b));
+      this.sortedChildren.set(id, all);
+    }
+    return all.filter((n) => !n.deleted && (withHidden || !n.hidden));
   }
 
   private nameTaken(parentId: number, name: string, except?: number): boolean {
@@ -553,6 +605,7 @@ export class File360Server extends LoopbackServer {
       deleted: false,
     };
     this.nodes.set(node.id, node);
+    this.revision++;
     return node;
   }
 
@@ -584,6 +637,7 @@ export class File360Server extends LoopbackServer {
     };
     node.versions.push(version);
     node.modified = created;
+    this.revision++;
     return version;
   }
 
@@ -908,46 +962,53 @@ export class File360Server extends LoopbackServer {
     }
     const query = call.url.searchParams;
     const fields = parseFields(query.getAll('fields'));
-    let items = this.childrenOf(node.id);
-    if (!/^(true|1)$/i.test(query.get('show_hidden') ?? '')) {
-      items = items.filter((n) => !n.hiddenFlag);
-    }
-
     const types = query
       .getAll('where_type')
       .flatMap((t) => t.split(','))
       .map((t) => t.trim());
     if (types.some((t) => !/^-?\d+$/.test(t))) throw badRequest(INVALID_PARAMETERS);
-    if (types.length) {
-      const wanted = types.map(Number);
-      items = items.filter((n) =>
-        wanted.some(
-          (t) =>
-            t === n.type ||
-            t === -2 ||
-            (t === -1 && isContainer(n.type)) ||
-            (t === -3 && !isContainer(n.type)),
-        ),
-      );
-    }
     const name = query.get('where_name');
-    if (name) items = items.filter((n) => n.name.toLowerCase().includes(name.toLowerCase()));
-
     const sort = query.get('sort') ?? 'asc_name';
     const m = /^(?:(asc|desc)_)?(name|modify_date|create_date|size|type|id)$/.exec(sort);
     if (!m) throw badRequest(INVALID_PARAMETERS);
     const key = m[2] as string;
     const sortValue = `${m[1] ?? 'asc'}_${key}`;
-    const value = {
-      name: () => 0,
-      modify_date: (n: StoredNode) => n.modified.getTime(),
-      create_date: (n: StoredNode) => n.created.getTime(),
-      size: (n: StoredNode) => this.properties(n).size as number,
-      type: (n: StoredNode) => n.type,
-      id: (n: StoredNode) => n.id,
-    }[key] as (n: StoredNode) => number;
-    items.sort((a, b) => value(a) - value(b) || compareNames(a, b));
-    if (m[1] === 'desc') items.reverse();
+    const showHidden = /^(true|1)$/i.test(query.get('show_hidden') ?? '');
+    // The pages of a large folder come from one listing, kept until a node changes.
+    if (this.browsedAt !== this.revision) {
+      this.browsed.clear();
+      this.browsedAt = this.revision;
+    }
+    const listing = JSON.stringify([node.id, types, name, sortValue, showHidden]);
+    let items = this.browsed.get(listing);
+    if (!items) {
+      items = this.childrenOf(node.id);
+      if (!showHidden) items = items.filter((n) => !n.hiddenFlag);
+      if (types.length) {
+        const wanted = types.map(Number);
+        items = items.filter((n) =>
+          wanted.some(
+            (t) =>
+              t === n.type ||
+              t === -2 ||
+              (t === -1 && isContainer(n.type)) ||
+              (t === -3 && !isContainer(n.type)),
+          ),
+        );
+      }
+      if (name) items = items.filter((n) => n.name.toLowerCase().includes(name.toLowerCase()));
+      const value = {
+        name: () => 0,
+        modify_date: (n: StoredNode) => n.modified.getTime(),
+        create_date: (n: StoredNode) => n.created.getTime(),
+        size: (n: StoredNode) => this.properties(n).size as number,
+        type: (n: StoredNode) => n.type,
+        id: (n: StoredNode) => n.id,
+      }[key] as (n: StoredNode) => number;
+      items.sort((a, b) => value(a) - value(b) || compareNames(a, b));
+      if (m[1] === 'desc') items.reverse();
+      this.browsed.set(listing, items);
+    }
 
     const { slice, paging } = paginate(items, call.url, this.maxLimit);
     const filter = [
@@ -1022,6 +1083,7 @@ export class File360Server extends LoopbackServer {
       throw badRequest("Could not process object, invalid action 'delete'");
     }
     if (this.nodes.get(node.parentId)?.denyAdd) throw forbidden();
+    this.revision++;
     const trash = (n: StoredNode) => {
       n.deleted = true;
       for (const child of this.childrenOf(n.id, true)) trash(child);

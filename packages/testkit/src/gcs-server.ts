@@ -76,6 +76,7 @@ import {
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { gunzipSync } from 'node:zlib';
 import { crc32cBase64 } from './crc32c.js';
+import { type GeneratedBucket, generatedObjects, lowerBound } from './generated.js';
 import {
   boundaryOf,
   multipartParts,
@@ -105,6 +106,8 @@ interface Bucket {
   name: string;
   created: string;
   objects: Map<string, StoredObject>;
+  /** Object names, sorted, until the next write: a page of a large bucket is a binary search. */
+  sorted?: string[];
 }
 
 interface Upload {
@@ -226,6 +229,31 @@ export class GcsServer extends LoopbackServer {
     return this.store(target, { ...resource, name }, Buffer.from(data));
   }
 
+  /** Creates a bucket of generated objects sharing one body (see generated.ts), cheaply. */
+  generate(spec: GeneratedBucket): void {
+    this.createBucket(spec.name);
+    const bucket = this.buckets.get(spec.name) as Bucket;
+    const { keys, body } = generatedObjects(spec);
+    const md5Hash = md5Base64(body);
+    const crc32c = crc32cBase64(body);
+    const now = new Date().toISOString();
+    const contentType = spec.ext === 'jsonl' ? 'application/jsonl' : 'text/plain';
+    for (const name of keys) {
+      bucket.objects.set(name, {
+        name,
+        data: body,
+        generation: this.nextGeneration(),
+        metageneration: '1',
+        contentType,
+        md5Hash,
+        crc32c,
+        created: now,
+        updated: now,
+      });
+    }
+    bucket.sorted = undefined;
+  }
+
   /** The stored bytes and metadata of an object, for checks. */
   getObject(bucket: string, name: string): StoredObject | undefined {
     return this.buckets.get(bucket)?.objects.get(name);
@@ -309,6 +337,7 @@ export class GcsServer extends LoopbackServer {
       updated: now,
     };
     bucket.objects.set(name, object);
+    bucket.sorted = undefined;
     return object;
   }
 
@@ -440,6 +469,7 @@ export class GcsServer extends LoopbackServer {
         this.checkConditions(object, conditionsOf(q));
         this.throttleWrite(bucket, name);
         target.objects.delete(name);
+        target.sorted = undefined;
         res.writeHead(204).end();
         return;
       }
@@ -634,13 +664,21 @@ export class GcsServer extends LoopbackServer {
     );
     const token = q.get('pageToken');
     const after = token ? Buffer.from(token, 'base64url').toString('utf8') : undefined;
-    const names = [...bucket.objects.keys()].sort();
+    bucket.sorted ??= [...bucket.objects.keys()].sort();
+    const names = bucket.sorted;
     const items: Record<string, unknown>[] = [];
     const prefixes: string[] = [];
     let last: string | undefined;
     let more = false;
-    for (const name of names) {
-      if (!name.startsWith(prefix) || name < startOffset) continue;
+    // Names are sorted: those under the prefix are together, from the first one past where
+    // the listing starts (the page token never skips a folder's later names, being <= them).
+    let from = startOffset;
+    if (prefix > from) from = prefix;
+    if (after !== undefined && after > from) from = after;
+    for (let i = lowerBound(names, from); i < names.length; i++) {
+      const name = names[i] as string;
+      if (!name.startsWith(prefix)) break;
+      if (name < startOffset) continue;
       if (endOffset && name >= endOffset) continue;
       // A folder (common prefix) is one entry, listed where its first name would be.
       let entry = name;

@@ -118,6 +118,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import mime from 'mime-types';
+import { type GeneratedBucket, generatedObjects } from './generated.js';
 import {
   boundaryOf,
   type FieldTree,
@@ -830,6 +831,11 @@ export class DriveServer extends LoopbackServer {
   readonly rootId = newRootId();
   /** Requests seen, for tests that count calls: method + path + query string. */
   readonly requests: Array<{ method: string; path: string; query: URLSearchParams }> = [];
+  /**
+   * files.list results by listing, until anything changes: the pages of a large folder are
+   * not filtered and sorted again for each page, as Drive answers from its index.
+   */
+  private readonly listings = new Map<string, DriveFile[]>();
 
   constructor(private readonly options: DriveServerOptions = {}) {
     super();
@@ -902,6 +908,20 @@ export class DriveServer extends LoopbackServer {
     const mimeType = spec.mimeType ?? (mime.lookup(spec.name) || 'application/octet-stream');
     const content = Buffer.from(spec.content ?? '');
     return this.insert({ ...fields, mimeType, content }, [parent]).id;
+  }
+
+  /**
+   * A folder (named `spec.name`, in My Drive) of `spec.keys` generated files sharing one body
+   * (see generated.ts), `0000.jsonl` and on; returns the folder's id.
+   */
+  generate(spec: GeneratedBucket): string {
+    const parentId = this.createFolder(spec.name);
+    const parent = this.mustGet(parentId);
+    const { keys, body } = generatedObjects({ ...spec, prefix: '' });
+    const mimeType = mime.lookup(spec.ext) || 'application/octet-stream';
+    // One body for all: insert keeps the buffer it is given.
+    for (const name of keys) this.insert({ name, mimeType, content: body }, [parent]);
+    return parentId;
   }
 
   createShortcut(name: string, parentId: string, targetId: string): string {
@@ -1369,10 +1389,17 @@ export class DriveServer extends LoopbackServer {
       if (typeof at !== 'number' || of !== listing) throw invalid('pageToken');
       offset = at;
     }
-    const found = [...this.files.values()].filter(
-      (f) => !this.roots.has(f.id) && inCorpus(f) && matches(f),
-    );
-    if (order) found.sort(order);
+    const state = [this.changeLog.length, this.files.size, this.drives.size, caller];
+    const cached = `${listing} ${JSON.stringify(state)}`;
+    let found = this.listings.get(cached);
+    if (!found) {
+      found = [...this.files.values()].filter(
+        (f) => !this.roots.has(f.id) && inCorpus(f) && matches(f),
+      );
+      if (order) found.sort(order);
+      if (this.listings.size >= 16) this.listings.clear();
+      this.listings.set(cached, found);
+    }
     const page = found.slice(offset, offset + size);
     const more = offset + size < found.length;
     const body = {

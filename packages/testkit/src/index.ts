@@ -52,6 +52,7 @@ export {
   startDriveServer,
   type TokenIdentity,
 } from './gdrive-server.js';
+export { type GeneratedBucket, parseGeneratedBucket } from './generated.js';
 export { OtdsIssuer } from './otds.js';
 export {
   hasMoto,
@@ -63,4 +64,4 @@ export {
   startS3,
   startS3rver,
 } from './s3.js';
-export { type GeneratedBucket, parseGeneratedBucket, S3Stub, startS3Stub } from './s3-stub.js';
+export { S3Stub, startS3Stub } from './s3-stub.js';

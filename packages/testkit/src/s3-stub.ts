@@ -35,18 +35,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-
-export interface GeneratedBucket {
-  name: string;
-  /** Number of objects: `{prefix}{index, zero-padded}.{ext}`. */
-  keys: number;
-  /** Size of every object's body in bytes. */
-  size: number;
-  /** Extension, which picks the body: `jsonl` (JSON lines of text tasks) or anything else (text). */
-  ext: string;
-  /** Key prefix (default `data/`). */
-  prefix?: string;
-}
+import { type GeneratedBucket, generatedObjects, lowerBound } from './generated.js';
 
 interface StoredObject {
   size: number;
@@ -66,44 +55,9 @@ const LAST_MODIFIED = new Date('2026-01-01T00:00:00Z');
 const XML = '<?xml version="1.0" encoding="UTF-8"?>\n';
 const NS = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"';
 
-/** A body of about `size` bytes: JSON lines of text tasks, or plain text lines. */
-function generatedBody(size: number, ext: string): Buffer {
-  const lines: string[] = [];
-  let bytes = 0;
-  for (let i = 0; bytes < size; i++) {
-    const text = `Customer ${i} reports the invoice was charged twice and asks for a refund.`;
-    const line = ext === 'jsonl' ? `${JSON.stringify({ text, meta: { n: i } })}\n` : `${text}\n`;
-    lines.push(line);
-    bytes += Buffer.byteLength(line);
-  }
-  return Buffer.from(lines.join(''));
-}
-
-/** The keys and the shared body of a generated bucket, for the stub and for seeding real servers. */
-export function generatedObjects(spec: GeneratedBucket): { keys: string[]; body: Buffer } {
-  const prefix = spec.prefix ?? 'data/';
-  const width = String(Math.max(spec.keys - 1, 0)).length;
-  const keys = Array.from(
-    { length: spec.keys },
-    (_, i) => `${prefix}${String(i).padStart(width, '0')}.${spec.ext}`,
-  );
-  return { keys, body: generatedBody(spec.size, spec.ext) };
-}
-
 const md5 = (data: Buffer | string) => createHash('md5').update(data).digest('hex');
 const escapeXml = (s: string) =>
   s.replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(0)};`).replace(/\r/g, '&#13;');
-
-function lowerBound(keys: string[], key: string): number {
-  let lo = 0;
-  let hi = keys.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if ((keys[mid] as string) < key) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
 
 /** Decodes an aws-chunked body (`<hex size>[;chunk-signature=...]\r\n<data>\r\n ... 0\r\n<trailers>`). */
 function decodeAwsChunked(raw: Buffer): Buffer {
@@ -502,27 +456,4 @@ export async function startS3Stub(
   const stub = new S3Stub(buckets);
   const endpoint = await stub.listen(port);
   return { stub, endpoint, stop: () => stub.close() };
-}
-
-/** Parses `name:keys:size:ext[:prefix]`, e.g. `small:10000:2048:jsonl`. */
-export function parseGeneratedBucket(spec: string): GeneratedBucket {
-  const [name, keys, size, ext, prefix] = spec.split(':');
-  const bucket = {
-    name: name ?? '',
-    keys: Number(keys),
-    size: Number(size),
-    ext: ext ?? '',
-    prefix,
-  };
-  if (
-    !bucket.name ||
-    !Number.isInteger(bucket.keys) ||
-    !Number.isInteger(bucket.size) ||
-    !bucket.ext
-  ) {
-    throw new Error(
-      `--generate ${spec}: expected name:keys:size:ext[:prefix], e.g. small:10000:2048:jsonl`,
-    );
-  }
-  return bucket;
 }

@@ -17,13 +17,9 @@ import { coreShareClient, startCoreShareServer } from './core-share-server.js';
 import { ENTERPRISE_WORKSPACE, startFile360Server } from './file360-server.js';
 import { serviceAccount, startGcsServer } from './gcs-server.js';
 import { startDriveServer } from './gdrive-server.js';
+import { type GeneratedBucket, generatedObjects, parseGeneratedBucket } from './generated.js';
 import { type S3ServerName, startS3 } from './s3.js';
-import {
-  type GeneratedBucket,
-  generatedObjects,
-  parseGeneratedBucket,
-  startS3Stub,
-} from './s3-stub.js';
+import { startS3Stub } from './s3-stub.js';
 
 // The AWS SDK's notice about future Node versions is noise in a server's output.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -40,10 +36,10 @@ async function startStubServer(buckets: GeneratedBucket[], port: number) {
 }
 
 const USAGE = `usage: testkit serve s3 [--server s3rver|moto|stub] [--port 9000] [--bucket sluice] [--seed DIR] [--generate SPEC]...
-       testkit serve gcs [--port 4443] [--bucket sluice] [--seed DIR]
-       testkit serve gdrive [--port 4444] [--folder sluice] [--seed DIR]
-       testkit serve confluence [--port 4445] [--space SLUICE] [--seed DIR]
-       testkit serve file360 [--port 4446] [--folder sluice] [--seed DIR]
+       testkit serve gcs [--port 4443] [--bucket sluice] [--seed DIR] [--generate SPEC]...
+       testkit serve gdrive [--port 4444] [--folder sluice] [--seed DIR] [--generate SPEC]...
+       testkit serve confluence [--port 4445] [--space SLUICE] [--seed DIR] [--generate SPEC]...
+       testkit serve file360 [--port 4446] [--folder sluice] [--seed DIR] [--generate SPEC]...
        testkit serve core-share [--port 4447] [--folder sluice] [--seed DIR]
 
 Starts a local server on 127.0.0.1, creates the bucket, uploads every file under --seed
@@ -52,7 +48,9 @@ Starts a local server on 127.0.0.1, creates the bucket, uploads every file under
 s3: s3rver (the default) needs only Node; moto needs Python's moto_server; stub is the
 in-memory benchmark server. --generate name:keys:size:ext[:prefix] adds a bucket of
 generated objects (e.g. small:10000:2048:jsonl): held in memory by the stub, uploaded to
-the others.
+the others. gcs, gdrive, confluence and file360 take --generate too: a bucket (objects under
+data/), a folder, a space (key: the name; pages below its homepage) or a folder of that many
+items sharing one body; a line "generated NAME: N items of S bytes at <url>" says where each is.
 gcs: the test kit's Cloud Storage JSON API server, in memory; it writes a service account
 key made for the run (for --media signed) to a temporary folder.
 gdrive: the test kit's Google Drive API server, in memory; --seed fills one Drive folder
@@ -139,25 +137,35 @@ async function main(): Promise<number> {
     console.error(`testkit: error: --port expects a port number, got "${values.port}"`);
     return 2;
   }
-  if (command === 'serve gcs') return serveGcs(port, values.bucket as string, values.seed);
-  if (command === 'serve gdrive') return serveGdrive(port, values.folder as string, values.seed);
-  if (command === 'serve confluence') {
-    return serveConfluence(port, values.space as string, values.seed);
+  let generated: GeneratedBucket[];
+  try {
+    generated = (values.generate ?? []).map(parseGeneratedBucket);
+  } catch (error) {
+    console.error(`testkit: error: ${(error as Error).message}`);
+    return 2;
   }
-  if (command === 'serve file360') return serveFile360(port, values.folder as string, values.seed);
+  if (generated.length > 0 && command === 'serve core-share') {
+    console.error('testkit: error: --generate is for s3, gcs, gdrive, confluence and file360');
+    return 2;
+  }
+  if (command === 'serve gcs') {
+    return serveGcs(port, values.bucket as string, values.seed, generated);
+  }
+  if (command === 'serve gdrive') {
+    return serveGdrive(port, values.folder as string, values.seed, generated);
+  }
+  if (command === 'serve confluence') {
+    return serveConfluence(port, values.space as string, values.seed, generated);
+  }
+  if (command === 'serve file360') {
+    return serveFile360(port, values.folder as string, values.seed, generated);
+  }
   if (command === 'serve core-share') {
     return serveCoreShare(port, values.folder as string, values.seed);
   }
   const server = values.server as S3ServerName | 'stub';
   if (!['s3rver', 'moto', 'stub'].includes(server)) {
     console.error(`testkit: error: --server must be s3rver, moto or stub, got "${server}"`);
-    return 2;
-  }
-  let generated: GeneratedBucket[];
-  try {
-    generated = (values.generate ?? []).map(parseGeneratedBucket);
-  } catch (error) {
-    console.error(`testkit: error: ${(error as Error).message}`);
     return 2;
   }
   const s3 =
@@ -192,8 +200,11 @@ async function main(): Promise<number> {
       : []),
   ];
   console.log(
-    `S3 (${server}) serving on ${s3.endpoint}; bucket "${bucket}" holds ${seeded} seeded objects${generated.map((g) => `; "${g.name}" ${g.keys} generated`).join('')}.`,
+    `S3 (${server}) serving on ${s3.endpoint}; bucket "${bucket}" holds ${seeded} seeded objects.`,
   );
+  for (const spec of generated) {
+    printGenerated(spec, `s3://${spec.name}/${spec.prefix ?? 'data/'}`);
+  }
   console.log(
     "Point the Sluice S3 CLIs at it (these are the local server's fixed test credentials):",
   );
@@ -215,9 +226,23 @@ async function untilStopped(): Promise<void> {
   });
 }
 
-async function serveGcs(port: number, bucket: string, seed: string | undefined): Promise<number> {
+/** Says where a generated bucket (folder, space) is, in a line scripts can read. */
+function printGenerated(spec: GeneratedBucket, url: string): void {
+  console.log(`generated ${spec.name}: ${spec.keys} items of ${spec.size} bytes at ${url}`);
+}
+
+async function serveGcs(
+  port: number,
+  bucket: string,
+  seed: string | undefined,
+  generated: GeneratedBucket[],
+): Promise<number> {
   const { server, url, stop } = await startGcsServer({}, port);
   server.createBucket(bucket);
+  for (const spec of generated) {
+    server.generate(spec);
+    printGenerated(spec, `gs://${spec.name}/${spec.prefix ?? 'data/'}`);
+  }
   let seeded = 0;
   if (seed) {
     for await (const path of files(seed)) {
@@ -279,9 +304,11 @@ async function serveGdrive(
   port: number,
   folder: string,
   seed: string | undefined,
+  generated: GeneratedBucket[],
 ): Promise<number> {
   const { server, url, stop } = await startDriveServer({}, port);
   const folderId = server.createFolder(folder);
+  for (const spec of generated) printGenerated(spec, `gdrive://folder/${server.generate(spec)}`);
   const seeded = seed
     ? await seedTree(seed, folderId, {
         folder: (parent, name) => server.createFolder(name, parent),
@@ -399,8 +426,13 @@ async function serveConfluence(
   port: number,
   space: string,
   seed: string | undefined,
+  generated: GeneratedBucket[],
 ): Promise<number> {
   const { server, url, stop } = await startConfluenceServer({}, port);
+  for (const spec of generated) {
+    server.generate(spec);
+    printGenerated(spec, `confluence://${spec.name}`);
+  }
   server.addSpace(space, space);
   const homeId = server.addPage({
     space,
@@ -437,9 +469,11 @@ async function serveFile360(
   port: number,
   folder: string,
   seed: string | undefined,
+  generated: GeneratedBucket[],
 ): Promise<number> {
   const { server, base } = await startFile360Server({}, port);
   const folderId = server.addFolder(ENTERPRISE_WORKSPACE, folder);
+  for (const spec of generated) printGenerated(spec, `file360://node/${server.generate(spec)}`);
   const seeded = seed
     ? await seedTree(seed, folderId, {
         folder: (parent, name) => server.addFolder(parent, name),

@@ -172,3 +172,50 @@ describe.each([
     expect(await server.closed).toBe(0);
   }, 60_000);
 });
+
+describe.each([
+  { kind: 'gcs', name: 'many' },
+  { kind: 'gdrive', name: 'many' },
+  { kind: 'confluence', name: 'MANY' },
+  { kind: 'file360', name: 'many' },
+] as const)('testkit serve $kind --generate', ({ kind, name }) => {
+  it('holds many generated items that the source CLI reads, each once, across pages', async () => {
+    const items = 2500;
+    const server = startCli(serve, [
+      'serve',
+      kind,
+      '--port',
+      '0',
+      '--generate',
+      `${name}:${items}:64:txt`,
+    ]);
+    try {
+      await server.waitFor(({ stdout }) => stdout.includes('Press Ctrl-C to stop.'), 30_000);
+      const out = server.stdout();
+      const env = Object.fromEntries(
+        [...out.matchAll(/^\s*export (.*)$/gm)]
+          .flatMap((m) => (m[1] as string).split(' '))
+          .map((pair) => pair.split(/=(.*)/s).slice(0, 2) as [string, string]),
+      );
+      const url = new RegExp(`generated ${name}: ${items} items of 64 bytes at (\\S+)`).exec(
+        out,
+      )?.[1];
+      expect(url).toBeDefined();
+      const source = await runCli(
+        repo(`packages/${kind}-source/dist/cli.js`),
+        [url as string, '--json-summary'],
+        { env, timeout: 120_000 },
+      );
+      expect(source.code).toBe(0);
+      const texts = source.stdout
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line).meta?.source);
+      expect(new Set(texts).size).toBe(items);
+      expect(JSON.parse(source.stderr.trim().split('\n').pop() as string).items).toBe(items);
+    } finally {
+      server.child.kill('SIGINT');
+    }
+    expect(await server.closed).toBe(0);
+  }, 180_000);
+});

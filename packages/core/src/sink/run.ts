@@ -4,7 +4,7 @@ import { isUtf8 } from 'node:buffer';
 import { rm, writeFile } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import { SluiceError, usageError } from '../errors.js';
-import { scanJsonl } from '../jsonl.js';
+import { maxLineBytesOf, scanJsonl } from '../jsonl.js';
 import { type Task, validateTask } from '../task.js';
 import {
   assertSafeKey,
@@ -13,6 +13,8 @@ import {
   type TemplateKey,
   templateKeys,
 } from '../template.js';
+import type { BlockTally } from './check.js';
+import { type Block, BlockCheckers, BlockReader, checkThreads } from './checkers.js';
 import { type LiveExport, Publication, readLive } from './commit.js';
 import type { PartStream, SinkDriver, StagedPart } from './driver.js';
 import { groupLabel, labelsOf, scoreProblem, type TaskFilters, taskFilter } from './filters.js';
@@ -137,6 +139,16 @@ interface SinkRecord {
   spill?: { first: boolean; last: boolean };
 }
 
+/** Lines checked off this thread that go into a part as they came, with their tallies. */
+interface CleanBlock {
+  block: Buffer;
+  /** Number of the block's last line. */
+  lastLine: number;
+  tally: BlockTally;
+  /** Where each record of the block ends (after its LF). */
+  ends: number[];
+}
+
 /** The record as rejects.jsonl keeps it: text, or base64 when the bytes are not UTF-8. */
 function rawOf(record: SinkRecord): { raw: string } | { raw_base64: string } {
   const { bytes } = record;
@@ -168,8 +180,8 @@ async function* taskRecords(
   }
 }
 
-function increment(counts: Record<string, number>, key: string): void {
-  counts[key] = (counts[key] ?? 0) + 1;
+function increment(counts: Record<string, number>, key: string, by = 1): void {
+  counts[key] = (counts[key] ?? 0) + by;
 }
 
 interface Group {
@@ -241,6 +253,58 @@ class SinkRun {
     this.scoreFiltered = options.minScore !== undefined || options.maxScore !== undefined;
   }
 
+  /**
+   * The input's lines, checked in worker threads a block at a time (see checkers.ts): a block
+   * whose lines all go into a part as they came stays whole, others come line by line. A line
+   * too long for a block, and everything after it, is read line by line here.
+   */
+  async *checked(
+    input: AsyncIterable<Uint8Array | string>,
+  ): AsyncGenerator<SinkRecord | CleanBlock> {
+    const { options } = this;
+    const { answer, flagged, minScore, maxScore, label, match } = options;
+    const maxLineBytes = maxLineBytesOf(options);
+    const checkers = new BlockCheckers({
+      filters: { answer, flagged, minScore, maxScore, label, match },
+      scoreFiltered: this.scoreFiltered,
+      summaries:
+        this.format === 'jsonl' && !this.groupBy.answer && !this.groupBy.label && !options.csv,
+      maxLineBytes,
+    });
+    const reader = new BlockReader(input, checkers, maxLineBytes);
+    try {
+      for (;;) {
+        const next = await reader.next();
+        if (next === undefined) return;
+        let from: Block | undefined;
+        if (!('long' in next)) {
+          const result = await next.result;
+          if ('clean' in result) {
+            const lastLine = next.firstLine + result.lines - 1;
+            yield { block: next.bytes, lastLine, tally: result.clean, ends: result.ends };
+            continue;
+          }
+          if ('records' in result) {
+            for (const { line, start, end, task, problem } of result.records) {
+              yield { line, task, problem, bytes: next.bytes.subarray(start, end) };
+            }
+            continue;
+          }
+          from = next;
+        }
+        yield* scanJsonl(reader.rest(from), {
+          name: options.inputName ?? 'input',
+          maxLineBytes,
+          invalid: options.skipInvalid ? 'yield' : 'throw',
+          firstLine: from?.firstLine ?? (next as { long: number }).long,
+        });
+        return;
+      }
+    } finally {
+      await checkers.close();
+    }
+  }
+
   private filters(): Record<string, unknown> {
     const { answer, flagged, minScore, maxScore, label, match, maxPartRecords } = this.options;
     return Object.fromEntries(
@@ -273,7 +337,7 @@ class SinkRun {
     );
   }
 
-  async run(records: AsyncIterable<SinkRecord>): Promise<SinkResult> {
+  async run(records: AsyncIterable<SinkRecord | CleanBlock>): Promise<SinkResult> {
     const { options } = this;
     const now = options.now ?? new Date();
     const runValues = this.runValues();
@@ -487,7 +551,7 @@ class SinkRun {
    * before anything is written to the store.
    */
   private async stage(
-    records: AsyncIterable<SinkRecord>,
+    records: AsyncIterable<SinkRecord | CleanBlock>,
     folder: string,
     driver: SinkDriver,
     streaming: boolean,
@@ -536,8 +600,65 @@ class SinkRun {
             },
           }
         : undefined;
+    const addSource = (source: string, by: number) => {
+      const seen = lineage.sources[source];
+      if (seen !== undefined) lineage.sources[source] = seen + by;
+      else if (lineageSize < MAX_LINEAGE_SOURCES) {
+        lineage.sources[source] = by;
+        lineageSize++;
+      } else lineage.truncated = true;
+    };
+    const groupOf = (answer: string | undefined, label: string | undefined): Group => {
+      const id = `${answer ?? ''}\u0000${label ?? ''}`;
+      let group = groups.get(id);
+      if (!group) {
+        const values: Partial<Record<TemplateKey, string>> = { ...runValues };
+        if (answer !== undefined) values.answer = answer;
+        if (label !== undefined) values.label = label;
+        group = { id, values, files: [] };
+        groups.set(id, group);
+      }
+      return group;
+    };
+    /** The group's open part, a new one when it is full. */
+    const fileOf = async (group: Group): Promise<StagedFile> => {
+      let file = group.files.at(-1);
+      if (!file || (options.maxPartRecords && file.records >= options.maxPartRecords)) {
+        await file?.finish(); // a full part closes now, so open files stay one per group
+        file = new StagedFile(newFile(), this.format, early(group.values, group.files.length));
+        group.files.push(file);
+      }
+      return file;
+    };
     for await (const record of records) {
       if (options.signal?.aborted) break;
+      if ('block' in record) {
+        // Checked off this thread and kept whole: tallies and bytes as they came.
+        const { block, tally, ends } = record;
+        input.lines = record.lastLine;
+        this.stats.lines = record.lastLine;
+        input.valid += tally.records;
+        counts.records += tally.records;
+        for (const [answer, n] of tally.answers) increment(counts.answers, answer, n);
+        for (const [label, n] of tally.labels) increment(counts.labels, label, n);
+        counts.flagged += tally.flagged;
+        for (const [annotator, n] of tally.annotators) increment(counts.annotators, annotator, n);
+        for (const [source, n] of tally.sources) addSource(source, n);
+        const group = groupOf(undefined, undefined);
+        for (let done = 0, from = 0; done < tally.records; ) {
+          const file = await fileOf(group);
+          const left = tally.records - done;
+          const take = options.maxPartRecords
+            ? Math.min(left, options.maxPartRecords - file.records)
+            : left;
+          const to = take === left ? block.length : (ends[done + take - 1] as number);
+          const full = file.addBlock(block.subarray(from, to), take);
+          done += take;
+          from = to;
+          if (full) await full;
+        }
+        continue;
+      }
       input.lines = record.line;
       this.stats.lines = record.line;
       const task = record.task as Task | undefined;
@@ -576,31 +697,10 @@ class SinkRun {
       this.count(task as Task, counts);
       if (review) await review.add(reviewRow(task as Task));
       const source = task?.meta?.source;
-      if (typeof source === 'string') {
-        const seen = lineage.sources[source];
-        if (seen !== undefined) lineage.sources[source] = seen + 1;
-        else if (lineageSize < MAX_LINEAGE_SOURCES) {
-          lineage.sources[source] = 1;
-          lineageSize++;
-        } else lineage.truncated = true;
-      }
+      if (typeof source === 'string') addSource(source, 1);
       const answer = this.groupBy.answer ? ((task as Task).answer ?? 'none') : undefined;
       const label = this.groupBy.label ? groupLabel(task as Task) : undefined;
-      const id = `${answer ?? ''}\u0000${label ?? ''}`;
-      let group = groups.get(id);
-      if (!group) {
-        const values: Partial<Record<TemplateKey, string>> = { ...runValues };
-        if (answer !== undefined) values.answer = answer;
-        if (label !== undefined) values.label = label;
-        group = { id, values, files: [] };
-        groups.set(id, group);
-      }
-      let file = group.files.at(-1);
-      if (!file || (options.maxPartRecords && file.records >= options.maxPartRecords)) {
-        await file?.finish(); // a full part closes now, so open files stay one per group
-        file = new StagedFile(newFile(), this.format, early(group.values, group.files.length));
-        group.files.push(file);
-      }
+      const file = await fileOf(groupOf(answer, label));
       // The line as it came (db-out's own bytes: `1.0` stays `1.0`), or the task serialized.
       const full = file.add(record.bytes ?? JSON.stringify(task));
       if (full) await full;
@@ -716,11 +816,14 @@ export function createSink(
     write: (tasks) => run.run(taskRecords(tasks)),
     writeJsonl: (input) =>
       run.run(
-        scanJsonl(input, {
-          name: options.inputName ?? 'input',
-          maxLineBytes: options.maxLineBytes,
-          invalid: options.skipInvalid ? 'yield' : 'throw',
-        }),
+        checkThreads() > 0
+          ? run.checked(input)
+          : // Every line in this thread, one at a time: the reference the blocks are held to.
+            scanJsonl(input, {
+              name: options.inputName ?? 'input',
+              maxLineBytes: options.maxLineBytes,
+              invalid: options.skipInvalid ? 'yield' : 'throw',
+            }),
       ),
   };
 }

@@ -166,10 +166,25 @@ export class StagedFile {
     return this.settle();
   }
 
+  /**
+   * Adds whole JSONL records as they came, `records` of them: bytes that end in LF, handed
+   * over (the caller does not change them afterwards). Waits as `add` does.
+   */
+  addBlock(bytes: Buffer, records: number): Promise<void> | undefined {
+    this.flush();
+    this.records += records;
+    return this.wait(this.write(bytes));
+  }
+
   private settle(): Promise<void> | undefined {
     if (this.used < SLAB_BYTES / 2) return undefined;
+    return this.wait(this.flush());
+  }
+
+  /** What a writer waits for: the file to drain (unless `ready`), and the part's stream. */
+  private wait(ready: boolean): Promise<void> | undefined {
     const waits: Promise<unknown>[] = [];
-    if (!this.flush()) waits.push(once(this.head, 'drain'));
+    if (!ready) waits.push(once(this.head, 'drain'));
     const body = this.streamed?.body as { writableNeedDrain?: boolean } | undefined;
     if (body?.writableNeedDrain)
       waits.push(once(this.streamed?.body as NodeJS.EventEmitter, 'drain'));
