@@ -130,6 +130,7 @@ export {
   sheetCell,
   type TaskFilters,
   taskFilter,
+  uploadStream,
 } from './sink/index.js';
 export {
   type Bytes,

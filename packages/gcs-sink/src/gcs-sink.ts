@@ -9,6 +9,7 @@ import {
   type SinkOptions,
   SluiceError,
   type StagedPart,
+  uploadStream,
 } from '@sluice/core';
 import {
   createObjectReader,
@@ -180,21 +181,7 @@ export function createGcsSinkDriver(rootUrl: string, options: GcsSinkOptions): S
         validation: 'crc32c',
         metadata: { contentType: part.contentType, metadata: part.metadata },
       });
-      const done = finished(body).then(
-        () => undefined,
-        (error: unknown) => {
-          throw error instanceof SluiceError ? error : gcsError(error, uriOf(key));
-        },
-      );
-      done.catch(() => {});
-      return {
-        body,
-        done,
-        async abort() {
-          body.destroy(new SluiceError('export abandoned', { code: 'INTERRUPTED' }));
-          await done.catch(() => {});
-        },
-      };
+      return uploadStream(body, finished(body), (error) => gcsError(error, uriOf(key)));
     },
     async delete(key) {
       // Safe to repeat: a missing object is fine.

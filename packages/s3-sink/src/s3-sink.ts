@@ -18,6 +18,7 @@ import {
   type SinkDriver,
   type SinkOptions,
   SluiceError,
+  uploadStream,
 } from '@sluice/core';
 import {
   createS3Client,
@@ -226,24 +227,12 @@ export function createS3SinkDriver(rootUrl: string, options: S3SinkOptions): Sin
     streamFrom: partSize,
     stream(key, part) {
       const body = new PassThrough({ highWaterMark: partSize });
-      const done = transfer(key, body, part.contentType, part.metadata)
-        .done()
-        .then(
-          () => undefined,
-          (error: unknown) => {
-            throw error instanceof SluiceError ? error : s3Error(error, uriOf(key));
-          },
-        );
-      done.catch(() => {});
-      return {
+      // A body that fails makes the upload abort its multipart upload before done() settles.
+      return uploadStream(
         body,
-        done,
-        async abort() {
-          // A body that fails makes the upload abort its multipart upload before done() settles.
-          body.destroy(new SluiceError('export abandoned', { code: 'INTERRUPTED' }));
-          await done.catch(() => {});
-        },
-      };
+        transfer(key, body, part.contentType, part.metadata).done(),
+        (error) => s3Error(error, uriOf(key)),
+      );
     },
     async delete(key) {
       try {

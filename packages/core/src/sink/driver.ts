@@ -1,5 +1,6 @@
 // The small surface a connector implements to be a sink. The commit protocol that uses it
 // (commit.ts) is core's, once, for every store.
+import { SluiceError } from '../errors.js';
 
 /** A staged file, complete on local disk, ready to upload. */
 export interface StagedPart {
@@ -86,6 +87,33 @@ export interface PartStream {
   readonly done: Promise<void>;
   /** Stops the upload and discards what it sent; resolves once nothing will appear. */
   abort(): Promise<void>;
+}
+
+/**
+ * A part stream over an upload that takes `body`: `done` settles with the upload, its errors
+ * made a SluiceError by `toError`; `abort` fails the body, which the store's client turns into
+ * a cancelled upload (nothing appears), and waits for that.
+ */
+export function uploadStream(
+  body: NodeJS.WritableStream & { destroy(error?: Error): unknown },
+  upload: Promise<unknown>,
+  toError: (error: unknown) => Error,
+): PartStream {
+  const done = upload.then(
+    () => undefined,
+    (error: unknown) => {
+      throw error instanceof SluiceError ? error : toError(error);
+    },
+  );
+  done.catch(() => {});
+  return {
+    body,
+    done,
+    async abort() {
+      body.destroy(new SluiceError('export abandoned', { code: 'INTERRUPTED' }));
+      await done.catch(() => {});
+    },
+  };
 }
 
 /**

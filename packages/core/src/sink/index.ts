@@ -13,6 +13,7 @@ export {
   type StagedPart,
   type StoredObject,
   type StreamedPart,
+  uploadStream,
 } from './driver.js';
 export { labelsOf, scoreOf, type TaskFilters, taskFilter } from './filters.js';
 export {
