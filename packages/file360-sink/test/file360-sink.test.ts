@@ -331,6 +331,8 @@ describe('on the test kit Core Share server', () => {
       };
     },
     sink: (url, options) => file360Sink({ ...options, ...shareConnection(), url }),
+    // Commits are checked, not enforced, on Core Share too (see the driver's `commits`).
+    exclusive: 'new-root',
   });
 });
 

@@ -57,6 +57,39 @@ describe('gcs sink', () => {
     expect(lines).toHaveLength(12_000);
   });
 
+  it('uploads a large part from its staged file when its upload while staging fails', async () => {
+    // A caller's own client retries nothing: one 503 on a chunk ends the upload that streams
+    // the part, and the run publishes the staged copy instead, with the sink's own retries.
+    const chunks = ({ method, url }: { method: string; url: string }) =>
+      method === 'PUT' && url.startsWith('/upload/');
+    const proxy = await startFaultProxy(kit.url, [
+      { status: 503, body: unavailable, every: 1, times: 1, match: chunks },
+    ]);
+    try {
+      const storage = new Storage({ apiEndpoint: proxy.url, projectId: 'sluice-test' });
+      const result = await gcsSink({
+        url: 'gs://exports/restaged/',
+        storage,
+        chunkSize: 256 * 1024,
+      }).write(answers(12_000));
+      expect(result.status).toBe('written');
+      expect(proxy.injected).toBe(1);
+      const part = result.manifest.parts[0];
+      const stored = kit.server.getObject('exports', `restaged/${part?.key}`);
+      expect(stored?.data.toString('utf8').trim().split('\n')).toHaveLength(12_000);
+      expect(
+        createHash('sha256')
+          .update(stored?.data ?? '')
+          .digest('hex'),
+      ).toBe(part?.sha256);
+      expect(kit.server.list('exports').filter((name) => name.startsWith('restaged/'))).toEqual(
+        [`restaged/${part?.key}`, 'restaged/manifest.json'].sort(),
+      );
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('leaves nothing when a bad line comes after a large part began uploading', async () => {
     const lines = answers(12_000).map((task) => JSON.stringify(task));
     lines.push('{"text": "cut off');

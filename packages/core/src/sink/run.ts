@@ -468,12 +468,17 @@ class SinkRun {
         for (const file of outgoing) {
           if (options.signal?.aborted) throw this.interrupted(publication?.begun);
           const key = file.key as string;
-          if (file.streamed) {
-            await file.streamed.done;
-            written.push(key);
-          } else if (!file.reused) {
-            const metadata = { sha256: file.staged.sha256, ...this.dataset };
-            await started.write(key, { ...file.staged, metadata }, options.signal);
+          if (!file.reused) {
+            // A part streamed while staged is there once its upload is done; one whose stream
+            // failed goes up from its staged file, as other parts do (with the store's retries).
+            const streamed = await file.streamed?.done.then(
+              () => true,
+              () => false,
+            );
+            if (!streamed) {
+              const metadata = { sha256: file.staged.sha256, ...this.dataset };
+              await started.write(key, { ...file.staged, metadata }, options.signal);
+            }
             written.push(key);
           }
           if (partFiles.has(file)) this.stats.written++;

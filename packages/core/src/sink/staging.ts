@@ -111,7 +111,8 @@ export class StagedFile {
   private heldBytes = 0;
   /** The part's stream once started. */
   streamed: PartStream | undefined;
-  private readonly streamFailed: (error: unknown) => void;
+  /** Whether that stream failed: the part is then uploaded from its staged file at publish. */
+  private streamLost = false;
 
   constructor(
     readonly path: string,
@@ -131,15 +132,12 @@ export class StagedFile {
     } else {
       this.head = this.file;
     }
-    let fail: (error: unknown) => void = () => {};
     this.failure = new Promise<never>((_, reject) => {
-      fail = reject;
       const broken = (error: unknown) => reject(stagingError(error));
       this.file.once('error', broken);
       if (this.head !== this.file) this.head.once('error', broken);
     });
     this.failure.catch(() => {});
-    this.streamFailed = fail;
     if (format === 'json') this.append('[\n');
   }
 
@@ -185,9 +183,12 @@ export class StagedFile {
   private wait(ready: boolean): Promise<void> | undefined {
     const waits: Promise<unknown>[] = [];
     if (!ready) waits.push(once(this.head, 'drain'));
-    const body = this.streamed?.body as { writableNeedDrain?: boolean } | undefined;
-    if (body?.writableNeedDrain)
-      waits.push(once(this.streamed?.body as NodeJS.EventEmitter, 'drain'));
+    const streamed = this.streamLost ? undefined : this.streamed;
+    if ((streamed?.body as { writableNeedDrain?: boolean } | undefined)?.writableNeedDrain) {
+      // Until it drains or fails: a failed stream no longer holds staging back.
+      const drained = once(streamed?.body as NodeJS.EventEmitter, 'drain').catch(() => {});
+      waits.push(Promise.race([drained, streamed?.done.catch(() => {})]));
+    }
     return waits.length > 0
       ? Promise.race([Promise.all(waits), this.failure]).then(() => {})
       : undefined;
@@ -195,6 +196,7 @@ export class StagedFile {
 
   /** Passes staged bytes to the part's stream, starting it once the part is large enough. */
   private feed(chunk: Buffer): void {
+    if (this.streamLost) return;
     if (this.streamed) {
       this.streamed.body.write(chunk);
       return;
@@ -205,8 +207,11 @@ export class StagedFile {
     if (this.heldBytes < this.early.from) return;
     const streamed = this.early.open();
     this.streamed = streamed;
-    // An upload that fails stops staging at the next wait.
-    streamed.done.catch(this.streamFailed);
+    // An upload that fails is let go: staging goes on, and publishing uploads the staged file.
+    streamed.done.catch(() => {
+      this.streamLost = true;
+      this.held = [];
+    });
     for (const held of this.held) streamed.body.write(held);
     this.held = [];
   }
@@ -251,7 +256,7 @@ export class StagedFile {
       this.head.end();
       await Promise.race([closed, this.failure]);
       this.held = [];
-      this.streamed?.body.end();
+      if (!this.streamLost) this.streamed?.body.end();
       return {
         path: this.path,
         bytes: this.file.bytesWritten,
