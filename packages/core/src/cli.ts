@@ -13,7 +13,7 @@ import {
 import { isSluiceError, redact, SluiceError, toSluiceError, usageError } from './errors.js';
 import { keepHeapSmall } from './heap.js';
 import { writeJsonl } from './jsonl.js';
-import { MEDIA_MODES, type MediaMode, parseOrigins } from './media.js';
+import { DEFAULT_MEDIA_PREFETCH, MEDIA_MODES, type MediaMode, parseOrigins } from './media.js';
 import { debugLog } from './redact.js';
 import { parseShard, parseSize, parseTime } from './select.js';
 import {
@@ -216,7 +216,7 @@ function sourceFlags(program: Command): void {
       '--media-prefetch <n>',
       'media items the proxy reads ahead of the browser, in stream order (0: none)',
       number('--media-prefetch', { integer: true, min: 0 }),
-      16,
+      DEFAULT_MEDIA_PREFETCH,
     )
     .option('--media-prefetch-bytes <size>', 'memory the items read ahead may take', '64MB')
     .option(

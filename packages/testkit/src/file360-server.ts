@@ -454,21 +454,7 @@ export class File360Server extends LoopbackServer {
     const { keys, body } = generatedObjects({ ...spec, prefix: '' });
     const time = toSecond(new Date());
     for (const name of keys) {
-      const node: StoredNode = {
-        id: this.nextId++,
-        parentId: folder,
-        name,
-        type: DOCUMENT,
-        description: '',
-        created: time,
-        modified: time,
-        versions: [],
-        hidden: false,
-        hiddenFlag: false,
-        denyAdd: false,
-        deleted: false,
-      };
-      this.nodes.set(node.id, node);
+      const node = this.newNode(folder, name, DOCUMENT, '', time);
       this.pushVersion(node, body, { fileName: name, modified: time });
     }
     this.revision++;
@@ -589,7 +575,19 @@ export class File360Server extends LoopbackServer {
     if (!isContainer(parent.type)) throw new Error(`node ${parentId} is not a container`);
     if (!name) throw new Error('a node needs a name');
     if (this.nameTaken(parentId, name)) throw new Error(`name ${name} is taken in ${parentId}`);
-    const time = toSecond(modified);
+    const node = this.newNode(parentId, name, type, description, toSecond(modified));
+    this.revision++;
+    return node;
+  }
+
+  /** Stores a new node, with no checks. */
+  private newNode(
+    parentId: number,
+    name: string,
+    type: number,
+    description: string,
+    time: Date,
+  ): StoredNode {
     const node: StoredNode = {
       id: this.nextId++,
       parentId,
@@ -605,7 +603,6 @@ export class File360Server extends LoopbackServer {
       deleted: false,
     };
     this.nodes.set(node.id, node);
-    this.revision++;
     return node;
   }
 
