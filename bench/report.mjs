@@ -2,6 +2,9 @@
 
 const f1 = (x) => (x === undefined ? '–' : x.toFixed(1));
 const f2 = (x) => (x === undefined ? '–' : x.toFixed(2));
+/** A scenario's own number of rounds, where it differs from the run's. */
+const roundsOf = (scenario) =>
+  scenario.rounds ? `; medians of ${scenario.rounds} alternating rounds` : '';
 const ratio = (ours, theirs) => (ours && theirs ? `${(theirs / ours).toFixed(2)}x` : '–');
 const mark = (ok) => (ok ? 'met' : '**missed**');
 
@@ -221,7 +224,7 @@ export function render(results) {
     const x = c.medians;
     out.push('\n### 8. Conversion: a JSONL file into tasks\n');
     out.push(
-      `Seconds to turn a file of ${c.tasks.toLocaleString('en')} small text tasks (${(c.bytes / 1e6).toFixed(0)} MB) into tasks on stdout (to /dev/null): \`fs-source file\` (checked, stamped with lineage, hashed) against a bare \`readline\` + \`JSON.parse\` + \`JSON.stringify\` loop that stamps \`meta.source\` (\`bare-loop.mjs\`).\n`,
+      `Seconds to turn a file of ${c.tasks.toLocaleString('en')} small text tasks (${(c.bytes / 1e6).toFixed(0)} MB) into tasks on stdout (to /dev/null): \`fs-source file\` (checked, stamped with lineage, hashed) against a bare \`readline\` + \`JSON.parse\` + \`JSON.stringify\` loop that stamps \`meta.source\` (\`bare-loop.mjs\`)${roundsOf(c)}.\n`,
     );
     out.push(
       table(
@@ -243,7 +246,7 @@ export function render(results) {
     const x = l.medians;
     out.push("\n### 9. Prodigy's side: the Python loader against the plain pipe\n");
     out.push(
-      `Tasks a second read by Python (one \`json.loads\` a line, as Prodigy's JSONL loader does) from \`fs-source\` over the conversion scenario's ${l.tasks.toLocaleString('en')} tasks: \`fs-source file | python3\` (the pipe, as \`prodigy ... -\` reads stdin) and \`prodigy_sluice.loader.load(file)\` (\`--loader sluice\`, which runs the CLI itself).\n`,
+      `Tasks a second read by Python (one \`json.loads\` a line, as Prodigy's JSONL loader does) from \`fs-source\` over the conversion scenario's ${l.tasks.toLocaleString('en')} tasks: \`fs-source file | python3\` (the pipe, as \`prodigy ... -\` reads stdin) and \`prodigy_sluice.loader.load(file)\` (\`--loader sluice\`, which runs the CLI itself)${roundsOf(l)}.\n`,
     );
     out.push(
       table(

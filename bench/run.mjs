@@ -41,8 +41,10 @@ const CLI = {
 const SDK_LOOP = join(here, 'sdk-loop.mjs');
 const BARE_LOOP = join(here, 'bare-loop.mjs');
 const CONCURRENCY = 16;
+/** Rounds of the one-file CPU scenarios (convert, loader): a few seconds each, and the noisiest. */
+const CPU_ROUNDS = 7;
 
-// Sizes: the figures, or a run of a minute or two with --quick.
+// Sizes: the figures, or a run of about six minutes with --quick.
 const P = quick
   ? {
       rounds: 3,
@@ -485,9 +487,14 @@ if (want('convert')) {
         tasks(await measure('node', [CLI.fs, file, '--quiet', '--json-summary']), 'fs-source'),
       bare: async () => tasks(await measure('node', [BARE_LOOP, file]), 'bare loop'),
     },
-    P.rounds,
+    CPU_ROUNDS,
   );
-  results.scenarios.convert = { tasks: P.tasks, bytes: statSync(file).size, medians };
+  results.scenarios.convert = {
+    tasks: P.tasks,
+    bytes: statSync(file).size,
+    rounds: CPU_ROUNDS,
+    medians,
+  };
 }
 
 if (want('loader') && version('python3')) {
@@ -521,9 +528,9 @@ if (want('loader') && version('python3')) {
         ),
       loader: async () => tasks(await python(['loader', file]), 'loader'),
     },
-    P.rounds,
+    CPU_ROUNDS,
   );
-  results.scenarios.loader = { tasks: P.tasks, medians };
+  results.scenarios.loader = { tasks: P.tasks, rounds: CPU_ROUNDS, medians };
 }
 
 if (want('media')) {

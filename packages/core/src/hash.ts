@@ -93,8 +93,10 @@ function digest(writer: PyDumpWriter): number {
 }
 
 const ignoreSets = new WeakMap<readonly string[], ReadonlySet<string>>();
+const DEFAULT_IGNORE: ReadonlySet<string> = new Set(IGNORE_KEYS);
 
-function ignoreSet(keys: readonly string[]): ReadonlySet<string> {
+function ignoreSet(keys: readonly string[] | undefined): ReadonlySet<string> {
+  if (keys === undefined || keys === IGNORE_KEYS) return DEFAULT_IGNORE;
   let set = ignoreSets.get(keys);
   if (!set) {
     set = new Set(keys);
@@ -116,7 +118,8 @@ function keyedParts(
   for (const key of keys) {
     const value = task[key];
     if (value === undefined) continue;
-    writer.text(`${key}=`);
+    writer.text(key);
+    writer.text('=');
     if (!writer.value(value, ignore)) {
       throw new TypeError(`cannot serialize a value of type ${typeof value}`);
     }
@@ -128,7 +131,7 @@ function keyedParts(
 const NO_HASHES = { _input_hash: undefined, _task_hash: undefined };
 
 function computeInputHash(task: Task, options: HashKeyOptions): number {
-  const ignore = ignoreSet(options.ignore ?? IGNORE_KEYS);
+  const ignore = ignoreSet(options.ignore);
   const writer = takePyDumpWriter();
   try {
     if (!keyedParts(writer, task, options.inputKeys ?? INPUT_KEYS, ignore)) {
@@ -143,7 +146,7 @@ function computeInputHash(task: Task, options: HashKeyOptions): number {
 }
 
 function computeTaskHash(task: Task, inputHashValue: number, options: HashKeyOptions): number {
-  const ignore = ignoreSet(options.ignore ?? IGNORE_KEYS);
+  const ignore = ignoreSet(options.ignore);
   const writer = takePyDumpWriter();
   try {
     writer.text(String(inputHashValue));

@@ -63,6 +63,8 @@ export const TASK_BATCHES: unique symbol = Symbol.for('sluice.batches');
 const BATCH_RECORDS = 256;
 
 const NEWLINE = 0x0a;
+/** Bytes of a chunk split into lines at once (see splitInput). */
+const SPLIT_PIECE = 64 * 1024;
 const CR = 0x0d;
 const BOM = 0xfeff;
 const LINE_TOO_LONG_HINT = 'raise --max-line-bytes, or check that the input is JSONL';
@@ -292,16 +294,23 @@ function lineTooLong(name: string, line: number, max: number): SluiceError {
   });
 }
 
-// Yields the splitter after each chunk and once more after the input ends.
-// Only this per-chunk layer sits between the stream and the per-line loops,
+// Yields the splitter after each piece of a chunk and once more after the input ends.
+// Only this per-piece layer sits between the stream and the per-line loops,
 // because every async layer a line passes through costs time on the hot path.
+// A chunk goes in pieces of at most SPLIT_PIECE bytes so that the text decoded from one
+// piece is used up before the next is decoded: text that outlives a few young-generation
+// collections is copied by each and then moved to the old one, which costs full
+// collections (7% of a large file's conversion with 1 MiB chunks).
 async function* splitInput<Line extends string | Buffer>(
   input: AsyncIterable<Uint8Array | string>,
   splitter: LineSplitter<Line>,
 ): AsyncGenerator<LineSplitter<Line>> {
   for await (const chunk of input) {
-    splitter.push(toBuffer(chunk));
-    yield splitter;
+    const bytes = toBuffer(chunk);
+    for (let from = 0; from < bytes.length; from += SPLIT_PIECE) {
+      splitter.push(bytes.subarray(from, from + SPLIT_PIECE));
+      yield splitter;
+    }
   }
   splitter.end();
   yield splitter;

@@ -107,6 +107,34 @@ describe('readLines', () => {
     }
   });
 
+  it('reads a chunk of megabytes (split in pieces inside) as the lines it holds', async () => {
+    // Lines of every length around the 64 KiB pieces a chunk is split in, with multi-byte
+    // characters and CR LF endings wherever a piece may end.
+    const lines: string[] = [];
+    for (let i = 0; lines.join('\n').length < 3_000_000; i++) {
+      const fill = 'ü東x🧾'.repeat((i * 7919) % 40_000);
+      lines.push(JSON.stringify({ i, text: fill }));
+    }
+    const bytes = Buffer.from(`${lines.join('\r\n')}\r\n`, 'utf8');
+    const whole = await collect(readLines(chunks(bytes)));
+    expect(whole.map((l) => l.text)).toEqual(lines);
+    expect(whole.at(-1)?.line).toBe(lines.length);
+    // A limit smaller than some lines: those are refused by number, the others read.
+    const max = 100_000;
+    const long = lines.findIndex((l) => Buffer.byteLength(l) > max);
+    const records = [];
+    for await (const record of parseJsonl(chunks(bytes), { invalid: 'yield', maxLineBytes: max }))
+      records.push(record);
+    expect(records).toHaveLength(lines.length);
+    expect(records[long]).toMatchObject({
+      line: long + 1,
+      error: `line is longer than ${max} bytes`,
+    });
+    expect(records.filter((r) => r.error === undefined)).toHaveLength(
+      lines.filter((l) => Buffer.byteLength(l) <= max).length,
+    );
+  });
+
   it('refuses a line that is not UTF-8, naming it, wherever the chunks are cut', async () => {
     const bytes = Buffer.concat([
       Buffer.from('héllo\nwörld\n'),
