@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, openSync } from 'node:fs';
+import { closeSync, createReadStream, fstatSync, openSync } from 'node:fs';
 import { devNull } from 'node:os';
 import cliProgress from 'cli-progress';
 import { Command, CommanderError, Option } from 'commander';
@@ -65,9 +65,34 @@ interface Io {
   exit: (code: number, now?: boolean) => void;
 }
 
+/** Bytes a sink reads at once from a file given as stdin (`s3-sink URL < export.jsonl`). */
+const FILE_STDIN_READ_BYTES = 1024 * 1024;
+
+/**
+ * Standard input; a regular file is read in 1 MiB reads from where its descriptor stands,
+ * instead of the 64 KiB of `process.stdin` (13% of a 500 MB export's time to S3). A pipe
+ * or terminal is `process.stdin` itself.
+ */
+function standardInput(): Io['stdin'] {
+  let file = false;
+  try {
+    file = fstatSync(0).isFile();
+  } catch {
+    // No descriptor 0 (a closed stdin): process.stdin says so when read.
+  }
+  return file
+    ? createReadStream('', { fd: 0, autoClose: false, highWaterMark: FILE_STDIN_READ_BYTES })
+    : process.stdin;
+}
+
 const defaultIo = (): Io => ({
   argv: process.argv,
-  stdin: process.stdin,
+  // Opened when first used: a source never reads stdin.
+  get stdin() {
+    const stdin = standardInput();
+    Object.defineProperty(this, 'stdin', { value: stdin });
+    return stdin;
+  },
   stdout: process.stdout,
   stderr: process.stderr,
   exit: (code, now) => {

@@ -1,8 +1,9 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { closeSync, openSync, readSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { runCli } from '@sluice/core/testing';
+import { hasStackTrace, runCli } from '@sluice/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 // The sink checks lines in worker threads, a block of about 1 MiB at a time, and keeps a
@@ -52,10 +53,14 @@ describe('fs-sink line checks in worker threads', () => {
   });
 
   /** The export a run makes: the manifest without what differs from run to run, and each file's text. */
-  async function exported(input: string | Buffer, args: string[], threads: number) {
+  async function exported(
+    input: string | Buffer | { fd: number },
+    args: string[],
+    threads: number,
+  ) {
     const root = join(dir, `${threads}-${Math.random().toString(36).slice(2)}`);
     const run = await runCli(cli, [root, '--dataset', 'd', '--quiet', ...args], {
-      input,
+      ...(typeof input === 'object' && 'fd' in input ? { stdinFd: input.fd } : { input }),
       env: { SLUICE_CHECK_THREADS: String(threads) },
       timeout: 60_000,
     });
@@ -106,9 +111,40 @@ describe('fs-sink line checks in worker threads', () => {
     120_000,
   );
 
+  it('reads a file given as stdin from where its descriptor stands, as it reads a pipe', async () => {
+    // `fs-sink ROOT < file` reads the file itself, in large reads; after a first line was
+    // read off the same descriptor (as `(head -n 1 >/dev/null; fs-sink ROOT) < file` does),
+    // it goes on from there.
+    const file = join(dir, 'input.jsonl');
+    await writeFile(file, clean);
+    const first = clean.indexOf('\n') + 1;
+    const firstBytes = Buffer.byteLength(clean.slice(0, first));
+    const fd = openSync(file, 'r');
+    try {
+      expect(await exported({ fd }, [], 2)).toEqual(await exported(clean, [], 2));
+    } finally {
+      closeSync(fd);
+    }
+    const rest = openSync(file, 'r');
+    try {
+      readSync(rest, Buffer.alloc(firstBytes), 0, firstBytes, null);
+      expect(await exported({ fd: rest }, [], 2)).toEqual(
+        await exported(clean.slice(first), [], 2),
+      );
+    } finally {
+      closeSync(rest);
+    }
+  }, 60_000);
+
   it('refuses a bad line with its number, whichever block it is in', async () => {
     const run = await exported(inputs['a bad line late'] as string, [], 2);
     expect(run.code).toBe(1);
     expect(run.stderr).toMatch(/stdin line 3001: invalid JSON/);
+    // In the first block, with blocks behind it still being checked: the same one error, and
+    // no crash from the checks the run no longer waits for.
+    const early = await exported(`{"text": "cut off\n${clean}`, [], 2);
+    expect(early.code).toBe(1);
+    expect(early.stderr).toMatch(/^fs-sink: error: stdin line 1: invalid JSON/);
+    expect(hasStackTrace(early.stderr ?? '')).toBe(false);
   }, 60_000);
 });

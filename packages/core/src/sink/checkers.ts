@@ -74,11 +74,15 @@ export class BlockCheckers {
     const worker = this.workers[id % this.workers.length] as Worker;
     const shared = bytes.buffer instanceof SharedArrayBuffer;
     const view = shared ? bytes : new Uint8Array(bytes);
-    return new Promise<BlockResult>((resolve, reject) => {
+    const result = new Promise<BlockResult>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       const request: CheckRequest = { id, bytes: view, firstLine };
       worker.postMessage(request, shared ? [] : [view.buffer as ArrayBuffer]);
     });
+    // A run that stops early (a bad line) leaves blocks read ahead unchecked: their checks
+    // then fail with close(), and nobody waits for them.
+    result.catch(() => {});
+    return result;
   }
 
   /** Stops the threads (every run does, however it ends). */

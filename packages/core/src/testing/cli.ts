@@ -11,6 +11,8 @@ export interface CliRun {
 export interface RunCliOptions {
   /** Bytes or text written to stdin, then closed; stdin is /dev/null-like when omitted. */
   input?: string | Buffer;
+  /** An open file descriptor the CLI gets as its stdin instead (`cli < file`); `input` is then ignored. */
+  stdinFd?: number;
   env?: NodeJS.ProcessEnv;
   cwd?: string;
   /** Kill the process after this many ms (default 20 s). */
@@ -29,14 +31,14 @@ export async function runCli(
   const child = spawn(process.execPath, [script, ...args], {
     cwd: options.cwd,
     env: { ...process.env, ...options.env },
-    stdio: ['pipe', 'pipe', 'pipe'],
+    stdio: [options.stdinFd ?? 'pipe', 'pipe', 'pipe'],
   });
   const stdout: Buffer[] = [];
   const stderr: Buffer[] = [];
-  child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
-  child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
-  child.stdin.on('error', () => {}); // the CLI may exit before reading all of it
-  child.stdin.end(options.input);
+  child.stdout?.on('data', (chunk: Buffer) => stdout.push(chunk));
+  child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk));
+  child.stdin?.on('error', () => {}); // the CLI may exit before reading all of it
+  child.stdin?.end(options.input);
   const timer = setTimeout(() => child.kill('SIGKILL'), options.timeout ?? 20_000);
   const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
     child.on('close', (c, s) => resolve([c, s])),
