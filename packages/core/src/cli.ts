@@ -87,12 +87,7 @@ function standardInput(): Io['stdin'] {
 
 const defaultIo = (): Io => ({
   argv: process.argv,
-  // Opened when first used: a source never reads stdin.
-  get stdin() {
-    const stdin = standardInput();
-    Object.defineProperty(this, 'stdin', { value: stdin });
-    return stdin;
-  },
+  stdin: standardInput(),
   stdout: process.stdout,
   stderr: process.stderr,
   exit: (code, now) => {
